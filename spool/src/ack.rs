@@ -1,0 +1,146 @@
+//! The two-slot ack file: the consumer's durable progress, never torn, never zero-length.
+//!
+//! Layout: two 64-byte slots at offsets 0 and 4096 (different sectors, so one torn write can
+//! damage at most one slot). Slot: magic `SPLA`, u16 version, u16 zero, u64 generation,
+//! u64 next_seq, u64 segment, u64 offset, 20 zero bytes, u32 CRC-32 of bytes 0..60.
+//! A write goes to the slot holding the older generation, then `fdatasync`; a reader takes the
+//! valid slot with the higher generation. No rename, no directory fsync.
+
+use crate::Position;
+use crate::format::crc32;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+const MAGIC: [u8; 4] = *b"SPLA";
+const SLOT_LEN: usize = 64;
+const SLOT_OFFSETS: [u64; 2] = [0, 4096];
+
+/// The open ack file and the generation last written.
+#[derive(Debug)]
+pub struct AckFile {
+    file: File,
+    generation: u64,
+    /// Which slot holds `generation`.
+    slot: usize,
+}
+
+impl AckFile {
+    /// Opens (creating if needed) the ack file and returns the newest valid position in it.
+    pub fn open(path: &Path) -> io::Result<(AckFile, Option<Position>)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut best: Option<(u64, usize, Position)> = None;
+        for (i, off) in SLOT_OFFSETS.iter().enumerate() {
+            let mut b = [0u8; SLOT_LEN];
+            if file.read_exact_at(&mut b, *off).is_err() {
+                continue;
+            }
+            if let Some((generation, pos)) = decode(&b) {
+                if best.is_none_or(|(g, _, _)| generation > g) {
+                    best = Some((generation, i, pos));
+                }
+            }
+        }
+        let (generation, slot, pos) = match best {
+            Some((g, s, p)) => (g, s, Some(p)),
+            None => (0, 1, None),
+        };
+        Ok((AckFile { file, generation, slot }, pos))
+    }
+
+    /// Durably records `pos` in the older slot.
+    pub fn write(&mut self, pos: Position) -> io::Result<()> {
+        let generation = self.generation + 1;
+        let slot = 1 - self.slot;
+        self.file.write_all_at(&encode(generation, pos), SLOT_OFFSETS[slot])?;
+        self.file.sync_data()?;
+        self.generation = generation;
+        self.slot = slot;
+        Ok(())
+    }
+}
+
+fn encode(generation: u64, pos: Position) -> [u8; SLOT_LEN] {
+    let mut b = [0u8; SLOT_LEN];
+    b[0..4].copy_from_slice(&MAGIC);
+    b[4..6].copy_from_slice(&1u16.to_le_bytes());
+    b[8..16].copy_from_slice(&generation.to_le_bytes());
+    b[16..24].copy_from_slice(&pos.seq.to_le_bytes());
+    b[24..32].copy_from_slice(&pos.segment.to_le_bytes());
+    b[32..40].copy_from_slice(&pos.offset.to_le_bytes());
+    let crc = crc32(&[&b[0..60]]);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode(b: &[u8; SLOT_LEN]) -> Option<(u64, Position)> {
+    if b[0..4] != MAGIC || b[4..6] != 1u16.to_le_bytes() {
+        return None;
+    }
+    if crc32(&[&b[0..60]]).to_le_bytes() != b[60..64] {
+        return None;
+    }
+    let u = |at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(a)
+    };
+    Some((u(8), Position { seq: u(16), segment: u(24), offset: u(32) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(n: u64) -> Position {
+        Position { seq: n, segment: n / 10, offset: n * 3 }
+    }
+
+    #[test]
+    fn newest_slot_wins_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ack.state");
+        let (mut a, none) = AckFile::open(&p).unwrap();
+        assert_eq!(none, None);
+        for n in 1..=5 {
+            a.write(pos(n)).unwrap();
+        }
+        drop(a);
+        let (_, got) = AckFile::open(&p).unwrap();
+        assert_eq!(got, Some(pos(5)));
+    }
+
+    #[test]
+    fn a_torn_newest_slot_falls_back_to_the_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ack.state");
+        let (mut a, _) = AckFile::open(&p).unwrap();
+        a.write(pos(1)).unwrap();
+        a.write(pos(2)).unwrap(); // slot 0 after slot 1
+        let newest = a.slot;
+        drop(a);
+        let f = OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&[0xAB; 20], SLOT_OFFSETS[newest] + 10).unwrap();
+        let (mut a, got) = AckFile::open(&p).unwrap();
+        assert_eq!(got, Some(pos(1)));
+        // The next write must not overwrite the surviving slot.
+        a.write(pos(3)).unwrap();
+        drop(a);
+        assert_eq!(AckFile::open(&p).unwrap().1, Some(pos(3)));
+    }
+
+    #[test]
+    fn a_zeroed_file_reads_as_no_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ack.state");
+        std::fs::write(&p, vec![0u8; 8192]).unwrap();
+        assert_eq!(AckFile::open(&p).unwrap().1, None);
+    }
+}

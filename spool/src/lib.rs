@@ -1,0 +1,851 @@
+//! An append-only, segmented, crash-safe on-disk spool with one producer and one consumer.
+//!
+//! The producer appends a *batch* of opaque events together with its *cursor* (the position
+//! in the source that the batch brings it to) as one frame. The frame is `fdatasync`ed before
+//! [`Spool::append`] returns, so after a crash at any instant the spool holds either the whole
+//! batch and its cursor or neither: the producer resumes from [`Spool::cursor`] and never loses
+//! or repeats a batch. The consumer reads frames up to the durable end only, and records its
+//! progress with [`Spool::ack`]; whole segments below the acked position are deleted.
+//!
+//! # Files (one directory per spool)
+//!
+//! ```text
+//! LOCK                       flock()ed while a Spool is open; a second opener gets Error::Locked
+//! ack.state                  consumer progress, two checksummed slots (see `ack.rs`)
+//! 00000000000000000000.seg   segments, named by the sequence number of their first event
+//! 00000000000000052311.seg   (20 digits, u64, never wraps)
+//! *.corrupt                  segments whose header failed validation, set aside at startup
+//! ```
+//!
+//! Only the writer creates segment files; only `ack` and recovery delete them.
+//!
+//! # Segment layout (all integers little-endian)
+//!
+//! ```text
+//! header (64 bytes)  0 magic "SPLS" | 4 u16 version=1 | 6 u16 flags | 8 [16] spool id
+//!                   24 u64 first_seq | 32 u64 created_unix_ms | 40 [20] zero | 60 u32 crc
+//! frame              0 magic "SPLF" | 4 u32 body_len | 8 u32 crc(body_len_le ‖ body)
+//! body              12 u64 first_seq | 20 u32 event_count | 24 u16 kind (1 data, 2 cursor
+//!                      snapshot) | 26 u16 flags | 28 u32 source_id | 32 u64 batch_no
+//!                   40 u32 cursor_len | 44 cursor | events: event_count × (u32 len, bytes)
+//! ```
+//!
+//! The CRC is CRC-32/ISO-HDLC (zlib's CRC-32, polynomial 0x04C11DB7, check value 0xCBF43926).
+//! A new segment starts with a cursor-snapshot frame carrying the latest cursor, so the newest
+//! segment always holds the cursor even after older segments are deleted. Frames are at most
+//! [`Options::max_frame_bytes`]. A segment is rotated when the next frame would take it past
+//! [`Options::segment_bytes`]; a larger frame gets a segment of its own.
+//!
+//! # Recovery (at [`Spool::open`]; its cost does not grow with the backlog)
+//!
+//! 1. Take `LOCK`; read `ack.state` (no valid slot: start from the oldest segment).
+//! 2. Delete segments wholly below the acked position; set aside segments whose header is bad
+//!    (a last segment no longer than a header was created but never used: deleted).
+//! 3. Scan the *last* segment only: truncate it at the first invalid or incomplete frame (a torn
+//!    tail), `fdatasync`, and recover the next sequence number and the cursor from its frames.
+//!    A last segment with no valid frame holds no event: it is deleted and the one before is
+//!    scanned instead.
+//!
+//! A corrupt frame met later by the reader in a sealed segment is counted and skipped: the
+//! reader resynchronises on the next frame magic whose checksum holds. It never stops.
+
+mod ack;
+pub mod format;
+
+use format::{
+    FRAME_MAGIC, FRAME_PREFIX_LEN, HEADER_LEN, KIND_CURSOR_SNAPSHOT, KIND_DATA, SegmentHeader,
+};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Tuning knobs of a spool.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Target size of a segment file.
+    pub segment_bytes: u64,
+    /// Largest frame body accepted, on write and on read.
+    pub max_frame_bytes: u32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { segment_bytes: 32 << 20, max_frame_bytes: 128 << 20 }
+    }
+}
+
+/// A place in the spool: the frame at `offset` of segment `segment`, and `seq`, the first event
+/// (in that frame or after it) that is *not* covered. As an ack, every event below `seq` has
+/// been delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Sequence number of the first event not covered.
+    pub seq: u64,
+    /// First sequence number (file name) of the segment holding the frame.
+    pub segment: u64,
+    /// Byte offset of the frame in that segment.
+    pub offset: u64,
+}
+
+/// The end of what is durable on disk, published by the writer after each `fdatasync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    /// The segment being appended to.
+    pub segment: u64,
+    /// Its durable length.
+    pub offset: u64,
+    /// The sequence number the next event will get.
+    pub next_seq: u64,
+}
+
+/// Errors of the spool.
+#[derive(Debug)]
+pub enum Error {
+    /// An I/O operation failed; `op` says which, `path` on what.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// `fdatasync` failed. The kernel may have dropped the dirty pages, so retrying cannot be
+    /// trusted: the spool refuses further writes and the process should exit and recover.
+    Sync {
+        /// The segment file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Another process holds the spool's lock.
+    Locked {
+        /// The spool directory.
+        path: PathBuf,
+    },
+    /// A batch is larger than [`Options::max_frame_bytes`].
+    TooLarge {
+        /// Encoded size of the batch.
+        len: usize,
+    },
+}
+
+impl Error {
+    /// True for errors after which the spool cannot be written any more (restart to recover).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Sync { .. })
+    }
+
+    /// True when the error is the disk being full (retryable once space is freed).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(libc_enospc()))
+    }
+}
+
+fn libc_enospc() -> i32 {
+    28 // ENOSPC on Linux
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io { op, path, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            Error::Sync { path, source } => write!(
+                f,
+                "fdatasync of {} failed: {source}; the spool stops accepting writes, restart to recover from disk",
+                path.display()
+            ),
+            Error::Locked { path } => write!(
+                f,
+                "the spool {} is in use by another okta-collector process (its LOCK file is held); \
+                 stop that process or give this one another data_dir",
+                path.display()
+            ),
+            Error::TooLarge { len } => write!(f, "a batch of {len} bytes is over the frame limit"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } | Error::Sync { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io { op, path: path.to_path_buf(), source }
+}
+
+/// A handle on one spool directory. Cloning is cheap; all clones share the same state.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    spool_id: [u8; 16],
+    writer: Mutex<Writer>,
+    durable: Mutex<Durable>,
+    acked: Mutex<Acked>,
+    data_ready: event_listener::Event,
+    /// Held (flock) for the lifetime of the spool; released when dropped.
+    _lock: File,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: File,
+    segment: u64,
+    offset: u64,
+    next_seq: u64,
+    batch_no: u64,
+    cursor: Option<Vec<u8>>,
+    buf: Vec<u8>,
+    /// Set after an fsync failure: nothing more is written.
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Acked {
+    file: ack::AckFile,
+    pos: Position,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a spool lock leaves no half-written state in memory that matters:
+    // the on-disk state is authoritative, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.seg"))
+}
+
+/// Lists segment files by first sequence number, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".seg") {
+            if stem.len() == 20 {
+                if let Ok(n) = stem.parse::<u64>() {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn new_spool_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = [0u8; 16];
+    for (i, chunk) in id.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(now_ms());
+        h.write_u32(std::process::id());
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    id
+}
+
+/// What scanning a segment's frames found.
+struct Scan {
+    /// End of the last valid frame.
+    valid_end: u64,
+    /// Number of valid frames.
+    frames: u64,
+    /// Sequence number after the last event.
+    next_seq: u64,
+    /// Cursor and batch number of the last frame.
+    last: Option<(Vec<u8>, u64)>,
+}
+
+/// Reads frames from the start of a segment until the first invalid one.
+fn scan_segment(file: &File, first_seq: u64, len: u64, max_body: u32) -> io::Result<Scan> {
+    let mut scan = Scan { valid_end: HEADER_LEN, frames: 0, next_seq: first_seq, last: None };
+    let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
+    let mut body = Vec::new();
+    let mut off = HEADER_LEN;
+    while off + FRAME_PREFIX_LEN <= len {
+        file.read_exact_at(&mut prefix, off)?;
+        let Some(p) = format::decode_prefix(&prefix, max_body) else { break };
+        let end = off + FRAME_PREFIX_LEN + u64::from(p.body_len);
+        if end > len {
+            break;
+        }
+        body.resize(p.body_len as usize, 0);
+        file.read_exact_at(&mut body, off + FRAME_PREFIX_LEN)?;
+        let Some(b) = format::decode_body(p, &body) else { break };
+        if b.first_seq != scan.next_seq {
+            break;
+        }
+        scan.next_seq += b.events.len() as u64;
+        scan.last = Some((body[b.cursor.clone()].to_vec(), b.batch_no));
+        scan.frames += 1;
+        off = end;
+        scan.valid_end = end;
+    }
+    Ok(scan)
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir`, recovering from any crash.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another process has it open; [`Error::Io`] if the directory or its
+    /// files cannot be read or written.
+    pub fn open(dir: &Path, opts: Options) -> Result<Spool> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("create directory", dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.into() }),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
+        }
+        let ack_path = dir.join("ack.state");
+        let (ack_file, ack_pos) = ack::AckFile::open(&ack_path).map_err(io_err("open", &ack_path))?;
+
+        let mut segments = list_segments(dir)?;
+        if let Some(a) = ack_pos {
+            while segments.len() >= 2 && segments[1] <= a.seq {
+                let p = segment_path(dir, segments[0]);
+                fs::remove_file(&p).map_err(io_err("delete", &p))?;
+                segments.remove(0);
+            }
+        }
+
+        // Validate headers; set aside the bad ones.
+        let mut spool_id: Option<[u8; 16]> = None;
+        let mut valid = Vec::with_capacity(segments.len());
+        let count = segments.len();
+        for (i, seg) in segments.into_iter().enumerate() {
+            let p = segment_path(dir, seg);
+            let file = File::open(&p).map_err(io_err("open", &p))?;
+            let len = file.metadata().map_err(io_err("stat", &p))?.len();
+            let mut hb = [0u8; HEADER_LEN as usize];
+            let header = file.read_exact_at(&mut hb, 0).ok().and_then(|()| SegmentHeader::decode(&hb));
+            let ok = header.is_some_and(|h| {
+                h.first_seq == seg && *spool_id.get_or_insert(h.spool_id) == h.spool_id
+            });
+            if ok {
+                valid.push(seg);
+            } else if i + 1 == count && len <= HEADER_LEN {
+                log::warn!(
+                    "Spool {}: removing {} ({} bytes), a segment that was created but never written.",
+                    dir.display(),
+                    p.display(),
+                    len
+                );
+                fs::remove_file(&p).map_err(io_err("delete", &p))?;
+            } else {
+                let q = p.with_extension("seg.corrupt");
+                log::error!(
+                    "Spool {}: segment {} has an invalid header; {} bytes set aside as {}.",
+                    dir.display(),
+                    p.display(),
+                    len,
+                    q.display()
+                );
+                fs::rename(&p, &q).map_err(io_err("rename", &p))?;
+            }
+        }
+        let spool_id = spool_id.unwrap_or_else(new_spool_id);
+        let acked_seq = ack_pos.map_or(0, |a| a.seq);
+
+        // Recover the writer from the last segment that holds a valid frame.
+        let mut writer = None;
+        while let Some(&seg) = valid.last() {
+            let p = segment_path(dir, seg);
+            let file = OpenOptions::new().read(true).write(true).open(&p).map_err(io_err("open", &p))?;
+            let len = file.metadata().map_err(io_err("stat", &p))?.len();
+            let scan = scan_segment(&file, seg, len, opts.max_frame_bytes).map_err(io_err("read", &p))?;
+            if scan.frames == 0 {
+                log::warn!(
+                    "Spool {}: removing {} ({} bytes), a segment with no complete frame.",
+                    dir.display(),
+                    p.display(),
+                    len
+                );
+                drop(file);
+                fs::remove_file(&p).map_err(io_err("delete", &p))?;
+                valid.pop();
+                continue;
+            }
+            if scan.valid_end < len {
+                log::warn!(
+                    "Spool {}: truncating a torn tail of {} bytes from {} (a write cut short by a crash).",
+                    dir.display(),
+                    len - scan.valid_end,
+                    p.display()
+                );
+                file.set_len(scan.valid_end).map_err(io_err("truncate", &p))?;
+                file.sync_data().map_err(|source| Error::Sync { path: p.clone(), source })?;
+            }
+            let (cursor, batch_no) = match scan.last {
+                Some((c, b)) => (Some(c), b),
+                None => (None, 0),
+            };
+            writer = Some(Writer {
+                file,
+                segment: seg,
+                offset: scan.valid_end,
+                next_seq: scan.next_seq.max(acked_seq),
+                batch_no,
+                cursor,
+                buf: Vec::new(),
+                failed: false,
+            });
+            break;
+        }
+        let writer = match writer {
+            Some(w) => w,
+            None => {
+                let (file, len) = create_segment(dir, spool_id, acked_seq, None, 0)?;
+                Writer {
+                    file,
+                    segment: acked_seq,
+                    offset: len,
+                    next_seq: acked_seq,
+                    batch_no: 0,
+                    cursor: None,
+                    buf: Vec::new(),
+                    failed: false,
+                }
+            }
+        };
+        let oldest = valid.first().copied().unwrap_or(writer.segment);
+        let pos = ack_pos.unwrap_or(Position { seq: oldest, segment: oldest, offset: HEADER_LEN });
+        let durable = Durable { segment: writer.segment, offset: writer.offset, next_seq: writer.next_seq };
+        Ok(Spool {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                opts,
+                spool_id,
+                writer: Mutex::new(writer),
+                durable: Mutex::new(durable),
+                acked: Mutex::new(Acked { file: ack_file, pos }),
+                data_ready: event_listener::Event::new(),
+                _lock: lock_file,
+            }),
+        })
+    }
+
+    /// The directory of this spool.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The cursor stored with the last durable batch, if any batch was ever appended.
+    pub fn cursor(&self) -> Option<Vec<u8>> {
+        lock(&self.inner.writer).cursor.clone()
+    }
+
+    /// The durable end of the spool.
+    pub fn durable(&self) -> Durable {
+        *lock(&self.inner.durable)
+    }
+
+    /// The consumer's last durable ack.
+    pub fn acked(&self) -> Position {
+        lock(&self.inner.acked).pos
+    }
+
+    /// Number of events appended but not yet acked.
+    pub fn backlog(&self) -> u64 {
+        self.durable().next_seq.saturating_sub(self.acked().seq)
+    }
+
+    /// Bytes of segment files on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        let Ok(segs) = list_segments(&self.inner.dir) else { return 0 };
+        segs.iter()
+            .filter_map(|s| fs::metadata(segment_path(&self.inner.dir, *s)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// A listener that fires after the next append; create it *before* checking for data.
+    pub fn listen(&self) -> event_listener::EventListener {
+        self.inner.data_ready.listen()
+    }
+
+    /// Durably appends `events` and the producer's `cursor` after them, as one atomic frame.
+    ///
+    /// Returns once the frame is on disk (`fdatasync`), with the durable end after it. An empty
+    /// `events` records a cursor move alone.
+    ///
+    /// # Errors
+    /// [`Error::Io`] on a failed write (the file is cut back to its last durable length, so the
+    /// call can be retried, e.g. after ENOSPC); [`Error::Sync`] (fatal) if `fdatasync` fails;
+    /// [`Error::TooLarge`] if the frame is over the limit.
+    pub fn append(&self, events: &[&[u8]], cursor: &[u8]) -> Result<Durable> {
+        let inner = &*self.inner;
+        let mut w = lock(&inner.writer);
+        if w.failed {
+            return Err(Error::Sync {
+                path: segment_path(&inner.dir, w.segment),
+                source: io::Error::other("an earlier fdatasync failed"),
+            });
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        format::encode_frame(&mut buf, KIND_DATA, w.next_seq, w.batch_no + 1, cursor, events);
+        if buf.len() as u64 - FRAME_PREFIX_LEN > u64::from(inner.opts.max_frame_bytes) {
+            w.buf = buf;
+            return Err(Error::TooLarge { len: w.buf.len() });
+        }
+        let result = self.write_frame(&mut w, &buf, events.len() as u64, cursor);
+        w.buf = buf;
+        result
+    }
+
+    fn write_frame(&self, w: &mut Writer, frame: &[u8], events: u64, cursor: &[u8]) -> Result<Durable> {
+        let inner = &*self.inner;
+        let len = frame.len() as u64;
+        if w.offset + len > inner.opts.segment_bytes && w.next_seq > w.segment {
+            self.rotate(w)?;
+        }
+        let path = segment_path(&inner.dir, w.segment);
+        if let Err(e) = w.file.write_all_at(frame, w.offset) {
+            // Cut back what may have been partly written, so the file ends at durable data.
+            let _ = w.file.set_len(w.offset);
+            return Err(Error::Io { op: "append to", path, source: e });
+        }
+        if let Err(source) = w.file.sync_data() {
+            w.failed = true;
+            return Err(Error::Sync { path, source });
+        }
+        w.offset += len;
+        w.next_seq += events;
+        w.batch_no += 1;
+        w.cursor = Some(cursor.to_vec());
+        let d = Durable { segment: w.segment, offset: w.offset, next_seq: w.next_seq };
+        *lock(&inner.durable) = d;
+        inner.data_ready.notify(usize::MAX);
+        Ok(d)
+    }
+
+    /// Seals the active segment and starts a new one named by the next sequence number.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        let inner = &*self.inner;
+        let (file, len) =
+            create_segment(&inner.dir, inner.spool_id, w.next_seq, w.cursor.as_deref(), w.batch_no)?;
+        w.file = file;
+        w.segment = w.next_seq;
+        w.offset = len;
+        *lock(&inner.durable) = Durable { segment: w.segment, offset: w.offset, next_seq: w.next_seq };
+        Ok(())
+    }
+
+    /// Durably records that every event below `pos.seq` is delivered, then deletes the segments
+    /// that holds only such events. An ack below the current one is ignored.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the ack file cannot be written or a segment cannot be deleted.
+    pub fn ack(&self, pos: Position) -> Result<()> {
+        let inner = &*self.inner;
+        let mut a = lock(&inner.acked);
+        if pos.seq < a.pos.seq || pos == a.pos {
+            return Ok(());
+        }
+        let ack_path = inner.dir.join("ack.state");
+        a.file.write(pos).map_err(io_err("write", &ack_path))?;
+        let moved_segment = pos.segment != a.pos.segment;
+        a.pos = pos;
+        drop(a);
+        if moved_segment {
+            let active = lock(&inner.durable).segment;
+            let segs = list_segments(&inner.dir)?;
+            for pair in segs.windows(2) {
+                if pair[1] <= pos.seq && pair[0] != active {
+                    let p = segment_path(&inner.dir, pair[0]);
+                    fs::remove_file(&p).map_err(io_err("delete", &p))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A reader positioned at the consumer's last ack.
+    pub fn reader(&self) -> Reader {
+        let mut r = Reader {
+            inner: self.inner.clone(),
+            segment: 0,
+            offset: HEADER_LEN,
+            skip_below: 0,
+            file: None,
+            corrupt_frames: 0,
+        };
+        r.seek(self.acked());
+        r
+    }
+}
+
+/// Creates a segment: header, then (if there is one) a snapshot of the cursor, then
+/// `fdatasync` of the file and `fsync` of the directory. Returns the file and its length.
+fn create_segment(
+    dir: &Path,
+    spool_id: [u8; 16],
+    first_seq: u64,
+    cursor: Option<&[u8]>,
+    batch_no: u64,
+) -> Result<(File, u64)> {
+    let p = segment_path(dir, first_seq);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)
+        .map_err(io_err("create", &p))?;
+    let mut bytes = SegmentHeader { spool_id, first_seq, created_unix_ms: now_ms() }.encode().to_vec();
+    if let Some(c) = cursor {
+        let mut frame = Vec::new();
+        format::encode_frame(&mut frame, KIND_CURSOR_SNAPSHOT, first_seq, batch_no, c, &[]);
+        bytes.extend_from_slice(&frame);
+    }
+    if let Err(e) = file.write_all_at(&bytes, 0) {
+        let _ = fs::remove_file(&p);
+        return Err(Error::Io { op: "write", path: p, source: e });
+    }
+    file.sync_data().map_err(|source| Error::Sync { path: p.clone(), source })?;
+    sync_dir(dir)?;
+    Ok((file, bytes.len() as u64))
+}
+
+/// Reads frames in order, up to the durable end, from a position.
+#[derive(Debug)]
+pub struct Reader {
+    inner: Arc<Inner>,
+    segment: u64,
+    offset: u64,
+    /// Events below this sequence number are not returned again.
+    skip_below: u64,
+    file: Option<(u64, File)>,
+    corrupt_frames: u64,
+}
+
+/// The events of one frame, from the reader's position on.
+#[derive(Debug)]
+pub struct Frame {
+    /// Segment holding the frame.
+    pub segment: u64,
+    /// Offset of the frame in the segment.
+    pub offset: u64,
+    first_seq: u64,
+    skip: usize,
+    body: Vec<u8>,
+    events: Vec<std::ops::Range<usize>>,
+}
+
+impl Frame {
+    /// The frame's events not yet returned, with their sequence numbers.
+    pub fn events(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.events
+            .iter()
+            .enumerate()
+            .skip(self.skip)
+            .map(|(i, r)| (self.first_seq + i as u64, &self.body[r.clone()]))
+    }
+
+    /// Number of events [`Frame::events`] yields.
+    pub fn len(&self) -> usize {
+        self.events.len() - self.skip
+    }
+
+    /// True if the frame yields no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ack position that covers every event of this frame below `seq`.
+    pub fn position(&self, seq: u64) -> Position {
+        Position { seq, segment: self.segment, offset: self.offset }
+    }
+
+    /// The sequence number after the frame's last event.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
+}
+
+impl Reader {
+    /// Moves to `pos`: the next frame returned is the one at `pos`, without its events below
+    /// `pos.seq`.
+    pub fn seek(&mut self, pos: Position) {
+        self.segment = pos.segment;
+        self.offset = pos.offset.max(HEADER_LEN);
+        self.skip_below = pos.seq;
+    }
+
+    /// Frames found corrupt (and skipped) so far.
+    pub fn corrupt_frames(&self) -> u64 {
+        self.corrupt_frames
+    }
+
+    /// The next frame holding events not yet returned, or `None` at the durable end.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a segment cannot be read.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>> {
+        let dir = self.inner.dir.clone();
+        let max_body = self.inner.opts.max_frame_bytes;
+        loop {
+            let durable = *lock(&self.inner.durable);
+            if self.file.as_ref().is_none_or(|(s, _)| *s != self.segment) {
+                let p = segment_path(&dir, self.segment);
+                match File::open(&p) {
+                    Ok(f) => self.file = Some((self.segment, f)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        match list_segments(&dir)?.into_iter().find(|s| *s > self.segment) {
+                            Some(next) => {
+                                self.segment = next;
+                                self.offset = HEADER_LEN;
+                                continue;
+                            }
+                            None => return Ok(None),
+                        }
+                    }
+                    Err(e) => return Err(io_err("open", &p)(e)),
+                }
+            }
+            let Some((_, file)) = self.file.as_ref() else { return Ok(None) };
+            let path = segment_path(&dir, self.segment);
+            let sealed = self.segment != durable.segment;
+            let limit = if sealed {
+                file.metadata().map_err(io_err("stat", &path))?.len()
+            } else {
+                durable.offset
+            };
+            if self.offset + FRAME_PREFIX_LEN > limit {
+                if !sealed {
+                    return Ok(None);
+                }
+                if self.offset < limit {
+                    self.corrupt_frames += 1;
+                    log::error!(
+                        "Spool {}: {} unreadable bytes at the end of sealed segment {} skipped.",
+                        dir.display(),
+                        limit - self.offset,
+                        path.display()
+                    );
+                }
+                match list_segments(&dir)?.into_iter().find(|s| *s > self.segment) {
+                    Some(next) => {
+                        self.segment = next;
+                        self.offset = HEADER_LEN;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            let at = self.offset;
+            match read_frame(file, at, limit, max_body).map_err(io_err("read", &path))? {
+                Some((body, b)) => {
+                    self.offset = at + FRAME_PREFIX_LEN + body.len() as u64;
+                    let end = b.first_seq + b.events.len() as u64;
+                    if b.kind != KIND_DATA || b.events.is_empty() || end <= self.skip_below {
+                        continue;
+                    }
+                    let skip = self.skip_below.saturating_sub(b.first_seq) as usize;
+                    self.skip_below = end;
+                    return Ok(Some(Frame {
+                        segment: self.segment,
+                        offset: at,
+                        first_seq: b.first_seq,
+                        skip,
+                        body,
+                        events: b.events,
+                    }));
+                }
+                None => {
+                    self.corrupt_frames += 1;
+                    let next = resync(file, at + 1, limit, max_body).map_err(io_err("read", &path))?;
+                    log::error!(
+                        "Spool {}: corrupt frame at offset {} of {}; skipped {} bytes to the next valid frame.",
+                        dir.display(),
+                        at,
+                        path.display(),
+                        next - at
+                    );
+                    self.offset = next;
+                }
+            }
+        }
+    }
+}
+
+/// Reads and checks the frame at `at`; `None` if it is invalid or runs past `limit`.
+fn read_frame(file: &File, at: u64, limit: u64, max_body: u32) -> io::Result<Option<(Vec<u8>, format::Body)>> {
+    let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
+    file.read_exact_at(&mut prefix, at)?;
+    let Some(p) = format::decode_prefix(&prefix, max_body) else { return Ok(None) };
+    if at + FRAME_PREFIX_LEN + u64::from(p.body_len) > limit {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; p.body_len as usize];
+    file.read_exact_at(&mut body, at + FRAME_PREFIX_LEN)?;
+    Ok(format::decode_body(p, &body).map(|b| (body, b)))
+}
+
+/// Finds the next offset ≥ `from` where a valid frame starts, or `limit` if there is none.
+fn resync(file: &File, from: u64, limit: u64, max_body: u32) -> io::Result<u64> {
+    const CHUNK: usize = 1 << 16;
+    let mut buf = vec![0u8; CHUNK + 3];
+    let mut base = from;
+    while base < limit {
+        let n = ((limit - base) as usize).min(buf.len());
+        file.read_exact_at(&mut buf[..n], base)?;
+        let mut i = 0;
+        while i + 4 <= n {
+            if buf[i..i + 4] == FRAME_MAGIC && read_frame(file, base + i as u64, limit, max_body)?.is_some() {
+                return Ok(base + i as u64);
+            }
+            i += 1;
+        }
+        if n < buf.len() {
+            break;
+        }
+        base += CHUNK as u64; // the 3-byte overlap catches a magic split across chunks
+    }
+    Ok(limit)
+}
+
+#[cfg(test)]
+mod tests;
