@@ -1,1 +1,168 @@
-fn main(){}
+//! The `okta-collector` command line: `run`, `validate` and `demo`.
+
+use clap::{Parser, Subcommand};
+use okta_collector::config::Config;
+use okta_collector::pipeline::Pipeline;
+use okta_collector::shutdown::Shutdown;
+use okta_collector::{demo, logging, validate};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Pulls an Okta org's System Log and delivers it to Devo, losing nothing on the way.
+///
+/// Events are written to an on-disk spool (one per Devo table, under `globals.data_dir`)
+/// before anything is acknowledged to Okta, and sent to Devo as syslog lines over mutual TLS.
+/// Restarts, crashes and Devo outages resume from the spool.
+#[derive(Parser)]
+#[command(name = "okta-collector", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run until SIGTERM or SIGINT: pull from Okta into the spool and forward to Devo.
+    ///
+    /// On SIGTERM/SIGINT it stops pulling, finishes the batch in hand, closes the TLS session
+    /// cleanly and exits 0. Exit code 1: bad config or a fatal spool error.
+    Run {
+        /// The YAML config file (see config/config.example.yaml).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check the config, the Okta token (one limit=1 request per service) and the Devo TLS
+    /// handshake, one line per check; exit 0 only if all pass. Pulls and sends nothing.
+    Validate {
+        /// The YAML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the real pipeline against a built-in simulated Okta org and a local Devo receiver
+    /// with throwaway certificates. Needs no config and no network.
+    Demo {
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        seconds: u64,
+        /// Keep the demo's temporary folder (config, certificates, spool) and print its path.
+        #[arg(long)]
+        keep: bool,
+        /// Log level of the collector's own log lines on stderr.
+        #[arg(long, default_value = "error", value_name = "LEVEL")]
+        log_level: log::LevelFilter,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Validate { config } => validate_cmd(&config),
+        Command::Demo {
+            seconds,
+            keep,
+            log_level,
+        } => {
+            logging::init(log_level);
+            let shutdown = Shutdown::new();
+            if let Err(e) = on_signals(shutdown.clone()) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            match demo::run(seconds, keep, shutdown) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    logging::init(config.log_level.filter());
+    log::info!(
+        "okta-collector {} starting (id {}, config {}, data_dir {}).",
+        env!("CARGO_PKG_VERSION"),
+        config.id,
+        config.path.display(),
+        config.data_dir.display()
+    );
+    let pipeline = match Pipeline::build(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = Shutdown::new();
+    if let Err(e) = on_signals(shutdown.clone()) {
+        log::error!("{e}");
+        return ExitCode::FAILURE;
+    }
+    match smol::block_on(pipeline.run(shutdown)) {
+        Ok(()) => {
+            log::info!("Stopped cleanly.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("Stopped: {e}. Restart to recover from the spool.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn validate_cmd(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => {
+            println!("[FAIL] config {}", path.display());
+            return code;
+        }
+    };
+    logging::init(log::LevelFilter::Warn);
+    let mut ok = true;
+    for c in validate::run(&config) {
+        match c.result {
+            Ok(detail) => println!("[ OK ] {}: {detail}", c.what),
+            Err(problem) => {
+                ok = false;
+                println!("[FAIL] {}: {problem}", c.what);
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Triggers `shutdown` on SIGTERM or SIGINT.
+fn on_signals(shutdown: Shutdown) -> Result<(), String> {
+    use async_signal::{Signal, Signals};
+    use smol::stream::StreamExt;
+    let mut signals = Signals::new([Signal::Term, Signal::Int])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        smol::block_on(async {
+            if let Some(Ok(sig)) = signals.next().await {
+                log::info!("Received {sig:?}; stopping after the batch in hand.");
+                shutdown.trigger();
+            }
+        })
+    });
+    Ok(())
+}

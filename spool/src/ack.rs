@@ -52,14 +52,22 @@ impl AckFile {
             Some((g, s, p)) => (g, s, Some(p)),
             None => (0, 1, None),
         };
-        Ok((AckFile { file, generation, slot }, pos))
+        Ok((
+            AckFile {
+                file,
+                generation,
+                slot,
+            },
+            pos,
+        ))
     }
 
     /// Durably records `pos` in the older slot.
     pub fn write(&mut self, pos: Position) -> io::Result<()> {
         let generation = self.generation + 1;
         let slot = 1 - self.slot;
-        self.file.write_all_at(&encode(generation, pos), SLOT_OFFSETS[slot])?;
+        self.file
+            .write_all_at(&encode(generation, pos), SLOT_OFFSETS[slot])?;
         self.file.sync_data()?;
         self.generation = generation;
         self.slot = slot;
@@ -92,7 +100,14 @@ fn decode(b: &[u8; SLOT_LEN]) -> Option<(u64, Position)> {
         a.copy_from_slice(&b[at..at + 8]);
         u64::from_le_bytes(a)
     };
-    Some((u(8), Position { seq: u(16), segment: u(24), offset: u(32) }))
+    Some((
+        u(8),
+        Position {
+            seq: u(16),
+            segment: u(24),
+            offset: u(32),
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -100,7 +115,11 @@ mod tests {
     use super::*;
 
     fn pos(n: u64) -> Position {
-        Position { seq: n, segment: n / 10, offset: n * 3 }
+        Position {
+            seq: n,
+            segment: n / 10,
+            offset: n * 3,
+        }
     }
 
     #[test]
@@ -127,7 +146,8 @@ mod tests {
         let newest = a.slot;
         drop(a);
         let f = OpenOptions::new().write(true).open(&p).unwrap();
-        f.write_all_at(&[0xAB; 20], SLOT_OFFSETS[newest] + 10).unwrap();
+        f.write_all_at(&[0xAB; 20], SLOT_OFFSETS[newest] + 10)
+            .unwrap();
         let (mut a, got) = AckFile::open(&p).unwrap();
         assert_eq!(got, Some(pos(1)));
         // The next write must not overwrite the surviving slot.

@@ -71,7 +71,11 @@ impl SegmentHeader {
         }
         let mut spool_id = [0u8; 16];
         spool_id.copy_from_slice(&b[8..24]);
-        Some(SegmentHeader { spool_id, first_seq: u64_at(b, 24), created_unix_ms: u64_at(b, 32) })
+        Some(SegmentHeader {
+            spool_id,
+            first_seq: u64_at(b, 24),
+            created_unix_ms: u64_at(b, 32),
+        })
     }
 }
 
@@ -125,7 +129,10 @@ pub fn decode_prefix(b: &[u8], max_body: u32) -> Option<Prefix> {
     if (body_len as usize) < BODY_FIXED_LEN || body_len > max_body {
         return None;
     }
-    Some(Prefix { body_len, crc: u32_at(b, 8) })
+    Some(Prefix {
+        body_len,
+        crc: u32_at(b, 8),
+    })
 }
 
 /// A decoded frame body. Event payloads are ranges into the body buffer.
@@ -178,7 +185,13 @@ pub fn decode_body(prefix: Prefix, body: &[u8]) -> Option<Body> {
     if at != body.len() {
         return None;
     }
-    Some(Body { first_seq, kind, batch_no, cursor, events })
+    Some(Body {
+        first_seq,
+        kind,
+        batch_no,
+        cursor,
+        events,
+    })
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -226,7 +239,11 @@ mod tests {
         encode_frame(&mut out, KIND_DATA, 1, 1, b"", &[b"x"]);
         // body_len = 32 fixed + 4 + 1 = 37
         assert_eq!(u32_at(&out, 4), 37);
-        assert_eq!(u32_at(&out, 8), 0x87A0_6BF5, "CRC of this frame changed: format drift");
+        assert_eq!(
+            u32_at(&out, 8),
+            0x87A0_6BF5,
+            "CRC of this frame changed: format drift"
+        );
     }
 
     #[test]
@@ -250,7 +267,11 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_rejects_damage() {
-        let h = SegmentHeader { spool_id: [9; 16], first_seq: 42, created_unix_ms: 5 };
+        let h = SegmentHeader {
+            spool_id: [9; 16],
+            first_seq: 42,
+            created_unix_ms: 5,
+        };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Some(h));
         b[30] ^= 1;

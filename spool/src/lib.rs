@@ -72,7 +72,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { segment_bytes: 32 << 20, max_frame_bytes: 128 << 20 }
+        Options {
+            segment_bytes: 32 << 20,
+            max_frame_bytes: 128 << 20,
+        }
     }
 }
 
@@ -180,7 +183,11 @@ impl std::error::Error for Error {
 type Result<T> = std::result::Result<T, Error>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io { op, path: path.to_path_buf(), source }
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A handle on one spool directory. Cloning is cheap; all clones share the same state.
@@ -251,7 +258,9 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
 }
 
 fn now_ms() -> u64 {
@@ -288,20 +297,29 @@ struct Scan {
 
 /// Reads frames from the start of a segment until the first invalid one.
 fn scan_segment(file: &File, first_seq: u64, len: u64, max_body: u32) -> io::Result<Scan> {
-    let mut scan = Scan { valid_end: HEADER_LEN, frames: 0, next_seq: first_seq, last: None };
+    let mut scan = Scan {
+        valid_end: HEADER_LEN,
+        frames: 0,
+        next_seq: first_seq,
+        last: None,
+    };
     let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
     let mut body = Vec::new();
     let mut off = HEADER_LEN;
     while off + FRAME_PREFIX_LEN <= len {
         file.read_exact_at(&mut prefix, off)?;
-        let Some(p) = format::decode_prefix(&prefix, max_body) else { break };
+        let Some(p) = format::decode_prefix(&prefix, max_body) else {
+            break;
+        };
         let end = off + FRAME_PREFIX_LEN + u64::from(p.body_len);
         if end > len {
             break;
         }
         body.resize(p.body_len as usize, 0);
         file.read_exact_at(&mut body, off + FRAME_PREFIX_LEN)?;
-        let Some(b) = format::decode_body(p, &body) else { break };
+        let Some(b) = format::decode_body(p, &body) else {
+            break;
+        };
         if b.first_seq != scan.next_seq {
             break;
         }
@@ -340,7 +358,8 @@ impl Spool {
             Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
         }
         let ack_path = dir.join("ack.state");
-        let (ack_file, ack_pos) = ack::AckFile::open(&ack_path).map_err(io_err("open", &ack_path))?;
+        let (ack_file, ack_pos) =
+            ack::AckFile::open(&ack_path).map_err(io_err("open", &ack_path))?;
 
         let mut segments = list_segments(dir)?;
         if let Some(a) = ack_pos {
@@ -360,7 +379,10 @@ impl Spool {
             let file = File::open(&p).map_err(io_err("open", &p))?;
             let len = file.metadata().map_err(io_err("stat", &p))?.len();
             let mut hb = [0u8; HEADER_LEN as usize];
-            let header = file.read_exact_at(&mut hb, 0).ok().and_then(|()| SegmentHeader::decode(&hb));
+            let header = file
+                .read_exact_at(&mut hb, 0)
+                .ok()
+                .and_then(|()| SegmentHeader::decode(&hb));
             let ok = header.is_some_and(|h| {
                 h.first_seq == seg && *spool_id.get_or_insert(h.spool_id) == h.spool_id
             });
@@ -393,9 +415,14 @@ impl Spool {
         let mut writer = None;
         while let Some(&seg) = valid.last() {
             let p = segment_path(dir, seg);
-            let file = OpenOptions::new().read(true).write(true).open(&p).map_err(io_err("open", &p))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&p)
+                .map_err(io_err("open", &p))?;
             let len = file.metadata().map_err(io_err("stat", &p))?.len();
-            let scan = scan_segment(&file, seg, len, opts.max_frame_bytes).map_err(io_err("read", &p))?;
+            let scan =
+                scan_segment(&file, seg, len, opts.max_frame_bytes).map_err(io_err("read", &p))?;
             if scan.frames == 0 {
                 log::warn!(
                     "Spool {}: removing {} ({} bytes), a segment with no complete frame.",
@@ -415,8 +442,12 @@ impl Spool {
                     len - scan.valid_end,
                     p.display()
                 );
-                file.set_len(scan.valid_end).map_err(io_err("truncate", &p))?;
-                file.sync_data().map_err(|source| Error::Sync { path: p.clone(), source })?;
+                file.set_len(scan.valid_end)
+                    .map_err(io_err("truncate", &p))?;
+                file.sync_data().map_err(|source| Error::Sync {
+                    path: p.clone(),
+                    source,
+                })?;
             }
             let (cursor, batch_no) = match scan.last {
                 Some((c, b)) => (Some(c), b),
@@ -451,8 +482,16 @@ impl Spool {
             }
         };
         let oldest = valid.first().copied().unwrap_or(writer.segment);
-        let pos = ack_pos.unwrap_or(Position { seq: oldest, segment: oldest, offset: HEADER_LEN });
-        let durable = Durable { segment: writer.segment, offset: writer.offset, next_seq: writer.next_seq };
+        let pos = ack_pos.unwrap_or(Position {
+            seq: oldest,
+            segment: oldest,
+            offset: HEADER_LEN,
+        });
+        let durable = Durable {
+            segment: writer.segment,
+            offset: writer.offset,
+            next_seq: writer.next_seq,
+        };
         Ok(Spool {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -460,7 +499,10 @@ impl Spool {
                 spool_id,
                 writer: Mutex::new(writer),
                 durable: Mutex::new(durable),
-                acked: Mutex::new(Acked { file: ack_file, pos }),
+                acked: Mutex::new(Acked {
+                    file: ack_file,
+                    pos,
+                }),
                 data_ready: event_listener::Event::new(),
                 _lock: lock_file,
             }),
@@ -494,7 +536,9 @@ impl Spool {
 
     /// Bytes of segment files on disk.
     pub fn disk_bytes(&self) -> u64 {
-        let Ok(segs) = list_segments(&self.inner.dir) else { return 0 };
+        let Ok(segs) = list_segments(&self.inner.dir) else {
+            return 0;
+        };
         segs.iter()
             .filter_map(|s| fs::metadata(segment_path(&self.inner.dir, *s)).ok())
             .map(|m| m.len())
@@ -525,7 +569,14 @@ impl Spool {
             });
         }
         let mut buf = std::mem::take(&mut w.buf);
-        format::encode_frame(&mut buf, KIND_DATA, w.next_seq, w.batch_no + 1, cursor, events);
+        format::encode_frame(
+            &mut buf,
+            KIND_DATA,
+            w.next_seq,
+            w.batch_no + 1,
+            cursor,
+            events,
+        );
         if buf.len() as u64 - FRAME_PREFIX_LEN > u64::from(inner.opts.max_frame_bytes) {
             w.buf = buf;
             return Err(Error::TooLarge { len: w.buf.len() });
@@ -535,7 +586,13 @@ impl Spool {
         result
     }
 
-    fn write_frame(&self, w: &mut Writer, frame: &[u8], events: u64, cursor: &[u8]) -> Result<Durable> {
+    fn write_frame(
+        &self,
+        w: &mut Writer,
+        frame: &[u8],
+        events: u64,
+        cursor: &[u8],
+    ) -> Result<Durable> {
         let inner = &*self.inner;
         let len = frame.len() as u64;
         if w.offset + len > inner.opts.segment_bytes && w.next_seq > w.segment {
@@ -545,7 +602,11 @@ impl Spool {
         if let Err(e) = w.file.write_all_at(frame, w.offset) {
             // Cut back what may have been partly written, so the file ends at durable data.
             let _ = w.file.set_len(w.offset);
-            return Err(Error::Io { op: "append to", path, source: e });
+            return Err(Error::Io {
+                op: "append to",
+                path,
+                source: e,
+            });
         }
         if let Err(source) = w.file.sync_data() {
             w.failed = true;
@@ -555,7 +616,11 @@ impl Spool {
         w.next_seq += events;
         w.batch_no += 1;
         w.cursor = Some(cursor.to_vec());
-        let d = Durable { segment: w.segment, offset: w.offset, next_seq: w.next_seq };
+        let d = Durable {
+            segment: w.segment,
+            offset: w.offset,
+            next_seq: w.next_seq,
+        };
         *lock(&inner.durable) = d;
         inner.data_ready.notify(usize::MAX);
         Ok(d)
@@ -564,12 +629,21 @@ impl Spool {
     /// Seals the active segment and starts a new one named by the next sequence number.
     fn rotate(&self, w: &mut Writer) -> Result<()> {
         let inner = &*self.inner;
-        let (file, len) =
-            create_segment(&inner.dir, inner.spool_id, w.next_seq, w.cursor.as_deref(), w.batch_no)?;
+        let (file, len) = create_segment(
+            &inner.dir,
+            inner.spool_id,
+            w.next_seq,
+            w.cursor.as_deref(),
+            w.batch_no,
+        )?;
         w.file = file;
         w.segment = w.next_seq;
         w.offset = len;
-        *lock(&inner.durable) = Durable { segment: w.segment, offset: w.offset, next_seq: w.next_seq };
+        *lock(&inner.durable) = Durable {
+            segment: w.segment,
+            offset: w.offset,
+            next_seq: w.next_seq,
+        };
         Ok(())
     }
 
@@ -634,17 +708,37 @@ fn create_segment(
         .mode(0o600)
         .open(&p)
         .map_err(io_err("create", &p))?;
-    let mut bytes = SegmentHeader { spool_id, first_seq, created_unix_ms: now_ms() }.encode().to_vec();
+    let mut bytes = SegmentHeader {
+        spool_id,
+        first_seq,
+        created_unix_ms: now_ms(),
+    }
+    .encode()
+    .to_vec();
     if let Some(c) = cursor {
         let mut frame = Vec::new();
-        format::encode_frame(&mut frame, KIND_CURSOR_SNAPSHOT, first_seq, batch_no, c, &[]);
+        format::encode_frame(
+            &mut frame,
+            KIND_CURSOR_SNAPSHOT,
+            first_seq,
+            batch_no,
+            c,
+            &[],
+        );
         bytes.extend_from_slice(&frame);
     }
     if let Err(e) = file.write_all_at(&bytes, 0) {
         let _ = fs::remove_file(&p);
-        return Err(Error::Io { op: "write", path: p, source: e });
+        return Err(Error::Io {
+            op: "write",
+            path: p,
+            source: e,
+        });
     }
-    file.sync_data().map_err(|source| Error::Sync { path: p.clone(), source })?;
+    file.sync_data().map_err(|source| Error::Sync {
+        path: p.clone(),
+        source,
+    })?;
     sync_dir(dir)?;
     Ok((file, bytes.len() as u64))
 }
@@ -696,7 +790,11 @@ impl Frame {
 
     /// The ack position that covers every event of this frame below `seq`.
     pub fn position(&self, seq: u64) -> Position {
-        Position { seq, segment: self.segment, offset: self.offset }
+        Position {
+            seq,
+            segment: self.segment,
+            offset: self.offset,
+        }
     }
 
     /// The sequence number after the frame's last event.
@@ -745,7 +843,9 @@ impl Reader {
                     Err(e) => return Err(io_err("open", &p)(e)),
                 }
             }
-            let Some((_, file)) = self.file.as_ref() else { return Ok(None) };
+            let Some((_, file)) = self.file.as_ref() else {
+                return Ok(None);
+            };
             let path = segment_path(&dir, self.segment);
             let sealed = self.segment != durable.segment;
             let limit = if sealed {
@@ -796,7 +896,8 @@ impl Reader {
                 }
                 None => {
                     self.corrupt_frames += 1;
-                    let next = resync(file, at + 1, limit, max_body).map_err(io_err("read", &path))?;
+                    let next =
+                        resync(file, at + 1, limit, max_body).map_err(io_err("read", &path))?;
                     log::error!(
                         "Spool {}: corrupt frame at offset {} of {}; skipped {} bytes to the next valid frame.",
                         dir.display(),
@@ -812,10 +913,17 @@ impl Reader {
 }
 
 /// Reads and checks the frame at `at`; `None` if it is invalid or runs past `limit`.
-fn read_frame(file: &File, at: u64, limit: u64, max_body: u32) -> io::Result<Option<(Vec<u8>, format::Body)>> {
+fn read_frame(
+    file: &File,
+    at: u64,
+    limit: u64,
+    max_body: u32,
+) -> io::Result<Option<(Vec<u8>, format::Body)>> {
     let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
     file.read_exact_at(&mut prefix, at)?;
-    let Some(p) = format::decode_prefix(&prefix, max_body) else { return Ok(None) };
+    let Some(p) = format::decode_prefix(&prefix, max_body) else {
+        return Ok(None);
+    };
     if at + FRAME_PREFIX_LEN + u64::from(p.body_len) > limit {
         return Ok(None);
     }
@@ -834,7 +942,9 @@ fn resync(file: &File, from: u64, limit: u64, max_body: u32) -> io::Result<u64> 
         file.read_exact_at(&mut buf[..n], base)?;
         let mut i = 0;
         while i + 4 <= n {
-            if buf[i..i + 4] == FRAME_MAGIC && read_frame(file, base + i as u64, limit, max_body)?.is_some() {
+            if buf[i..i + 4] == FRAME_MAGIC
+                && read_frame(file, base + i as u64, limit, max_body)?.is_some()
+            {
                 return Ok(base + i as u64);
             }
             i += 1;

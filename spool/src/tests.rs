@@ -3,11 +3,18 @@
 use super::*;
 
 fn small() -> Options {
-    Options { segment_bytes: 600, max_frame_bytes: 1 << 20 }
+    Options {
+        segment_bytes: 600,
+        max_frame_bytes: 1 << 20,
+    }
 }
 
 fn event(i: u64) -> Vec<u8> {
-    format!("{{\"uuid\":\"e{i}\",\"pad\":\"{}\"}}", "x".repeat((i % 7) as usize)).into_bytes()
+    format!(
+        "{{\"uuid\":\"e{i}\",\"pad\":\"{}\"}}",
+        "x".repeat((i % 7) as usize)
+    )
+    .into_bytes()
 }
 
 /// Appends `frames` batches of 3 events each; the cursor after batch k is "c{k}".
@@ -33,7 +40,10 @@ fn appended_events_read_back_in_order_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let s = Spool::open(dir.path(), small()).unwrap();
     fill(&s, 0, 20);
-    assert!(list_segments(dir.path()).unwrap().len() > 3, "rotation happened");
+    assert!(
+        list_segments(dir.path()).unwrap().len() > 3,
+        "rotation happened"
+    );
     let got = read_all(&s);
     assert_eq!(got.len(), 60);
     for (i, (seq, e)) in got.iter().enumerate() {
@@ -65,13 +75,19 @@ fn cursor_and_sequence_survive_reopen_and_old_segments_deletion() {
     assert!(read_all(&s).is_empty(), "acked events are not read again");
     fill(&s, 20, 1);
     let got = read_all(&s);
-    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![60, 61, 62]);
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![60, 61, 62]
+    );
 }
 
 #[test]
 fn cursor_survives_when_only_a_snapshot_segment_remains() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { segment_bytes: 200, max_frame_bytes: 1 << 20 };
+    let opts = Options {
+        segment_bytes: 200,
+        max_frame_bytes: 1 << 20,
+    };
     {
         let s = Spool::open(dir.path(), opts).unwrap();
         fill(&s, 0, 5); // each frame is bigger than a segment: one segment per frame
@@ -90,7 +106,10 @@ fn cursor_survives_when_only_a_snapshot_segment_remains() {
 #[test]
 fn a_torn_last_frame_is_truncated_at_every_byte_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { segment_bytes: 1 << 20, max_frame_bytes: 1 << 20 };
+    let opts = Options {
+        segment_bytes: 1 << 20,
+        max_frame_bytes: 1 << 20,
+    };
     {
         let s = Spool::open(dir.path(), opts).unwrap();
         fill(&s, 0, 4);
@@ -103,8 +122,13 @@ fn a_torn_last_frame_is_truncated_at_every_byte_offset() {
         let s = Spool::open(three_dir.path(), opts).unwrap();
         fill(&s, 0, 3);
     }
-    let last_start = fs::metadata(segment_path(three_dir.path(), 0)).unwrap().len() as usize;
-    assert_eq!(&full[64..last_start], &fs::read(segment_path(three_dir.path(), 0)).unwrap()[64..]);
+    let last_start = fs::metadata(segment_path(three_dir.path(), 0))
+        .unwrap()
+        .len() as usize;
+    assert_eq!(
+        &full[64..last_start],
+        &fs::read(segment_path(three_dir.path(), 0)).unwrap()[64..]
+    );
 
     for cut in last_start..full.len() {
         let d = tempfile::tempdir().unwrap();
@@ -112,7 +136,10 @@ fn a_torn_last_frame_is_truncated_at_every_byte_offset() {
         let s = Spool::open(d.path(), opts).unwrap();
         assert_eq!(s.cursor().as_deref(), Some(&b"c2"[..]), "cut at {cut}");
         assert_eq!(s.durable().next_seq, 9, "cut at {cut}");
-        assert_eq!(fs::metadata(segment_path(d.path(), 0)).unwrap().len() as usize, last_start);
+        assert_eq!(
+            fs::metadata(segment_path(d.path(), 0)).unwrap().len() as usize,
+            last_start
+        );
         // Appending again re-creates the lost batch, with the same sequence numbers, once.
         fill(&s, 3, 1);
         let got = read_all(&s);
@@ -141,7 +168,10 @@ fn a_segment_created_but_never_written_is_removed() {
 #[test]
 fn a_corrupt_frame_in_a_sealed_segment_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { segment_bytes: 2000, max_frame_bytes: 1 << 20 };
+    let opts = Options {
+        segment_bytes: 2000,
+        max_frame_bytes: 1 << 20,
+    };
     {
         let s = Spool::open(dir.path(), opts).unwrap();
         fill(&s, 0, 30);
@@ -164,7 +194,11 @@ fn a_corrupt_frame_in_a_sealed_segment_is_skipped_and_counted() {
         seqs.extend(f.events().map(|(q, _)| q));
     }
     assert_eq!(r.corrupt_frames(), 1);
-    assert_eq!(seqs.len(), 87, "exactly the 3 events of the damaged frame are lost");
+    assert_eq!(
+        seqs.len(),
+        87,
+        "exactly the 3 events of the damaged frame are lost"
+    );
     assert!(!seqs.contains(&3) && !seqs.contains(&5) && seqs.contains(&6));
 }
 
@@ -193,7 +227,10 @@ fn a_reader_resumes_mid_frame_from_a_partial_ack() {
     assert_eq!(got, vec![5, 6, 7, 8, 9, 10, 11]);
     // A rewind with seek re-reads from the acked position.
     r.seek(s.acked());
-    assert_eq!(r.next_frame().unwrap().unwrap().events().next().unwrap().0, 5);
+    assert_eq!(
+        r.next_frame().unwrap().unwrap().events().next().unwrap().0,
+        5
+    );
 }
 
 #[test]
@@ -203,6 +240,16 @@ fn files_are_private() {
     let s = Spool::open(&sd, small()).unwrap();
     fill(&s, 0, 1);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs::metadata(&sd).unwrap().permissions().mode() & 0o777, 0o700);
-    assert_eq!(fs::metadata(segment_path(&sd, 0)).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&sd).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        fs::metadata(segment_path(&sd, 0))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
 }

@@ -1,0 +1,757 @@
+//! The YAML config file: parsing (serde, unknown keys rejected with line and column) and
+//! resolution into a checked [`Config`] (paths made absolute, URLs parsed, the token read).
+//! Reads the token file, nothing else; TLS material is loaded by `forward::tls`.
+
+use crate::time;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// A secret string (the Okta API token). Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A configuration error, with a message that names the key or file and how to fix it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw (serde) layer: the file's shape, nothing resolved.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    globals: RawGlobals,
+    #[serde(default)]
+    outputs: BTreeMap<String, RawOutput>,
+    inputs: RawInputs,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobals {
+    id: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_level: Option<LogLevel>,
+}
+
+/// `globals.log_level`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Lifecycle and statistics (default).
+    Info,
+    /// Per request.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", content = "config", deny_unknown_fields)]
+enum RawOutput {
+    #[serde(rename = "devo_platform")]
+    DevoPlatform(RawDevo),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevo {
+    #[serde(alias = "url", alias = "location")]
+    address: String,
+    port: Option<u16>,
+    #[serde(alias = "chain_loc")]
+    chain: PathBuf,
+    #[serde(alias = "cert_loc")]
+    cert: PathBuf,
+    #[serde(alias = "key_loc")]
+    key: PathBuf,
+    hostname: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInputs {
+    okta: RawOkta,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOkta {
+    id: Option<Scalar>,
+    enabled: Option<bool>,
+    credentials: RawCredentials,
+    services: RawServices,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    okta_url: String,
+    api_token: Option<Secret>,
+    api_token_env: Option<String>,
+    api_token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServices {
+    logs: Option<RawService>,
+    apps: Option<RawService>,
+    clients: Option<RawService>,
+    groups: Option<RawService>,
+    idps: Option<RawService>,
+    users: Option<RawService>,
+    zones: Option<RawService>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    enabled: Option<bool>,
+    #[serde(alias = "initial_start_time_in_utc")]
+    start: Option<Scalar>,
+    request_period_in_seconds: Option<u64>,
+    override_tag: Option<String>,
+}
+
+/// Any YAML scalar, kept as text, so a mistyped value gets our message rather than serde's.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    S(String),
+    I(i64),
+    F(f64),
+    B(bool),
+}
+
+impl Scalar {
+    fn text(self) -> String {
+        match self {
+            Scalar::S(s) => s,
+            Scalar::I(i) => i.to_string(),
+            Scalar::F(f) => f.to_string(),
+            Scalar::B(b) => b.to_string(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolved layer.
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file.
+    pub path: PathBuf,
+    /// `globals.id`: names the instance.
+    pub id: String,
+    /// Absolute spool and state directory.
+    pub data_dir: PathBuf,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// The output (exactly one for now).
+    pub output: Output,
+    /// The Okta input.
+    pub okta: Okta,
+}
+
+/// A Devo output.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The key under `outputs`.
+    pub name: String,
+    /// Host name or IP of the Devo relay or load balancer; also the TLS SNI.
+    pub address: String,
+    /// TCP port.
+    pub port: u16,
+    /// CA chain that verifies the server.
+    pub chain: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
+    /// The syslog HOSTNAME field.
+    pub hostname: String,
+}
+
+/// The Okta input.
+#[derive(Debug, Clone)]
+pub struct Okta {
+    /// `inputs.okta.id`.
+    pub id: String,
+    /// `inputs.okta.enabled`.
+    pub enabled: bool,
+    /// The org.
+    pub url: OktaUrl,
+    /// The API token.
+    pub token: Secret,
+    /// Services that run (listed and not disabled).
+    pub services: Vec<Service>,
+}
+
+/// The org's base URL, split so next links can be checked against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OktaUrl {
+    /// `https` (or `http` for a loopback host).
+    pub scheme: String,
+    /// Host, lowercase.
+    pub host: String,
+    /// Port (the scheme's default when not given).
+    pub port: u16,
+}
+
+impl OktaUrl {
+    /// Parses and checks an `okta_url`.
+    pub fn parse(s: &str) -> Result<OktaUrl, String> {
+        let uri: ureq::http::Uri = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+        let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(format!(
+                "{s:?} has no host; write it as https://<your-org>.okta.com"
+            ));
+        }
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        match scheme.as_str() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            "http" => {
+                return Err(format!(
+                    "{s:?} uses http://; the API token must travel over https:// (http:// is accepted only for loopback hosts)"
+                ));
+            }
+            _ => return Err(format!("{s:?} must start with https://")),
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "{s:?} must be the org's base URL, without a path or query (e.g. https://acme.okta.com)"
+            ));
+        }
+        Ok(OktaUrl { scheme, host, port })
+    }
+
+    /// The base, e.g. `https://acme.okta.com` (with the port only when it is not the default).
+    pub fn base(&self) -> String {
+        let default = if self.scheme == "http" { 80 } else { 443 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            format!("{}://{}", self.scheme, host)
+        } else {
+            format!("{}://{}:{}", self.scheme, host, self.port)
+        }
+    }
+
+    /// True if `url` has the same scheme, host and port: only then may the token be sent to it.
+    pub fn same_origin(&self, url: &str) -> bool {
+        OktaUrl::origin_of(url).is_some_and(|o| o == *self)
+    }
+
+    fn origin_of(url: &str) -> Option<OktaUrl> {
+        let uri: ureq::http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        Some(OktaUrl { scheme, host, port })
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The seven Okta services of the seed collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// System Log.
+    Logs,
+}
+
+impl ServiceKind {
+    /// The service's name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Logs => "logs",
+        }
+    }
+    /// The Devo table the service feeds by default.
+    pub fn default_tag(self) -> &'static str {
+        match self {
+            ServiceKind::Logs => "auth.okta.system",
+        }
+    }
+    /// Default `request_period_in_seconds`.
+    pub fn default_period(self) -> u64 {
+        match self {
+            ServiceKind::Logs => 60,
+        }
+    }
+}
+
+/// One running service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Which service.
+    pub kind: ServiceKind,
+    /// `start`, if given: the first pull's lower bound.
+    pub start: Option<SystemTime>,
+    /// Pause between cycles once caught up.
+    pub period: Duration,
+    /// The Devo tag (table).
+    pub tag: String,
+}
+
+impl Config {
+    /// Reads, parses and checks the config file at `path`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, the key (with line and column for shape errors) and
+    /// what to do.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths resolve against its folder).
+    ///
+    /// # Errors
+    /// See [`Config::load`].
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = yaml_serde::from_str(text)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let folder = if folder.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            folder
+        };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                folder.join(p)
+            }
+        };
+        let at = |key: &str| format!("{}: {key}", path.display());
+
+        let id = raw
+            .globals
+            .id
+            .unwrap_or_else(|| "okta-collector".to_string());
+        let data_dir = resolve(raw.globals.data_dir.as_deref().unwrap_or(Path::new("data")));
+        let log_level = raw.globals.log_level.unwrap_or(LogLevel::Info);
+
+        let mut outputs = raw.outputs.into_iter();
+        let Some((name, RawOutput::DevoPlatform(d))) = outputs.next() else {
+            return err(format!(
+                "{}: no output is configured; add one under `outputs:` (type: devo_platform, see config/config.example.yaml)",
+                path.display()
+            ));
+        };
+        if let Some((extra, _)) = outputs.next() {
+            return err(format!(
+                "{}: only one output is supported for now; remove `outputs.{extra}` or `outputs.{name}`",
+                path.display()
+            ));
+        }
+        if d.address.trim().is_empty() || d.address.contains(char::is_whitespace) {
+            return err(format!(
+                "{}: {:?} is not a host name",
+                at(&format!("outputs.{name}.config.address")),
+                d.address
+            ));
+        }
+        let hostname = match d.hostname {
+            Some(h) => h,
+            None => machine_hostname(),
+        };
+        if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return err(format!(
+                "{}: {hostname:?} cannot be a syslog HOSTNAME (one word, no spaces)",
+                at(&format!("outputs.{name}.config.hostname"))
+            ));
+        }
+        let output = Output {
+            address: d.address,
+            port: d.port.unwrap_or(443),
+            chain: resolve(&d.chain),
+            cert: resolve(&d.cert),
+            key: resolve(&d.key),
+            hostname,
+            name,
+        };
+
+        let o = raw.inputs.okta;
+        let url = OktaUrl::parse(&o.credentials.okta_url)
+            .map_err(|e| ConfigError(format!("{}: {e}", at("inputs.okta.credentials.okta_url"))))?;
+        let token = resolve_token(&o.credentials, &resolve, &at)?;
+        let mut services = Vec::new();
+        let s = o.services;
+        for (name, svc) in [
+            ("apps", s.apps),
+            ("clients", s.clients),
+            ("groups", s.groups),
+            ("idps", s.idps),
+            ("users", s.users),
+            ("zones", s.zones),
+        ] {
+            if let Some(svc) = svc {
+                if svc.enabled != Some(false) {
+                    return err(format!(
+                        "{}: the `{name}` service is not available in this version yet (only `logs` is); \
+                         set `enabled: false` under it or remove it",
+                        at(&format!("inputs.okta.services.{name}"))
+                    ));
+                }
+            }
+        }
+        if let Some(svc) = s.logs {
+            if svc.enabled != Some(false) {
+                services.push(resolve_service(ServiceKind::Logs, svc, &at)?);
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            id,
+            data_dir,
+            log_level,
+            output,
+            okta: Okta {
+                id: o.id.map(Scalar::text).unwrap_or_else(|| "okta".into()),
+                enabled: o.enabled.unwrap_or(true),
+                url,
+                token,
+                services,
+            },
+        })
+    }
+}
+
+fn resolve_token(
+    c: &RawCredentials,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Secret, ConfigError> {
+    let key = at("inputs.okta.credentials");
+    let token = match (&c.api_token, &c.api_token_env, &c.api_token_file) {
+        (Some(t), None, None) => t.clone(),
+        (None, Some(var), None) => match std::env::var(var) {
+            Ok(v) => Secret::new(v),
+            Err(_) => {
+                return err(format!(
+                    "{key}.api_token_env: the environment variable {var} is not set"
+                ));
+            }
+        },
+        (None, None, Some(file)) => {
+            let p = resolve(file);
+            match std::fs::read_to_string(&p) {
+                Ok(v) => Secret::new(v),
+                Err(e) => {
+                    return err(format!(
+                        "{key}.api_token_file: cannot read {}: {e}",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        (None, None, None) => {
+            return err(format!(
+                "{key}: no API token; set one of api_token, api_token_env or api_token_file"
+            ));
+        }
+        _ => {
+            return err(format!(
+                "{key}: set only one of api_token, api_token_env and api_token_file"
+            ));
+        }
+    };
+    let trimmed = token.expose().trim();
+    if trimmed.is_empty() {
+        return err(format!("{key}: the API token is empty"));
+    }
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(format!(
+            "{key}: the API token contains spaces or control characters; check that it was copied whole"
+        ));
+    }
+    Ok(Secret::new(trimmed.to_string()))
+}
+
+fn resolve_service(
+    kind: ServiceKind,
+    s: RawService,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Service, ConfigError> {
+    let key = at(&format!("inputs.okta.services.{}", kind.name()));
+    let start = match s.start.map(Scalar::text) {
+        None => None,
+        Some(text) => match time::parse_rfc3339(text.trim()) {
+            None => {
+                return err(format!(
+                    "InitVariablesError 1: initial_start_time_in_utc is not set as per the datetime_format : \
+                     YYYY-MM-DDTHH:MM:SSZ (RFC 3339). {key}.start is {text:?}; write it like 2024-12-04T11:45:01Z"
+                ));
+            }
+            Some(t) if t > SystemTime::now() => {
+                return err(format!(
+                    "InitVariablesError 2: initial_start_time_in_utc is in the future. {key}.start is {text:?}; \
+                     use a time in the past, or remove it to start from now"
+                ));
+            }
+            Some(t) => Some(t),
+        },
+    };
+    let period = s.request_period_in_seconds.unwrap_or(kind.default_period());
+    if period == 0 {
+        return err(format!(
+            "{key}.request_period_in_seconds: must be at least 1"
+        ));
+    }
+    let tag = s
+        .override_tag
+        .unwrap_or_else(|| kind.default_tag().to_string());
+    if tag.is_empty()
+        || tag.len() > 1024
+        || !tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || tag.starts_with('.')
+        || tag.ends_with('.')
+    {
+        return err(format!(
+            "{key}.override_tag: {tag:?} is not a Devo tag (dot-separated levels of letters, digits, '_' and '-', e.g. my.app.okta.logs)"
+        ));
+    }
+    Ok(Service {
+        kind,
+        start,
+        period: Duration::from_secs(period),
+        tag,
+    })
+}
+
+/// The machine's host name (the syslog HOSTNAME default).
+pub fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+globals:
+  id: okta-prod
+  data_dir: data
+outputs:
+  devo_1:
+    type: devo_platform
+    config:
+      address: collector-eu.devo.io
+      chain: certs/chain.crt
+      cert: certs/domain.crt
+      key: certs/domain.key
+      hostname: edge-01
+inputs:
+  okta:
+    id: 65294
+    enabled: true
+    credentials:
+      okta_url: https://acme.okta.com
+      api_token: "00abcdefSECRET"
+    services:
+      logs:
+        start: 2024-12-04T11:45:01Z
+        request_period_in_seconds: 30
+      users:
+        enabled: false
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/okc/config.yaml"), text)
+    }
+
+    #[test]
+    fn a_full_config_resolves() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/okc/data"));
+        assert_eq!(c.output.chain, Path::new("/etc/okc/certs/chain.crt"));
+        assert_eq!(c.output.port, 443);
+        assert_eq!(c.okta.id, "65294");
+        assert_eq!(c.okta.url.base(), "https://acme.okta.com");
+        assert_eq!(c.okta.services.len(), 1);
+        assert_eq!(c.okta.services[0].tag, "auth.okta.system");
+        assert_eq!(c.okta.services[0].period, Duration::from_secs(30));
+        assert!(
+            !format!("{c:?}").contains("SECRET"),
+            "the token never shows in Debug"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_line_and_column() {
+        let e = parse(&GOOD.replace("api_token:", "api_tokn:"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("unknown field `api_tokn`") && e.contains("line 20 column 7"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("users:", "usres:")).unwrap_err().0;
+        assert!(e.contains("unknown field `usres`"), "{e}");
+    }
+
+    #[test]
+    fn start_errors_carry_the_seed_ids() {
+        let e = parse(&GOOD.replace("2024-12-04T11:45:01Z", "2024-12-04"))
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("InitVariablesError 1: initial_start_time_in_utc is not set as per the datetime_format"), "{e}");
+        let e = parse(&GOOD.replace("2024-12-04T11:45:01Z", "2999-01-01T00:00:00Z"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("InitVariablesError 2: initial_start_time_in_utc is in the future"),
+            "{e}"
+        );
+        let alias = GOOD.replace("start:", "initial_start_time_in_utc:");
+        assert!(parse(&alias).is_ok());
+    }
+
+    #[test]
+    fn unimplemented_services_must_be_disabled() {
+        let e = parse(&GOOD.replace("users:\n        enabled: false", "users: {}"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("`users` service is not available"), "{e}");
+    }
+
+    #[test]
+    fn okta_url_rules() {
+        assert!(
+            OktaUrl::parse("http://acme.okta.com")
+                .unwrap_err()
+                .contains("https")
+        );
+        assert_eq!(
+            OktaUrl::parse("http://127.0.0.1:8080").unwrap().base(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            OktaUrl::parse("https://acme.okta.com/").unwrap().base(),
+            "https://acme.okta.com"
+        );
+        assert!(OktaUrl::parse("https://acme.okta.com/api").is_err());
+        let u = OktaUrl::parse("https://acme.okta.com").unwrap();
+        assert!(u.same_origin("https://acme.okta.com/api/v1/logs?after=1"));
+        assert!(u.same_origin("https://ACME.okta.com:443/api/v1/logs"));
+        assert!(!u.same_origin("https://evil.com/api/v1/logs"));
+        assert!(!u.same_origin("http://acme.okta.com/api/v1/logs"));
+        assert!(!u.same_origin("https://acme.okta.com:8443/api/v1/logs"));
+        assert!(!u.same_origin("https://acme.okta.com.evil.com/api/v1/logs"));
+    }
+
+    #[test]
+    fn token_sources() {
+        let e = parse(&GOOD.replace(
+            "api_token: \"00abcdefSECRET\"",
+            "api_token_env: OKC_TEST_NO_SUCH_VAR",
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("OKC_TEST_NO_SUCH_VAR is not set"), "{e}");
+        let e = parse(&GOOD.replace(
+            "api_token: \"00abcdefSECRET\"",
+            "api_token_file: /nonexistent/tok",
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("/nonexistent/tok"), "{e}");
+        assert!(!e.contains("SECRET"));
+    }
+}

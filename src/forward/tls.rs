@@ -1,0 +1,204 @@
+//! Mutual TLS to Devo: loads the CA chain, client certificate and key (errors name the file),
+//! and opens connections whose ciphertext bytes are counted for the kernel-ack watermark.
+
+use crate::config::Output;
+use futures_rustls::rustls::pki_types::pem::PemObject;
+use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
+use smol::io::{AsyncRead, AsyncWrite};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// The rustls crypto provider used everywhere (ring, as ureq uses).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads the output's TLS material into a client config (TLS 1.3 and 1.2 only).
+///
+/// # Errors
+/// A message naming the config key and the file that is missing, unreadable or invalid.
+pub fn client_config(o: &Output) -> Result<Arc<ClientConfig>, String> {
+    let key_name = |k: &str| format!("outputs.{}.config.{k}", o.name);
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(&o.chain, &key_name("chain"))? {
+        roots.add(c).map_err(|e| {
+            format!(
+                "{}: {}: invalid CA certificate: {e}",
+                key_name("chain"),
+                o.chain.display()
+            )
+        })?;
+    }
+    let certs = read_certs(&o.cert, &key_name("cert"))?;
+    check_readable(&o.key, &key_name("key"))?;
+    let key = PrivateKeyDer::from_pem_file(&o.key).map_err(|e| {
+        format!(
+            "{}: {}: no usable private key (PEM, PKCS#8, PKCS#1 or SEC1): {e}",
+            key_name("key"),
+            o.key.display()
+        )
+    })?;
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map(Arc::new)
+        .map_err(|e| {
+            format!(
+                "{} and {}: the client certificate {} and key {} do not form a usable pair: {e}",
+                key_name("cert"),
+                key_name("key"),
+                o.cert.display(),
+                o.key.display()
+            )
+        })
+}
+
+fn check_readable(p: &Path, key: &str) -> Result<(), String> {
+    std::fs::File::open(p)
+        .map(drop)
+        .map_err(|e| format!("{key}: cannot read {}: {e}", p.display()))
+}
+
+fn read_certs(p: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    check_readable(p, key)?;
+    let certs: Vec<_> = CertificateDer::pem_file_iter(p)
+        .map_err(|e| format!("{key}: {}: {e}", p.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{key}: {}: not a PEM certificate file: {e}", p.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{key}: {}: no PEM certificate in the file",
+            p.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// A TCP stream that counts the bytes written to it (TLS ciphertext, records included).
+#[derive(Debug)]
+pub struct Counted {
+    inner: smol::net::TcpStream,
+    written: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// An open TLS session and what is needed to know how much of it the peer has received.
+#[derive(Debug)]
+pub struct Session {
+    /// The TLS stream.
+    pub tls: futures_rustls::client::TlsStream<Counted>,
+    /// Ciphertext bytes written to the socket so far.
+    pub written: Arc<AtomicU64>,
+    /// A second handle on the socket, for `SIOCOUTQ`.
+    pub socket: smol::net::TcpStream,
+}
+
+impl Session {
+    /// Bytes the peer's TCP stack has acknowledged: written minus still in the send queue.
+    pub fn peer_acked(&self) -> Option<u64> {
+        let outq = crate::sys::send_queue_len(&self.socket)?;
+        Some(self.written.load(Ordering::Relaxed).saturating_sub(outq))
+    }
+}
+
+/// Connects (TCP, then the TLS handshake with SNI = `address`), each step bounded by `timeout`.
+///
+/// # Errors
+/// A message saying which step failed and why.
+pub async fn connect(
+    o: &Output,
+    config: Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<Session, String> {
+    let addrs = smol::net::resolve((o.address.as_str(), o.port))
+        .await
+        .map_err(|e| format!("cannot resolve {}: {e}", o.address))?;
+    let mut last = format!("{} resolves to no address", o.address);
+    let mut tcp = None;
+    for a in addrs {
+        let attempt = smol::future::or(
+            async { Some(smol::net::TcpStream::connect(a).await) },
+            async {
+                smol::Timer::after(timeout).await;
+                None
+            },
+        );
+        match attempt.await {
+            Some(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Some(Err(e)) => last = format!("cannot connect to {a}: {e}"),
+            None => last = format!("connecting to {a} timed out after {}s", timeout.as_secs()),
+        }
+    }
+    let tcp = tcp.ok_or(last)?;
+    let _ = tcp.set_nodelay(true);
+    crate::sys::set_user_timeout(&tcp, Duration::from_secs(30));
+    let name = ServerName::try_from(o.address.clone())
+        .map_err(|e| format!("{:?} is not a valid TLS server name: {e}", o.address))?;
+    let written = Arc::new(AtomicU64::new(0));
+    let counted = Counted {
+        inner: tcp.clone(),
+        written: written.clone(),
+    };
+    let connector = futures_rustls::TlsConnector::from(config);
+    let handshake = smol::future::or(
+        async { Some(connector.connect(name, counted).await) },
+        async {
+            smol::Timer::after(timeout).await;
+            None
+        },
+    );
+    match handshake.await {
+        Some(Ok(tls)) => Ok(Session {
+            tls,
+            written,
+            socket: tcp,
+        }),
+        Some(Err(e)) => Err(format!(
+            "TLS handshake with {}:{} failed: {e}",
+            o.address, o.port
+        )),
+        None => Err(format!(
+            "TLS handshake with {}:{} timed out",
+            o.address, o.port
+        )),
+    }
+}

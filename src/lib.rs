@@ -1,0 +1,15 @@
+//! okta-collector: pulls an Okta org's System Log into a durable per-table spool and delivers
+//! it to Devo over mutual TLS. The binary (`main.rs`) is a thin command line over this library.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod config;
+pub mod demo;
+pub mod forward;
+pub mod logging;
+pub mod okta;
+pub mod pipeline;
+pub mod shutdown;
+pub mod sim;
+mod sys;
+pub mod time;
+pub mod validate;

@@ -1,0 +1,108 @@
+//! The System Log cursor: the seed collector's persistence record, stored in the spool frame
+//! with the events it covers, and the duplicate filter it carries across page boundaries.
+
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// The persistence record (same keys as the seed collector's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsCursor {
+    /// Record format version.
+    #[serde(rename = "@persistence_version")]
+    pub version: u32,
+    /// The `rel="next"` URL to request next; empty before the first page.
+    pub next_link: String,
+    /// The configured (or first-run) start, RFC 3339.
+    pub initial_start_time_in_utc: String,
+    /// The newest `published` seen, RFC 3339.
+    pub last_timestamp: String,
+    /// uuids of the events published at `last_timestamp`.
+    pub uuid_list: Vec<String>,
+}
+
+impl LogsCursor {
+    /// A cursor for a first run starting at `start`.
+    pub fn new(start: SystemTime) -> LogsCursor {
+        let s = crate::time::format_seconds(start);
+        LogsCursor {
+            version: 1,
+            next_link: String::new(),
+            initial_start_time_in_utc: s.clone(),
+            last_timestamp: s,
+            uuid_list: Vec::new(),
+        }
+    }
+
+    /// Decodes a stored record.
+    pub fn decode(bytes: &[u8]) -> Result<LogsCursor, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// Encodes for storage.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Records an event and says whether it is a duplicate of one already taken: same uuid,
+    /// published at the newest timestamp seen. Late events (published earlier) are never
+    /// dropped, since polling returns them in persistence order.
+    pub fn observe(&mut self, uuid: Option<&str>, published: Option<SystemTime>) -> bool {
+        let (Some(uuid), Some(published)) = (uuid, published) else {
+            return false;
+        };
+        let last = crate::time::parse_rfc3339(&self.last_timestamp);
+        match last.map(|l| published.cmp(&l)) {
+            Some(std::cmp::Ordering::Less) => false,
+            Some(std::cmp::Ordering::Equal) => {
+                if self.uuid_list.iter().any(|u| u == uuid) {
+                    true
+                } else {
+                    self.uuid_list.push(uuid.to_string());
+                    false
+                }
+            }
+            Some(std::cmp::Ordering::Greater) | None => {
+                self.last_timestamp = crate::time::format_millis(published);
+                self.uuid_list.clear();
+                self.uuid_list.push(uuid.to_string());
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_rfc3339;
+
+    #[test]
+    fn duplicates_at_the_boundary_are_dropped_and_late_events_kept() {
+        let t = |s: &str| parse_rfc3339(s);
+        let mut c = LogsCursor::new(t("2024-01-01T00:00:00Z").unwrap());
+        assert!(!c.observe(Some("a"), t("2024-01-01T00:00:01.000Z")));
+        assert!(!c.observe(Some("b"), t("2024-01-01T00:00:01.000Z")));
+        assert!(
+            c.observe(Some("a"), t("2024-01-01T00:00:01.000Z")),
+            "same uuid, same time"
+        );
+        assert!(
+            !c.observe(Some("late"), t("2023-12-31T23:59:59.000Z")),
+            "late event kept"
+        );
+        assert!(
+            !c.observe(None, t("2024-01-01T00:00:01.000Z")),
+            "no uuid: kept"
+        );
+        assert!(!c.observe(Some("c"), t("2024-01-01T00:00:02.000Z")));
+        assert_eq!(c.uuid_list, vec!["c"]);
+        assert_eq!(c.last_timestamp, "2024-01-01T00:00:02.000Z");
+        let back = LogsCursor::decode(&c.encode()).unwrap();
+        assert_eq!(back, c);
+        assert!(
+            String::from_utf8(c.encode())
+                .unwrap()
+                .contains("\"@persistence_version\":1")
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! Builds and runs the pipeline from a [`Config`]: one spool and one puller per service, one
+//! forwarder for the output. `main` (run), the demo and the tests all start it here.
+
+use crate::config::Config;
+use crate::forward::{self, Forwarder, Table};
+use crate::okta::client::Client;
+use crate::okta::logs::{Counters, LogsPuller};
+use crate::shutdown::Shutdown;
+use spool::Spool;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// Live figures of one table, for the demo's display.
+#[derive(Debug, Clone)]
+pub struct TableStats {
+    /// Service name.
+    pub service: String,
+    /// Devo tag.
+    pub tag: String,
+    /// Its spool.
+    pub spool: Spool,
+    /// Puller counters.
+    pub pulled: Arc<Counters>,
+    /// Events the peer acknowledged.
+    pub delivered: Arc<AtomicU64>,
+}
+
+/// A built, not yet running pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    pullers: Vec<LogsPuller>,
+    forwarder: Forwarder,
+    /// Per-table figures.
+    pub stats: Vec<TableStats>,
+}
+
+impl Pipeline {
+    /// Opens the spools (recovering them), loads the TLS material, builds the tasks.
+    ///
+    /// # Errors
+    /// A message naming what cannot be opened or loaded.
+    pub fn build(config: &Config) -> Result<Pipeline, String> {
+        let tls = forward::tls::client_config(&config.output)?;
+        let client = Arc::new(Client::new(
+            config.okta.url.clone(),
+            config.okta.token.clone(),
+        ));
+        let mut pullers = Vec::new();
+        let mut tables = Vec::new();
+        let mut stats = Vec::new();
+        let services = if config.okta.enabled {
+            config.okta.services.clone()
+        } else {
+            Vec::new()
+        };
+        if services.is_empty() {
+            log::warn!(
+                "No Okta service is enabled in {}; nothing will be pulled.",
+                config.path.display()
+            );
+        }
+        for service in services {
+            let dir = config.data_dir.join("spool").join(service.kind.name());
+            let spool = Spool::open(&dir, spool::Options::default()).map_err(|e| e.to_string())?;
+            let delivered = Arc::new(AtomicU64::new(0));
+            let counters = Arc::new(Counters::default());
+            log::info!(
+                "Spool {} opened: {} events waiting to be sent.",
+                dir.display(),
+                spool.backlog()
+            );
+            stats.push(TableStats {
+                service: service.kind.name().to_string(),
+                tag: service.tag.clone(),
+                spool: spool.clone(),
+                pulled: counters.clone(),
+                delivered: delivered.clone(),
+            });
+            tables.push(Table {
+                tag: service.tag.clone(),
+                spool: spool.clone(),
+                delivered,
+            });
+            pullers.push(LogsPuller {
+                client: client.clone(),
+                label: format!(
+                    "OktaResourcesPuller(okta#{},{}#predefined)",
+                    config.okta.id,
+                    service.kind.name()
+                ),
+                spool,
+                service,
+                counters,
+            });
+        }
+        let forwarder = Forwarder {
+            output: config.output.clone(),
+            tls,
+            tables,
+        };
+        Ok(Pipeline {
+            pullers,
+            forwarder,
+            stats,
+        })
+    }
+
+    /// Runs until `shutdown` is triggered (and everything has stopped cleanly), or until a
+    /// task fails fatally, which triggers shutdown for the others.
+    ///
+    /// # Errors
+    /// The fatal error.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), String> {
+        let mut tasks: Vec<smol::Task<Result<(), String>>> = Vec::new();
+        for p in self.pullers {
+            let sd = shutdown.clone();
+            tasks.push(smol::spawn(async move { p.run(sd).await.map_err(|e| e.0) }));
+        }
+        // The forwarder stops only after the pullers, so the frame in hand is sent.
+        let pullers_done = Shutdown::new();
+        let f = self.forwarder;
+        let fsd = pullers_done.clone();
+        let forwarder = smol::spawn(async move { f.run(fsd).await.map_err(|e| e.0) });
+        let mut first_error = None;
+        for t in tasks {
+            if let Err(e) = t.await {
+                log::error!("Stopping: {e}");
+                shutdown.trigger();
+                first_error.get_or_insert(e);
+            }
+        }
+        shutdown.wait().await;
+        pullers_done.trigger();
+        if let Err(e) = forwarder.await {
+            log::error!("Stopping: {e}");
+            first_error.get_or_insert(e);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! A built-in simulated Okta org and Devo receiver, for the demo, the tests and the benchmarks.
+//! They listen on loopback only and never reach the network.
+
+pub mod certs;
+pub mod devo;
+pub mod http;
+pub mod okta;

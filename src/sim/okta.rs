@@ -1,0 +1,495 @@
+//! The simulated Okta org: `/api/v1/logs` with polling semantics (a `rel="next"` link on every
+//! page, empty pages, opaque `after` cursors), SSWS auth, rate-limit headers, and realistic,
+//! deterministic events generated on demand (never all held in memory).
+
+use super::http::{Reply, Request};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the simulated org serves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The API token it accepts.
+    pub token: String,
+    /// Total number of System Log events.
+    pub total: u64,
+    /// Events available at start.
+    pub initial: u64,
+    /// Events that become available per second after that.
+    pub rate_per_sec: f64,
+    /// Every n-th page request answers an empty page (0: never), as Okta does when caught up.
+    pub empty_every: u64,
+    /// Delay before each answer.
+    pub page_delay: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            token: "sim-token".into(),
+            total: 10_000,
+            initial: 10_000,
+            rate_per_sec: 0.0,
+            empty_every: 0,
+            page_delay: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    opts: Options,
+    started: Instant,
+    base_ms: u64,
+    addr: std::sync::OnceLock<SocketAddr>,
+    requests: AtomicU64,
+    page_requests: AtomicU64,
+    unauthorized: AtomicU64,
+}
+
+/// A running simulated org.
+#[derive(Debug, Clone)]
+pub struct OktaSim {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl OktaSim {
+    /// Starts serving on `listen` (use port 0 for any free port).
+    ///
+    /// # Errors
+    /// If the address cannot be bound.
+    pub fn start(listen: SocketAddr, opts: Options) -> std::io::Result<OktaSim> {
+        let listener = std::net::TcpListener::bind(listen)?;
+        // Event persistence times start one day ago, one millisecond apart.
+        let base_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            .saturating_sub(86_400_000);
+        let shared = Arc::new(Shared {
+            opts,
+            started: Instant::now(),
+            base_ms,
+            addr: std::sync::OnceLock::new(),
+            requests: AtomicU64::new(0),
+            page_requests: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let addr = super::http::serve(listener, Arc::new(move |req: &Request| s.handle(req)));
+        let _ = shared.addr.set(addr);
+        Ok(OktaSim { addr, shared })
+    }
+
+    /// The org URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused for a wrong or missing token.
+    pub fn unauthorized(&self) -> u64 {
+        self.shared.unauthorized.load(Ordering::Relaxed)
+    }
+
+    /// Events available now.
+    pub fn available(&self) -> u64 {
+        self.shared.available()
+    }
+
+    /// The total number of events.
+    pub fn total(&self) -> u64 {
+        self.shared.opts.total
+    }
+
+    /// The exact JSON of event `i`, as served.
+    pub fn event(&self, i: u64) -> String {
+        event(self.shared.base_ms, i)
+    }
+
+    /// A `start` that precedes every event.
+    pub fn start_time(&self) -> String {
+        crate::time::format_seconds(
+            UNIX_EPOCH + Duration::from_millis(self.shared.base_ms) - Duration::from_secs(60),
+        )
+    }
+}
+
+impl Shared {
+    fn available(&self) -> u64 {
+        let grown = (self.started.elapsed().as_secs_f64() * self.opts.rate_per_sec) as u64;
+        self.opts.total.min(self.opts.initial.saturating_add(grown))
+    }
+
+    fn persisted_ms(&self, i: u64) -> u64 {
+        self.base_ms + i
+    }
+
+    fn handle(&self, req: &Request) -> Reply {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !self.opts.page_delay.is_zero() {
+            std::thread::sleep(self.opts.page_delay);
+        }
+        let now = SystemTime::now();
+        let reset = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() + 60)
+            .unwrap_or(0);
+        let mut headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("date".to_string(), http_date(now)),
+            (
+                "x-okta-request-id".to_string(),
+                format!("sim-{}", self.requests.load(Ordering::Relaxed)),
+            ),
+            ("x-rate-limit-limit".to_string(), "1000000".to_string()),
+            ("x-rate-limit-remaining".to_string(), "999999".to_string()),
+            ("x-rate-limit-reset".to_string(), reset.to_string()),
+        ];
+        let expected = format!("SSWS {}", self.opts.token);
+        if req.header("authorization") != Some(expected.as_str()) {
+            self.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return Reply {
+                status: 401,
+                headers,
+                body: error_body("E0000011", "Invalid token provided"),
+            };
+        }
+        if req.method != "GET" || req.path() != "/api/v1/logs" {
+            return Reply {
+                status: 404,
+                headers,
+                body: error_body(
+                    "E0000007",
+                    &format!("Not found: Resource not found: {} (GET)", req.path()),
+                ),
+            };
+        }
+        let q = req.query();
+        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let limit = get("limit")
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(100)
+            .clamp(1, 1000);
+        let start = if let Some(after) = get("after") {
+            match after.rsplit('_').next().and_then(|i| i.parse::<u64>().ok()) {
+                Some(i) => i,
+                None => {
+                    return Reply {
+                        status: 400,
+                        headers,
+                        body: error_body("E0000001", "Api validation failed: after"),
+                    };
+                }
+            }
+        } else if let Some(since) = get("since") {
+            match crate::time::parse_rfc3339(since) {
+                Some(t) => {
+                    let ms = t
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    ms.saturating_sub(self.base_ms)
+                }
+                None => {
+                    return Reply {
+                        status: 400,
+                        headers,
+                        body: error_body("E0000001", "Api validation failed: since"),
+                    };
+                }
+            }
+        } else {
+            0
+        };
+        let n = self.page_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let avail = self.available();
+        let empty = self.opts.empty_every > 0 && n % self.opts.empty_every == 0;
+        let end = if empty {
+            start
+        } else {
+            (start + limit).min(avail).max(start)
+        };
+        let mut body = Vec::with_capacity(((end - start) * 1800) as usize + 2);
+        body.push(b'[');
+        for i in start..end {
+            if i > start {
+                body.push(b',');
+            }
+            body.extend_from_slice(event(self.base_ms, i).as_bytes());
+        }
+        body.push(b']');
+        let base = format!(
+            "http://{}",
+            self.addr
+                .get()
+                .copied()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+        headers.push((
+            "link".into(),
+            format!("<{base}{}>; rel=\"self\"", req.target),
+        ));
+        headers.push((
+            "link".into(),
+            format!(
+                "<{base}/api/v1/logs?after={}_{end}&limit={limit}&sortOrder=ASCENDING>; rel=\"next\"",
+                self.persisted_ms(end)
+            ),
+        ));
+        Reply {
+            status: 200,
+            headers,
+            body,
+        }
+    }
+}
+
+fn error_body(code: &str, summary: &str) -> Vec<u8> {
+    serde_json::json!({
+        "errorCode": code,
+        "errorSummary": summary,
+        "errorLink": code,
+        "errorId": "oaeSimulated0000000000000",
+        "errorCauses": []
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn http_date(t: SystemTime) -> String {
+    // `Wed, 04 Dec 2024 11:45:01 GMT`, built from the RFC 3339 form.
+    let s = crate::time::format_seconds(t);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0);
+    let month: usize = s[5..7].parse().unwrap_or(1);
+    format!(
+        "{}, {} {} {} {} GMT",
+        DAYS[(days % 7) as usize],
+        &s[8..10],
+        MONTHS[month - 1],
+        &s[0..4],
+        &s[11..19]
+    )
+}
+
+/// The uuid of event `i`: unique, shaped like Okta's.
+pub fn uuid(i: u64) -> String {
+    let h = mix(i);
+    format!(
+        "{:08x}-{:04x}-11ef-{:04x}-{:012x}",
+        (h >> 32) as u32,
+        (h >> 16) as u16,
+        0x8000 | (h as u16 & 0x3fff),
+        i
+    )
+}
+
+/// The index of an event from its uuid (the inverse of [`uuid`]).
+pub fn index_of(uuid: &str) -> Option<u64> {
+    u64::from_str_radix(uuid.rsplit('-').next()?, 16).ok()
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+const PEOPLE: [(&str, &str); 8] = [
+    ("José Müller", "jose.muller@example.com"),
+    ("渡辺 健", "ken.watanabe@example.co.jp"),
+    ("Zoë Ødegaard", "zoe.odegaard@example.no"),
+    ("Ελένη Παπαδοπούλου", "eleni.p@example.gr"),
+    ("Amélie Dubois", "amelie.dubois@example.fr"),
+    ("Ana Gonçalves", "ana.goncalves@example.com.br"),
+    ("Okta System", "system@okta.com"),
+    ("Sam O'Neil", "sam.oneil@example.com"),
+];
+const PLACES: [(&str, &str, &str, &str, f64, f64); 5] = [
+    ("Zürich", "Zurich", "Switzerland", "8001", 47.3769, 8.5417),
+    (
+        "São Paulo",
+        "Sao Paulo",
+        "Brazil",
+        "01000-000",
+        -23.5505,
+        -46.6333,
+    ),
+    ("東京", "Tokyo", "Japan", "100-0001", 35.6762, 139.6503),
+    (
+        "Dublin",
+        "California",
+        "United States",
+        "94568",
+        37.7201,
+        -121.919,
+    ),
+    (
+        "Kraków",
+        "Lesser Poland",
+        "Poland",
+        "30-001",
+        50.0647,
+        19.945,
+    ),
+];
+const TYPES: [(&str, &str, &str); 6] = [
+    (
+        "user.session.start",
+        "core.user_auth.login_success",
+        "User login to Okta",
+    ),
+    (
+        "user.session.end",
+        "core.user_auth.logout_success",
+        "User logout from Okta",
+    ),
+    (
+        "user.authentication.sso",
+        "app.auth.sso",
+        "User single sign on to app",
+    ),
+    (
+        "policy.evaluate_sign_on",
+        "",
+        "Evaluation of sign-on policy",
+    ),
+    (
+        "user.account.update_password",
+        "core.user.config.password_update.success",
+        "User update password for Okta",
+    ),
+    (
+        "system.api_token.create",
+        "api.token.create",
+        "Create API token",
+    ),
+];
+
+/// The JSON of event `i`: 1–3 KB, nested objects, unicode, nulls, the string "null", a JSON
+/// document inside a string, and every 50th event published 90 s before its neighbours (late).
+pub fn event(base_ms: u64, i: u64) -> String {
+    let h = mix(i ^ 0x5bd1_e995);
+    let (name, login) = PEOPLE[(h % PEOPLE.len() as u64) as usize];
+    let (city, state, country, postal, lat, lon) =
+        PLACES[((h >> 8) % PLACES.len() as u64) as usize];
+    let (etype, legacy, msg) = TYPES[((h >> 16) % TYPES.len() as u64) as usize];
+    let late = if i % 50 == 49 { 90_000 } else { 0 };
+    let published = crate::time::format_millis(
+        UNIX_EPOCH + Duration::from_millis((base_ms + i).saturating_sub(late)),
+    );
+    let ip = format!(
+        "{}.{}.{}.{}",
+        10 + (h >> 24) % 200,
+        (h >> 32) % 256,
+        (h >> 40) % 256,
+        1 + (h >> 48) % 254
+    );
+    let legacy = if legacy.is_empty() {
+        "null".to_string()
+    } else {
+        format!("\"{legacy}\"")
+    };
+    let outcome = if h % 11 == 0 {
+        r#"{"reason":"INVALID_CREDENTIALS","result":"FAILURE"}"#
+    } else {
+        r#"{"reason":null,"result":"SUCCESS"}"#
+    };
+    let pad = "a1b2c3d4e5".repeat(((h >> 20) % 30) as usize);
+    let zone = if h % 3 == 0 {
+        "\"null\"".to_string()
+    } else {
+        "null".to_string()
+    };
+    let target = if h % 4 == 0 {
+        "null".to_string()
+    } else {
+        format!(
+            r#"[{{"alternateId":"{login}","detailEntry":null,"displayName":"{name}","id":"00u{:017x}","type":"User"}}]"#,
+            h >> 4
+        )
+    };
+    format!(
+        concat!(
+            r#"{{"actor":{{"alternateId":"{login}","detailEntry":null,"displayName":"{name}","id":"00u{actor:017x}","type":"User"}},"#,
+            r#""authenticationContext":{{"authenticationProvider":null,"authenticationStep":0,"credentialProvider":null,"credentialType":null,"externalSessionId":"102{sess:022x}","interface":null,"issuer":null}},"#,
+            r#""client":{{"device":"Computer","geographicalContext":{{"city":"{city}","country":"{country}","geolocation":{{"lat":{lat},"lon":{lon}}},"postalCode":"{postal}","state":"{state}"}},"id":null,"ipAddress":"{ip}","userAgent":{{"browser":"FIREFOX","os":"Mac OS X","rawUserAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:72.0) Gecko/20100101 Firefox/72.0"}},"zone":{zone}}},"#,
+            r#""debugContext":{{"debugData":{{"requestId":"X{req:023x}","requestUri":"/api/v1/authn/{pad}","threatSuspected":"false","behaviors":"{{\"New Geo-Location\":\"NEGATIVE\",\"New Device\":\"POSITIVE\"}}","url":"/login/do-login?seq={i}"}}}},"#,
+            r#""displayMessage":"{msg}","eventType":"{etype}","legacyEventType":{legacy},"outcome":{outcome},"published":"{published}","#,
+            r#""request":{{"ipChain":[{{"geographicalContext":{{"city":"{city}","country":"{country}","geolocation":{{"lat":{lat},"lon":{lon}}},"postalCode":"{postal}","state":"{state}"}},"ip":"{ip}","source":null,"version":"V4"}}]}},"#,
+            r#""securityContext":{{"asNumber":null,"asOrg":null,"domain":null,"isProxy":null,"isp":null}},"severity":"INFO","target":{target},"#,
+            r#""transaction":{{"detail":{{}},"id":"X{req:023x}","type":"WEB"}},"uuid":"{uuid}","version":"0"}}"#
+        ),
+        login = login,
+        name = name,
+        actor = h >> 3,
+        sess = h,
+        city = city,
+        country = country,
+        lat = lat,
+        lon = lon,
+        postal = postal,
+        state = state,
+        ip = ip,
+        zone = zone,
+        req = h.rotate_left(7),
+        pad = pad,
+        i = i,
+        msg = msg,
+        etype = etype,
+        legacy = legacy,
+        outcome = outcome,
+        published = published,
+        target = target,
+        uuid = uuid(i),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_valid_json_of_realistic_size_with_unique_uuids() {
+        let mut total = 0;
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2000 {
+            let e = event(1_700_000_000_000, i);
+            let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+            assert_eq!(v["uuid"].as_str().unwrap(), uuid(i));
+            assert_eq!(index_of(&uuid(i)), Some(i));
+            assert!(seen.insert(uuid(i)));
+            assert!(
+                (900..3200).contains(&e.len()),
+                "event {i} is {} bytes",
+                e.len()
+            );
+            total += e.len();
+        }
+        let avg = total / 2000;
+        assert!((1200..2200).contains(&avg), "average {avg}");
+        println!("average event size {avg} bytes");
+    }
+
+    #[test]
+    fn http_date_is_imf_fixdate() {
+        let t = crate::time::parse_rfc3339("2024-12-04T11:45:01Z").unwrap();
+        assert_eq!(http_date(t), "Wed, 04 Dec 2024 11:45:01 GMT");
+        assert_eq!(crate::time::parse_http_date(&http_date(t)), Some(t));
+    }
+}

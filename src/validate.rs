@@ -1,0 +1,117 @@
+//! `okta-collector validate`: checks the config, asks Okta for one event per enabled service,
+//! and opens one TLS session to the output (with a short read, since a rejected client
+//! certificate shows only then under TLS 1.3). Pulls nothing and sends nothing.
+
+use crate::config::Config;
+use crate::forward::tls;
+use crate::okta::client::{Client, FetchError};
+use crate::okta::page;
+use smol::io::AsyncReadExt;
+use std::time::Duration;
+
+/// One check's outcome.
+#[derive(Debug)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// `Ok(detail)` or `Err(problem)`.
+    pub result: Result<String, String>,
+}
+
+/// Runs every check; the config must already have loaded.
+pub fn run(config: &Config) -> Vec<Check> {
+    let mut out = vec![Check {
+        what: "config".into(),
+        result: Ok(config.path.display().to_string()),
+    }];
+    let client = Client::new(config.okta.url.clone(), config.okta.token.clone());
+    let services = if config.okta.enabled {
+        config.okta.services.clone()
+    } else {
+        Vec::new()
+    };
+    for s in &services {
+        let url = format!("{}/api/v1/logs?limit=1", config.okta.url.base());
+        let result = match client.get(&url) {
+            Err(FetchError::Transport(e)) => Err(format!(
+                "SetupError 101: Connecting Error occurred while retrieving events from okta server: {e}"
+            )),
+            Err(e) => Err(format!("SetupError 101: {e}")),
+            Ok(r) if r.status == 401 => Err(format!(
+                "SetupError 100: HTTP Error occurred while retrieving events from okta server: {}. Check the API token.",
+                r.error_details()
+            )),
+            Ok(r) if r.status == 403 => Err(format!(
+                "SetupError 100: HTTP Error occurred while retrieving events from okta server: {}. The token's admin needs a role that can read the System Log (okta.logs.read).",
+                r.error_details()
+            )),
+            Ok(r) if r.status == 429 => Err(format!(
+                "rate limited by Okta ({}); try again in a minute",
+                r.error_details()
+            )),
+            Ok(r) if !(200..300).contains(&r.status) => Err(format!(
+                "SetupError 100: HTTP Error occurred while retrieving events from okta server: {}",
+                r.error_details()
+            )),
+            Ok(r) => match page::split(&r.body) {
+                Ok(items) => Ok(format!(
+                    "{} answered ({} event on a limit=1 page)",
+                    config.okta.url.base(),
+                    items.len()
+                )),
+                Err(e) => Err(format!("PullError 302: {e}")),
+            },
+        };
+        out.push(Check {
+            what: format!("okta service {}", s.kind.name()),
+            result,
+        });
+    }
+    let o = &config.output;
+    let result = match tls::client_config(o) {
+        Err(e) => Err(e),
+        Ok(tls_config) => smol::block_on(async {
+            let mut session = tls::connect(o, tls_config, Duration::from_secs(10)).await?;
+            let version = session
+                .tls
+                .get_ref()
+                .1
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            let mut buf = [0u8; 64];
+            let read = smol::future::or(async { Some(session.tls.read(&mut buf).await) }, async {
+                smol::Timer::after(Duration::from_millis(1500)).await;
+                None
+            })
+            .await;
+            match read {
+                None | Some(Ok(1..)) => {
+                    let _ = smol::io::AsyncWriteExt::close(&mut session.tls).await;
+                    Ok(format!(
+                        "{}:{} accepted the client certificate ({version})",
+                        o.address, o.port
+                    ))
+                }
+                Some(Ok(0)) => Err(format!(
+                    "{}:{} closed the connection right after the handshake: it probably rejected the client certificate {}",
+                    o.address,
+                    o.port,
+                    o.cert.display()
+                )),
+                Some(Err(e)) => Err(format!(
+                    "{}:{} rejected the session: {e} (check the client certificate {} and key {})",
+                    o.address,
+                    o.port,
+                    o.cert.display(),
+                    o.key.display()
+                )),
+            }
+        }),
+    };
+    out.push(Check {
+        what: format!("output {} (devo_platform)", o.name),
+        result,
+    });
+    out
+}
