@@ -25,8 +25,11 @@ const BATCH_BYTES: usize = 256 << 10;
 const MAX_IDLE: Duration = Duration::from_secs(30);
 /// Reconnect before sending on a connection older than this.
 const MAX_AGE: Duration = Duration::from_secs(3600);
-/// How often the ack position is made durable while data flows.
+/// The ack position is made durable at least this often while it moves...
 const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// ...and as soon as this many events are acknowledged but not yet recorded. Together they
+/// bound the events re-sent after a crash (the unacknowledged window).
+pub const ACK_PERSIST_EVENTS: u64 = 2_000;
 /// Bound on each step of a clean close.
 const CLOSE_STEP: Duration = Duration::from_secs(5);
 
@@ -244,7 +247,7 @@ async fn session_loop(
         }
         if buf.is_empty() {
             settle(states, &probe);
-            if last_persist.elapsed() >= ACK_PERSIST_EVERY {
+            if persist_due(states, last_persist) {
                 persist(states).await?;
                 last_persist = Instant::now();
             }
@@ -276,11 +279,19 @@ async fn session_loop(
             });
         }
         settle(states, &probe);
-        if last_persist.elapsed() >= ACK_PERSIST_EVERY {
+        if persist_due(states, last_persist) {
             persist(states).await?;
             last_persist = Instant::now();
         }
     }
+}
+
+/// True when an acked position moved and the time or event bound is reached.
+fn persist_due(states: &[TableState], last_persist: Instant) -> bool {
+    states.iter().any(|s| {
+        let behind = s.acked.seq.saturating_sub(s.persisted.seq);
+        behind >= ACK_PERSIST_EVENTS || (behind > 0 && last_persist.elapsed() >= ACK_PERSIST_EVERY)
+    })
 }
 
 /// Reads the table's next frame off the reactor.

@@ -382,7 +382,8 @@ const TYPES: [(&str, &str, &str); 6] = [
 ];
 
 /// The JSON of event `i`: 1–3 KB, nested objects, unicode, nulls, the string "null", a JSON
-/// document inside a string, and every 50th event published 90 s before its neighbours (late).
+/// document inside a string; every 50th event is published 90 s before its neighbours (late)
+/// and every 997th is about 14 KB.
 pub fn event(base_ms: u64, i: u64) -> String {
     let h = mix(i ^ 0x5bd1_e995);
     let (name, login) = PEOPLE[(h % PEOPLE.len() as u64) as usize];
@@ -410,7 +411,13 @@ pub fn event(base_ms: u64, i: u64) -> String {
     } else {
         r#"{"reason":null,"result":"SUCCESS"}"#
     };
-    let pad = "a1b2c3d4e5".repeat(((h >> 20) % 30) as usize);
+    // Every 997th event is large (about 14 KB), past rsyslog's default 8 KB message limit.
+    let reps = if i % 997 == 996 {
+        1_400
+    } else {
+        ((h >> 20) % 30) as usize
+    };
+    let pad = "a1b2c3d4e5".repeat(reps);
     let zone = if h % 3 == 0 {
         "\"null\"".to_string()
     } else {
@@ -481,7 +488,7 @@ mod tests {
             );
             total += e.len();
         }
-        let avg = total / 2000;
+        let avg = total / 1998;
         assert!((1200..2200).contains(&avg), "average {avg}");
         println!("average event size {avg} bytes");
     }

@@ -1,1 +1,13 @@
-fn main() {}
+//! End-to-end tests: the real `okta-collector` binary against the simulated Okta org (HTTP on
+//! 127.0.0.1) and a Devo receiver over mutual TLS with certificates generated per test.
+
+/// Bad configs and `validate`.
+mod config_errors;
+/// kill -9 at random moments: nothing lost, no duplicate in the spool.
+mod crash;
+/// Full delivery, Devo down at start, SIGTERM and restart.
+mod delivery;
+/// Shared set-up: temp folder, certificates, simulator, receiver, child process, checks.
+mod harness;
+/// The same pipeline into Debian's rsyslog over TLS with client certificates.
+mod rsyslog;

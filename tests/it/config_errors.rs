@@ -1,0 +1,176 @@
+//! Bad configs give a message naming the problem and exit code 1; `validate` reports each check.
+
+use crate::harness::*;
+use okta_collector::sim::okta;
+use std::process::{Command, Output};
+
+fn run_with(env: &Env, text: &str) -> Output {
+    let p = env.write_config_text(text);
+    Command::new(bin())
+        .args(["run", "--config"])
+        .arg(p)
+        .output()
+        .unwrap()
+}
+
+fn expect_error(env: &Env, text: &str, needles: &[&str]) {
+    let out = run_with(env, text);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "expected {n:?} in: {stderr}");
+    }
+    assert!(!stderr.contains(TOKEN), "the token leaked into: {stderr}");
+}
+
+#[test]
+fn each_config_error_names_the_problem_and_exits_1() {
+    let env = Env::new(okta::Options::default());
+    let good = env.config_text("");
+    let start = env.okta.start_time();
+
+    expect_error(
+        &env,
+        &good.replace(&start, "2024-12-04 11:45"),
+        &[
+            "InitVariablesError 1",
+            "initial_start_time_in_utc is not set as per the datetime_format",
+            "2024-12-04 11:45",
+        ],
+    );
+    expect_error(
+        &env,
+        &good.replace(&start, "2999-01-01T00:00:00Z"),
+        &[
+            "InitVariablesError 2",
+            "initial_start_time_in_utc is in the future",
+        ],
+    );
+    expect_error(
+        &env,
+        &good.replace("api_token:", "api_tokn:"),
+        &["unknown field `api_tokn`", "line 21 column 7"],
+    );
+    expect_error(
+        &env,
+        &good.replace("      logs:", "      logz:"),
+        &["unknown field `logz`", "line"],
+    );
+    expect_error(
+        &env,
+        &good.replace("type: devo_platform", "type: kafka"),
+        &["kafka", "line"],
+    );
+    expect_error(
+        &env,
+        &format!("{good}      users:\n        enabled: true\n"),
+        &["`users` service is not available"],
+    );
+    expect_error(
+        &env,
+        &good.replace(&env.okta.url(), "http://acme.okta.com"),
+        &["okta_url", "https://"],
+    );
+    expect_error(
+        &env,
+        &good.replace("certs/domain.crt", "certs/missing.crt"),
+        &["certs/missing.crt", "outputs.devo_1.config.cert"],
+    );
+    expect_error(
+        &env,
+        &good.replace(
+            "request_period_in_seconds: 1",
+            "request_period_in_seconds: soon",
+        ),
+        &["request_period_in_seconds", "line"],
+    );
+
+    std::fs::write(env.path().join("certs/garbage.key"), "not a key\n").unwrap();
+    expect_error(
+        &env,
+        &good.replace("certs/domain.key", "certs/garbage.key"),
+        &["certs/garbage.key", "private key"],
+    );
+    std::fs::write(
+        env.path().join("certs/garbage.crt"),
+        "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    expect_error(
+        &env,
+        &good.replace("certs/chain.crt", "certs/garbage.crt"),
+        &["certs/garbage.crt", "outputs.devo_1.config.chain"],
+    );
+
+    let out = Command::new(bin())
+        .args(["run", "--config", "/nonexistent/okc.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/okc.yaml"));
+}
+
+#[test]
+fn validate_reports_each_check_and_pulls_nothing() {
+    let mut env = Env::new(okta::Options {
+        total: 100,
+        initial: 100,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    let p = env.write_config("");
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[ OK ] config"), "{stdout}");
+    assert!(stdout.contains("[ OK ] okta service logs"), "{stdout}");
+    assert!(
+        stdout.contains("[ OK ] output devo_1 (devo_platform)"),
+        "{stdout}"
+    );
+    assert_eq!(devo.count(), 0, "validate sends nothing");
+    assert!(
+        !env.path().join("data/spool").exists(),
+        "validate creates no spool"
+    );
+
+    // A wrong token: SetupError 100 and exit 1.
+    env.write_config_text(&env.config_text("").replace(TOKEN, "wrong-token"));
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("[FAIL] okta service logs: SetupError 100"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("E0000011"), "{stdout}");
+
+    // A client certificate the receiver does not trust: the rejection is seen after the handshake.
+    let rogue =
+        okta_collector::sim::certs::generate(&env.path().join("rogue"), "rogue CA").unwrap();
+    let text = env
+        .config_text("")
+        .replace("certs/domain.crt", rogue.client_cert.to_str().unwrap())
+        .replace("certs/domain.key", rogue.client_key.to_str().unwrap());
+    env.write_config_text(&text);
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[FAIL] output devo_1"), "{stdout}");
+}

@@ -1,0 +1,139 @@
+//! Delivery tests: all events arrive exactly once and unaltered; Devo down at start; SIGTERM
+//! mid-stream and restart.
+
+use crate::harness::*;
+use okta_collector::sim::okta;
+use std::time::Duration;
+
+#[test]
+fn twenty_thousand_events_over_many_pages_with_empty_ones_arrive_exactly_once() {
+    let mut env = Env::new(okta::Options {
+        total: 20_000,
+        initial: 20_000,
+        empty_every: 6,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    env.write_config("");
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(120), || devo.count() >= 20_000);
+    // Let anything extra (a duplicate) arrive before stopping.
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, 15);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(30)).success(),
+        "{}",
+        env.logs()
+    );
+    assert!(
+        all,
+        "only {} of 20000 arrived\n{}",
+        devo.count(),
+        env.logs()
+    );
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert_eq!(d.lines, 20_000);
+    assert!(d.missing(20_000).is_empty());
+    assert_eq!(d.duplicates(), 0);
+    let logs = env.logs();
+    assert!(
+        logs.contains("Statistics for this pull cycle (@devo_pulling_id="),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("Number of duplicated events filtered out: 0;"),
+        "{logs}"
+    );
+    assert!(logs.contains("The data is up to date!"), "{logs}");
+    assert!(
+        env.okta.requests() > 20,
+        "empty pages were served and followed"
+    );
+    assert!(!logs.contains(TOKEN), "the token must never be logged");
+}
+
+#[test]
+fn override_tag_routes_events_to_another_table() {
+    let mut env = Env::new(okta::Options {
+        total: 500,
+        initial: 500,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    env.write_config("        override_tag: my.app.okta.logs\n");
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(60), || devo.count() >= 500);
+    signal(&child, 15);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert!(all, "{}", env.logs());
+    let d = check_lines(&env, &devo.lines(), "my.app.okta.logs");
+    assert_eq!((d.lines, d.duplicates()), (500, 0));
+}
+
+#[test]
+fn devo_down_at_start_then_up_everything_arrives() {
+    let mut env = Env::new(okta::Options {
+        total: 20_000,
+        initial: 20_000,
+        ..Default::default()
+    });
+    env.write_config("");
+    let mut child = env.spawn();
+    // Pulling goes on into the spool while Devo is unreachable.
+    let spooled = wait_until(Duration::from_secs(60), || {
+        env.logs().contains("The data is up to date!")
+    });
+    assert!(spooled, "{}", env.logs());
+    assert!(env.logs().contains("Cannot connect"), "{}", env.logs());
+    let devo = env.start_devo();
+    let all = wait_until(Duration::from_secs(120), || devo.count() >= 20_000);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, 15);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(20_000).is_empty());
+    assert_eq!(d.duplicates(), 0);
+}
+
+#[test]
+fn sigterm_mid_stream_then_restart_loses_and_duplicates_nothing() {
+    let total = 20_000;
+    let mut env = Env::new(okta::Options {
+        total,
+        initial: 2_000,
+        rate_per_sec: 4_000.0,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    env.write_config("");
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(60), || devo.count() >= 4_000),
+        "{}",
+        env.logs()
+    );
+    signal(&child, 15);
+    let st = wait_exit(&mut child, Duration::from_secs(30));
+    assert!(st.success(), "exit {st:?}\n{}", env.logs());
+    let at_stop = devo.count();
+    assert!(
+        at_stop < total,
+        "the stop happened mid-stream ({at_stop} delivered)"
+    );
+    assert!(env.logs().contains("Closed cleanly."), "{}", env.logs());
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(120), || devo.count() >= total);
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(&child, 15);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(total).is_empty());
+    assert_eq!(
+        d.duplicates(),
+        0,
+        "a clean stop leaves nothing unacknowledged"
+    );
+    assert!(env.logs().contains("Data retrieved from the persistence"));
+}

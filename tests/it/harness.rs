@@ -1,0 +1,281 @@
+//! Test harness: a temp folder with real certificates, the simulated Okta org, a mutual-TLS
+//! Devo receiver, a config file, and the real `okta-collector` binary as a child process.
+
+use okta_collector::forward::syslog;
+use okta_collector::sim::{certs, devo, okta};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "00TEST-token-Do-Not-Log-4f1c2e";
+pub const HOSTNAME: &str = "okta-test-host";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub pki: certs::Pki,
+    pub okta: okta::OktaSim,
+    pub devo_port: u16,
+    pub devo: Option<devo::Receiver>,
+    runs: usize,
+}
+
+impl Env {
+    /// A fresh folder, certificates and simulated org; the receiver is not started yet.
+    pub fn new(opts: okta::Options) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = certs::generate(&dir.path().join("certs"), "test CA").unwrap();
+        let okta = okta::OktaSim::start(
+            ([127, 0, 0, 1], 0).into(),
+            okta::Options {
+                token: TOKEN.into(),
+                ..opts
+            },
+        )
+        .unwrap();
+        let devo_port = free_port();
+        Env {
+            dir,
+            pki,
+            okta,
+            devo_port,
+            devo: None,
+            runs: 0,
+        }
+    }
+
+    /// Starts the Devo receiver on the reserved port.
+    pub fn start_devo(&mut self) -> devo::Receiver {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match devo::Receiver::start(([127, 0, 0, 1], self.devo_port).into(), &self.pki, true) {
+                Ok(r) => {
+                    self.devo = Some(r.clone());
+                    return r;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("receiver bind retry: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a config (with `services_extra` appended under `services.logs`) and returns its path.
+    pub fn write_config(&self, logs_extra: &str) -> PathBuf {
+        self.write_config_text(&self.config_text(logs_extra))
+    }
+
+    pub fn write_config_text(&self, text: &str) -> PathBuf {
+        let p = self.path().join("config.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn config_text(&self, logs_extra: &str) -> String {
+        format!(
+            r#"globals:
+  id: okta-test
+  data_dir: data
+  log_level: info
+outputs:
+  devo_1:
+    type: devo_platform
+    config:
+      address: 127.0.0.1
+      port: {port}
+      chain: certs/chain.crt
+      cert: certs/domain.crt
+      key: certs/domain.key
+      hostname: {HOSTNAME}
+inputs:
+  okta:
+    id: "65294"
+    enabled: true
+    credentials:
+      okta_url: {url}
+      api_token: "{TOKEN}"
+    services:
+      logs:
+        start: {start}
+        request_period_in_seconds: 1
+{logs_extra}"#,
+            port = self.devo_port,
+            url = self.okta.url(),
+            start = self.okta.start_time(),
+        )
+    }
+
+    /// Starts `okta-collector run` on the config; its stderr goes to `run-N.log`.
+    pub fn spawn(&mut self) -> Child {
+        self.runs += 1;
+        let log =
+            std::fs::File::create(self.path().join(format!("run-{}.log", self.runs))).unwrap();
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(self.path().join("config.yaml"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// All stderr of all runs so far.
+    pub fn logs(&self) -> String {
+        (1..=self.runs)
+            .map(|i| {
+                std::fs::read_to_string(self.path().join(format!("run-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.path().join("data/spool/logs")
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_okta-collector")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 50 ms until it is true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    let name = if sig == 9 { "-KILL" } else { "-TERM" };
+    let st = Command::new("kill")
+        .arg(name)
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("okta-collector did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the receiver got, checked line by line against what the simulator served.
+pub struct Delivery {
+    /// How many times each event index arrived.
+    pub counts: HashMap<u64, u32>,
+    pub lines: usize,
+}
+
+impl Delivery {
+    pub fn duplicates(&self) -> u64 {
+        self.counts.values().map(|c| u64::from(c - 1)).sum()
+    }
+
+    pub fn missing(&self, total: u64) -> Vec<u64> {
+        (0..total)
+            .filter(|i| !self.counts.contains_key(i))
+            .collect()
+    }
+}
+
+/// Parses every received line; panics on a line that is not exactly an event the simulator
+/// served, framed with the right hostname and `tag`.
+pub fn check_lines(env: &Env, lines: &[Vec<u8>], tag: &str) -> Delivery {
+    let mut counts = HashMap::new();
+    for line in lines {
+        let (host, t, event) = syslog::parse_line(line)
+            .unwrap_or_else(|| panic!("not a syslog line: {}", String::from_utf8_lossy(line)));
+        assert_eq!(host, HOSTNAME);
+        assert_eq!(t, tag);
+        let v: serde_json::Value = serde_json::from_slice(event).expect("event is JSON");
+        let uuid = v["uuid"].as_str().expect("uuid");
+        let i = okta::index_of(uuid).expect("a simulator uuid");
+        assert_eq!(
+            std::str::from_utf8(event).unwrap(),
+            env.okta.event(i),
+            "event {i} arrived altered"
+        );
+        *counts.entry(i).or_insert(0) += 1;
+    }
+    Delivery {
+        counts,
+        lines: lines.len(),
+    }
+}
+
+/// Reads every event still in the spool (from the oldest segment, ignoring the ack) and checks
+/// that each event's sequence number equals its simulator index: the spool holds the
+/// simulator's sequence once each, in order, with no duplicate and no gap.
+pub fn check_spool_is_exact_prefix(env: &Env) -> u64 {
+    let dir = env.spool_dir();
+    if !dir.exists() {
+        return 0;
+    }
+    let s = spool::Spool::open(&dir, spool::Options::default()).unwrap();
+    let mut segs: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".seg")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    segs.sort();
+    let Some(&oldest) = segs.first() else {
+        return 0;
+    };
+    let mut r = s.reader();
+    r.seek(spool::Position {
+        seq: 0,
+        segment: oldest,
+        offset: 0,
+    });
+    let mut n = 0;
+    while let Some(f) = r.next_frame().unwrap() {
+        for (seq, e) in f.events() {
+            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+            let i = okta::index_of(v["uuid"].as_str().unwrap()).unwrap();
+            assert_eq!(seq, i, "spool sequence {seq} holds event {i}");
+            assert_eq!(std::str::from_utf8(e).unwrap(), env.okta.event(i));
+            n += 1;
+        }
+    }
+    assert_eq!(r.corrupt_frames(), 0);
+    n
+}
