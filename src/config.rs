@@ -474,21 +474,19 @@ impl Config {
             ("users", s.users),
             ("zones", s.zones),
         ] {
-            if let Some(svc) = svc {
-                if svc.enabled != Some(false) {
+            if let Some(svc) = svc
+                && svc.enabled != Some(false) {
                     return err(format!(
                         "{}: the `{name}` service is not available in this version yet (only `logs` is); \
                          set `enabled: false` under it or remove it",
                         at(&format!("inputs.okta.services.{name}"))
                     ));
                 }
-            }
         }
-        if let Some(svc) = s.logs {
-            if svc.enabled != Some(false) {
+        if let Some(svc) = s.logs
+            && svc.enabled != Some(false) {
                 services.push(resolve_service(ServiceKind::Logs, svc, &at)?);
             }
-        }
         Ok(Config {
             path: path.to_path_buf(),
             id,

@@ -42,10 +42,10 @@ impl AckFile {
             if file.read_exact_at(&mut b, *off).is_err() {
                 continue;
             }
-            if let Some((generation, pos)) = decode(&b) {
-                if best.is_none_or(|(g, _, _)| generation > g) {
-                    best = Some((generation, i, pos));
-                }
+            if let Some((generation, pos)) = decode(&b)
+                && best.is_none_or(|(g, _, _)| generation > g)
+            {
+                best = Some((generation, i, pos));
             }
         }
         let (generation, slot, pos) = match best {

@@ -245,12 +245,11 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         let entry = entry.map_err(io_err("list", dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(stem) = name.strip_suffix(".seg") {
-            if stem.len() == 20 {
-                if let Ok(n) = stem.parse::<u64>() {
-                    out.push(n);
-                }
-            }
+        if let Some(stem) = name.strip_suffix(".seg")
+            && stem.len() == 20
+            && let Ok(n) = stem.parse::<u64>()
+        {
+            out.push(n);
         }
     }
     out.sort_unstable();

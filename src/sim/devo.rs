@@ -92,11 +92,10 @@ impl Receiver {
                         start += p + 1;
                     }
                     partial.drain(..start);
-                    if keep && !got.is_empty() {
-                        if let Ok(mut l) = self.lines.lock() {
+                    if keep && !got.is_empty()
+                        && let Ok(mut l) = self.lines.lock() {
                             l.extend(got);
                         }
-                    }
                 }
                 Err(_) => return,
             }

@@ -211,7 +211,7 @@ impl Shared {
         };
         let n = self.page_requests.fetch_add(1, Ordering::Relaxed) + 1;
         let avail = self.available();
-        let empty = self.opts.empty_every > 0 && n % self.opts.empty_every == 0;
+        let empty = self.opts.empty_every > 0 && n.is_multiple_of(self.opts.empty_every);
         let end = if empty {
             start
         } else {
@@ -406,7 +406,7 @@ pub fn event(base_ms: u64, i: u64) -> String {
     } else {
         format!("\"{legacy}\"")
     };
-    let outcome = if h % 11 == 0 {
+    let outcome = if h.is_multiple_of(11) {
         r#"{"reason":"INVALID_CREDENTIALS","result":"FAILURE"}"#
     } else {
         r#"{"reason":null,"result":"SUCCESS"}"#
@@ -418,12 +418,12 @@ pub fn event(base_ms: u64, i: u64) -> String {
         ((h >> 20) % 30) as usize
     };
     let pad = "a1b2c3d4e5".repeat(reps);
-    let zone = if h % 3 == 0 {
+    let zone = if h.is_multiple_of(3) {
         "\"null\"".to_string()
     } else {
         "null".to_string()
     };
-    let target = if h % 4 == 0 {
+    let target = if h.is_multiple_of(4) {
         "null".to_string()
     } else {
         format!(

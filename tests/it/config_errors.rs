@@ -174,3 +174,15 @@ fn validate_reports_each_check_and_pulls_nothing() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("[FAIL] output devo_1"), "{stdout}");
 }
+
+#[test]
+fn the_example_config_parses_and_only_lacks_the_token_variable() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config.example.yaml");
+    let e = okta_collector::config::Config::load(&p).unwrap_err().0;
+    // The example reads the token from OKTA_API_TOKEN, which the test environment does not set.
+    assert!(e.contains("OKTA_API_TOKEN is not set"), "{e}");
+    let text = std::fs::read_to_string(&p).unwrap().replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
+    let c = okta_collector::config::Config::parse(&p, &text).unwrap();
+    assert_eq!(c.okta.services.len(), 1);
+    assert_eq!(c.output.address, "collector-eu.devo.io");
+}

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `okta-collector` binary against the simulated Okta org (HTTP on
 //! 127.0.0.1) and a Devo receiver over mutual TLS with certificates generated per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
 /// Bad configs and `validate`.
 mod config_errors;
@@ -11,3 +12,5 @@ mod delivery;
 mod harness;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.
 mod rsyslog;
+/// Repository rules (module docs).
+mod tidy;
