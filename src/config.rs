@@ -475,18 +475,20 @@ impl Config {
             ("zones", s.zones),
         ] {
             if let Some(svc) = svc
-                && svc.enabled != Some(false) {
-                    return err(format!(
-                        "{}: the `{name}` service is not available in this version yet (only `logs` is); \
+                && svc.enabled != Some(false)
+            {
+                return err(format!(
+                    "{}: the `{name}` service is not available in this version yet (only `logs` is); \
                          set `enabled: false` under it or remove it",
-                        at(&format!("inputs.okta.services.{name}"))
-                    ));
-                }
+                    at(&format!("inputs.okta.services.{name}"))
+                ));
+            }
         }
         if let Some(svc) = s.logs
-            && svc.enabled != Some(false) {
-                services.push(resolve_service(ServiceKind::Logs, svc, &at)?);
-            }
+            && svc.enabled != Some(false)
+        {
+            services.push(resolve_service(ServiceKind::Logs, svc, &at)?);
+        }
         Ok(Config {
             path: path.to_path_buf(),
             id,

@@ -120,7 +120,14 @@ impl Pipeline {
         let pullers_done = Shutdown::new();
         let f = self.forwarder;
         let fsd = pullers_done.clone();
-        let forwarder = smol::spawn(async move { f.run(fsd).await.map_err(|e| e.0) });
+        let stop_all = shutdown.clone();
+        let forwarder = smol::spawn(async move {
+            let r = f.run(fsd).await.map_err(|e| e.0);
+            if r.is_err() {
+                stop_all.trigger();
+            }
+            r
+        });
         let mut first_error = None;
         for t in tasks {
             if let Err(e) = t.await {

@@ -259,12 +259,22 @@ async fn session_loop(
             close(&mut wr, &peer_rx, &probe, states).await;
             return Ok(End::Recycle);
         }
-        if let Err(e) = async {
+        // A write to a peer that stopped reading blocks until TCP_USER_TIMEOUT; after a
+        // shutdown request it gets CLOSE_STEP more, then counts as failed (nothing is lost:
+        // the unacknowledged part is sent again at the next start).
+        let write = async {
             wr.write_all(&buf).await?;
             wr.flush().await
-        }
-        .await
-        {
+        };
+        let bounded = async {
+            shutdown.wait().await;
+            smol::Timer::after(CLOSE_STEP).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server stopped reading during shutdown",
+            ))
+        };
+        if let Err(e) = smol::future::or(write, bounded).await {
             settle(states, &probe);
             persist(states).await?;
             return Ok(End::Failed(format!("sending failed: {e}")));

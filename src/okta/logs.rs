@@ -252,12 +252,13 @@ impl LogsPuller {
             }
         };
         if let Some(n) = &next
-            && !self.client.url().same_origin(n) {
-                log::error!(
-                    "{label} -> PullError 302: Some error occurred while retrieving events from Okta server: the next link {n:?} points to another host than okta_url; it is not followed (the API token would leak). The cursor is kept."
-                );
-                return Ok(None);
-            }
+            && !self.client.url().same_origin(n)
+        {
+            log::error!(
+                "{label} -> PullError 302: Some error occurred while retrieving events from Okta server: the next link {n:?} points to another host than okta_url; it is not followed (the API token would leak). The cursor is kept."
+            );
+            return Ok(None);
+        }
         let mut new_cursor = cursor.clone();
         let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(items.len());
         let mut dups = 0;

@@ -92,10 +92,12 @@ impl Receiver {
                         start += p + 1;
                     }
                     partial.drain(..start);
-                    if keep && !got.is_empty()
-                        && let Ok(mut l) = self.lines.lock() {
-                            l.extend(got);
-                        }
+                    if keep
+                        && !got.is_empty()
+                        && let Ok(mut l) = self.lines.lock()
+                    {
+                        l.extend(got);
+                    }
                 }
                 Err(_) => return,
             }

@@ -181,7 +181,9 @@ fn the_example_config_parses_and_only_lacks_the_token_variable() {
     let e = okta_collector::config::Config::load(&p).unwrap_err().0;
     // The example reads the token from OKTA_API_TOKEN, which the test environment does not set.
     assert!(e.contains("OKTA_API_TOKEN is not set"), "{e}");
-    let text = std::fs::read_to_string(&p).unwrap().replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
     let c = okta_collector::config::Config::parse(&p, &text).unwrap();
     assert_eq!(c.okta.services.len(), 1);
     assert_eq!(c.output.address, "collector-eu.devo.io");

@@ -21,5 +21,8 @@ fn every_rust_file_opens_with_a_module_doc_line() {
         }
     }
     assert!(seen > 20);
-    assert!(missing.is_empty(), "files without a leading //! line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! line: {missing:?}"
+    );
 }
