@@ -93,7 +93,7 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
                 group(pulled - last[i].0),
                 group(delivered),
                 group(delivered - last[i].1),
-                group(s.spool.backlog())
+                group(pulled.saturating_sub(delivered))
             );
             last[i] = (pulled, delivered);
         }
