@@ -68,7 +68,7 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
     );
     println!(
         "{:>5}  {:<18} {:>10} {:>9} {:>10} {:>9} {:>9}",
-        "time", "table", "pulled", "/s", "delivered", "/s", "in spool"
+        "time", "table", "pulled", "/s", "delivered", "/s", "waiting"
     );
 
     let started = Instant::now();

@@ -1,4 +1,5 @@
-//! RFC 3339 parsing (with offsets, strict) and the timestamp formats we write; no time zones.
+//! RFC 3339 parsing (with offsets, strict), the timestamp formats we write, and a timeout
+//! for futures. No time zones.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +68,15 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec.min(59) - offset_secs;
     let secs = u64::try_from(secs).ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
+}
+
+/// Runs `f` for at most `d`; `None` if it did not finish in time.
+pub async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(f.await) }, async {
+        smol::Timer::after(d).await;
+        None
+    })
+    .await
 }
 
 /// Formats as Okta wants query timestamps: `2024-12-04T11:45:01.000Z`.

@@ -72,19 +72,10 @@ pub fn run(config: &Config) -> Vec<Check> {
         Err(e) => Err(e),
         Ok(tls_config) => smol::block_on(async {
             let mut session = tls::connect(o, tls_config, Duration::from_secs(10)).await?;
-            let version = session
-                .tls
-                .get_ref()
-                .1
-                .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default();
+            let version = session.protocol();
             let mut buf = [0u8; 64];
-            let read = smol::future::or(async { Some(session.tls.read(&mut buf).await) }, async {
-                smol::Timer::after(Duration::from_millis(1500)).await;
-                None
-            })
-            .await;
+            let read =
+                crate::time::timeout(Duration::from_millis(1500), session.tls.read(&mut buf)).await;
             match read {
                 None | Some(Ok(1..)) => {
                     let _ = smol::io::AsyncWriteExt::close(&mut session.tls).await;

@@ -8,11 +8,11 @@ pub mod tls;
 use crate::config::Output;
 use crate::okta::logs::jitter;
 use crate::shutdown::Shutdown;
+use crate::time::timeout;
 use futures_rustls::rustls::ClientConfig;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use spool::{Position, Reader, Spool};
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,13 +144,7 @@ impl Forwarder {
                     continue;
                 }
             };
-            let version = session
-                .tls
-                .get_ref()
-                .1
-                .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default();
+            let version = session.protocol();
             log::info!(
                 "{name} -> Connected ({version}, client certificate {}).",
                 output.cert.display()
@@ -404,12 +398,4 @@ async fn wait_for_work(states: &[TableState], shutdown: &Shutdown) {
         shutdown.wait(),
     )
     .await;
-}
-
-async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
-    smol::future::or(async { Some(f.await) }, async {
-        smol::Timer::after(d).await;
-        None
-    })
-    .await
 }

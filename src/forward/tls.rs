@@ -130,6 +130,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// The negotiated TLS version, e.g. `TLSv1_3`.
+    pub fn protocol(&self) -> String {
+        self.tls
+            .get_ref()
+            .1
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default()
+    }
+
     /// Bytes the peer's TCP stack has acknowledged: written minus still in the send queue.
     pub fn peer_acked(&self) -> Option<u64> {
         let outq = crate::sys::send_queue_len(&self.socket)?;
@@ -152,14 +162,7 @@ pub async fn connect(
     let mut last = format!("{} resolves to no address", o.address);
     let mut tcp = None;
     for a in addrs {
-        let attempt = smol::future::or(
-            async { Some(smol::net::TcpStream::connect(a).await) },
-            async {
-                smol::Timer::after(timeout).await;
-                None
-            },
-        );
-        match attempt.await {
+        match crate::time::timeout(timeout, smol::net::TcpStream::connect(a)).await {
             Some(Ok(s)) => {
                 tcp = Some(s);
                 break;
@@ -179,14 +182,7 @@ pub async fn connect(
         written: written.clone(),
     };
     let connector = futures_rustls::TlsConnector::from(config);
-    let handshake = smol::future::or(
-        async { Some(connector.connect(name, counted).await) },
-        async {
-            smol::Timer::after(timeout).await;
-            None
-        },
-    );
-    match handshake.await {
+    match crate::time::timeout(timeout, connector.connect(name, counted)).await {
         Some(Ok(tls)) => Ok(Session {
             tls,
             written,

@@ -110,6 +110,17 @@ fn each_config_error_names_the_problem_and_exits_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/okc.yaml"));
 }
 
+/// Runs `validate` on the config; returns the output and its stdout.
+fn validate(config: &std::path::Path) -> (Output, String) {
+    let out = Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, stdout)
+}
+
 #[test]
 fn validate_reports_each_check_and_pulls_nothing() {
     let mut env = Env::new(okta::Options {
@@ -119,12 +130,7 @@ fn validate_reports_each_check_and_pulls_nothing() {
     });
     let devo = env.start_devo();
     let p = env.write_config("");
-    let out = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = validate(&p);
     assert!(
         out.status.success(),
         "{stdout}{}",
@@ -144,12 +150,7 @@ fn validate_reports_each_check_and_pulls_nothing() {
 
     // A wrong token: SetupError 100 and exit 1.
     env.write_config_text(&env.config_text("").replace(TOKEN, "wrong-token"));
-    let out = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = validate(&p);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("[FAIL] okta service logs: SetupError 100"),
@@ -165,12 +166,7 @@ fn validate_reports_each_check_and_pulls_nothing() {
         .replace("certs/domain.crt", rogue.client_cert.to_str().unwrap())
         .replace("certs/domain.key", rogue.client_key.to_str().unwrap());
     env.write_config_text(&text);
-    let out = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = validate(&p);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("[FAIL] output devo_1"), "{stdout}");
 }

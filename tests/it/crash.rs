@@ -40,12 +40,7 @@ fn kill_9_at_random_moments_loses_nothing_and_never_spools_twice() {
                 .is_empty()
     });
     std::thread::sleep(Duration::from_millis(1500));
-    signal(&child, 15);
-    assert!(
-        wait_exit(&mut child, Duration::from_secs(30)).success(),
-        "{}",
-        env.logs()
-    );
+    stop(&env, &mut child);
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
     let missing = d.missing(total);
     assert!(

@@ -19,12 +19,7 @@ fn twenty_thousand_events_over_many_pages_with_empty_ones_arrive_exactly_once() 
     let all = wait_until(Duration::from_secs(120), || devo.count() >= 20_000);
     // Let anything extra (a duplicate) arrive before stopping.
     std::thread::sleep(Duration::from_millis(1500));
-    signal(&child, 15);
-    assert!(
-        wait_exit(&mut child, Duration::from_secs(30)).success(),
-        "{}",
-        env.logs()
-    );
+    stop(&env, &mut child);
     assert!(
         all,
         "only {} of 20000 arrived\n{}",
@@ -63,8 +58,7 @@ fn override_tag_routes_events_to_another_table() {
     env.write_config("        override_tag: my.app.okta.logs\n");
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(60), || devo.count() >= 500);
-    signal(&child, 15);
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    stop(&env, &mut child);
     assert!(all, "{}", env.logs());
     let d = check_lines(&env, &devo.lines(), "my.app.okta.logs");
     assert_eq!((d.lines, d.duplicates()), (500, 0));
@@ -88,8 +82,7 @@ fn devo_down_at_start_then_up_everything_arrives() {
     let devo = env.start_devo();
     let all = wait_until(Duration::from_secs(120), || devo.count() >= 20_000);
     std::thread::sleep(Duration::from_millis(500));
-    signal(&child, 15);
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    stop(&env, &mut child);
     assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
     assert!(d.missing(20_000).is_empty());
@@ -113,9 +106,7 @@ fn sigterm_mid_stream_then_restart_loses_and_duplicates_nothing() {
         "{}",
         env.logs()
     );
-    signal(&child, 15);
-    let st = wait_exit(&mut child, Duration::from_secs(30));
-    assert!(st.success(), "exit {st:?}\n{}", env.logs());
+    stop(&env, &mut child);
     let at_stop = devo.count();
     assert!(
         at_stop < total,
@@ -125,8 +116,7 @@ fn sigterm_mid_stream_then_restart_loses_and_duplicates_nothing() {
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(120), || devo.count() >= total);
     std::thread::sleep(Duration::from_millis(1000));
-    signal(&child, 15);
-    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    stop(&env, &mut child);
     assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
     assert!(d.missing(total).is_empty());

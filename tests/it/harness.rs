@@ -178,6 +178,13 @@ pub fn signal(child: &Child, sig: i32) {
     assert!(st.success());
 }
 
+/// SIGTERM, then the clean exit (code 0) within 30 s that `run` promises.
+pub fn stop(env: &Env, child: &mut Child) {
+    signal(child, 15);
+    let st = wait_exit(child, Duration::from_secs(30));
+    assert!(st.success(), "exit {st:?} after SIGTERM\n{}", env.logs());
+}
+
 pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
