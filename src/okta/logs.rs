@@ -158,7 +158,16 @@ impl LogsPuller {
             };
             let client = self.client.clone();
             let fetch_url = url.clone();
-            let resp = smol::unblock(move || client.get(&fetch_url)).await;
+            // A request in flight when shutdown comes is abandoned: nothing of it was committed,
+            // so the next start asks for the same page.
+            let fetch = async { Some(smol::unblock(move || client.get(&fetch_url)).await) };
+            let stop = async {
+                shutdown.wait().await;
+                None
+            };
+            let Some(resp) = smol::future::or(fetch, stop).await else {
+                break CycleEnd::Shutdown;
+            };
             stats.requests += 1;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let resp = match resp {

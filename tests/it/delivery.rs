@@ -127,3 +127,49 @@ fn sigterm_mid_stream_then_restart_loses_and_duplicates_nothing() {
     );
     assert!(env.logs().contains("Data retrieved from the persistence"));
 }
+
+#[test]
+fn a_second_instance_on_the_same_data_dir_is_refused() {
+    let mut env = Env::new(okta::Options::default());
+    let devo = env.start_devo();
+    env.write_config("");
+    let mut first = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || devo.count() > 0),
+        "{}",
+        env.logs()
+    );
+    let out = std::process::Command::new(bin())
+        .args(["run", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another okta-collector process"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("data/spool/logs"), "{stderr}");
+    stop(&env, &mut first);
+}
+
+#[test]
+fn sigterm_while_okta_hangs_exits_promptly() {
+    // Every answer takes 20 s: the collector is inside a request when the signal comes.
+    let mut env = Env::new(okta::Options {
+        page_delay: Duration::from_secs(20),
+        ..Default::default()
+    });
+    env.start_devo();
+    env.write_config("");
+    let mut child = env.spawn();
+    assert!(wait_until(Duration::from_secs(10), || env.okta.requests() > 0));
+    let t = std::time::Instant::now();
+    stop(&env, &mut child);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+}
