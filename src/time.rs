@@ -1,5 +1,5 @@
-//! RFC 3339 parsing (with offsets, strict), the timestamp formats we write, and a timeout
-//! for futures. No time zones.
+//! RFC 3339 parsing (with offsets, strict), the timestamp formats we write, and the timing
+//! helpers (timeout, jitter). No time zones.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,11 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec.min(59) - offset_secs;
     let secs = u64::try_from(secs).ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
+}
+
+/// `d` plus up to 10% random jitter, so many agents do not retry in step.
+pub fn jitter(d: Duration) -> Duration {
+    d + d.mul_f64(fastrand::f64() * 0.1)
 }
 
 /// Runs `f` for at most `d`; `None` if it did not finish in time.

@@ -6,9 +6,8 @@ pub mod syslog;
 pub mod tls;
 
 use crate::config::Output;
-use crate::okta::logs::jitter;
 use crate::shutdown::Shutdown;
-use crate::time::timeout;
+use crate::time::{jitter, timeout};
 use futures_rustls::rustls::ClientConfig;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use spool::{Position, Reader, Spool};

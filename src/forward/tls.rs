@@ -139,12 +139,6 @@ impl Session {
             .map(|v| format!("{v:?}"))
             .unwrap_or_default()
     }
-
-    /// Bytes the peer's TCP stack has acknowledged: written minus still in the send queue.
-    pub fn peer_acked(&self) -> Option<u64> {
-        let outq = crate::sys::send_queue_len(&self.socket)?;
-        Some(self.written.load(Ordering::Relaxed).saturating_sub(outq))
-    }
 }
 
 /// Connects (TCP, then the TLS handshake with SNI = `address`), each step bounded by `timeout`.

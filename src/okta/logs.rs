@@ -7,6 +7,7 @@ use super::cursor::LogsCursor;
 use super::{link, page};
 use crate::config::Service;
 use crate::shutdown::Shutdown;
+use crate::time::jitter;
 use spool::Spool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -345,9 +346,4 @@ fn log_http_error(label: &str, resp: &Response) {
             "{label} -> PullError 300: HTTP Error occurred while fetching siem event from okta server: {details}. The cursor is kept; retrying."
         ),
     }
-}
-
-/// `d` plus up to 10% random jitter.
-pub fn jitter(d: Duration) -> Duration {
-    d + d.mul_f64(fastrand::f64() * 0.1)
 }
