@@ -42,7 +42,11 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
         },
     )
     .map_err(|e| format!("cannot start the simulated Okta org: {e}"))?;
-    let devo = sim::devo::Receiver::start(([127, 0, 0, 1], 0).into(), &pki, false)?;
+    let devo = sim::devo::Receiver::start(
+        ([127, 0, 0, 1], 0).into(),
+        &pki,
+        sim::devo::Options::default(),
+    )?;
     let text = DEMO_CONFIG
         .replace("{{OKTA_URL}}", &okta.url())
         .replace("{{DEVO_PORT}}", &devo.addr.port().to_string())

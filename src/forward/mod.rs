@@ -31,6 +31,11 @@ const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
 pub const ACK_PERSIST_EVENTS: u64 = 2_000;
 /// Bound on each step of a clean close.
 const CLOSE_STEP: Duration = Duration::from_secs(5);
+/// Under TLS 1.3 the server judges the client certificate only after the client's handshake
+/// is complete, so the first batch can reach the server's TCP stack (and be acknowledged
+/// there) before the server rejects the session. Bytes sent on a TLS 1.3 connection count as
+/// delivered only once it has lived this long without an alert, or after a clean close.
+const PROBATION: Duration = Duration::from_secs(2);
 
 /// One table: a spool and the tag its events are sent with.
 #[derive(Debug)]
@@ -86,10 +91,29 @@ enum End {
 struct Probe {
     written: Arc<AtomicU64>,
     socket: smol::net::TcpStream,
+    /// Acknowledged bytes count only from this instant on (see [`PROBATION`]).
+    trusted_from: Instant,
+}
+
+/// How the server's side of the connection ended, as seen by the reading task.
+enum PeerEnd {
+    /// EOF after a close_notify: the server read everything and closed.
+    Clean,
+    /// An alert, a reset, or EOF without close_notify.
+    Failed(String),
 }
 
 impl Probe {
+    /// Bytes the peer's TCP stack acknowledged, if the session is past its probation.
     fn peer_acked(&self) -> Option<u64> {
+        if Instant::now() < self.trusted_from {
+            return None;
+        }
+        self.kernel_acked()
+    }
+
+    /// Bytes the peer's TCP stack acknowledged: written minus what is still in the send queue.
+    fn kernel_acked(&self) -> Option<u64> {
         let outq = crate::sys::send_queue_len(&self.socket)?;
         Some(self.written.load(Ordering::Relaxed).saturating_sub(outq))
     }
@@ -193,18 +217,31 @@ async fn session_loop(
         written,
         socket,
     } = session;
-    let probe = Probe { written, socket };
+    // TLS 1.2 verifies the client certificate inside the handshake: no probation needed.
+    let tls12 = tls.get_ref().1.protocol_version()
+        == Some(futures_rustls::rustls::ProtocolVersion::TLSv1_2);
+    let trusted_from = if tls12 {
+        Instant::now()
+    } else {
+        Instant::now() + PROBATION
+    };
+    let mut probe = Probe {
+        written,
+        socket,
+        trusted_from,
+    };
     let (mut rd, mut wr) = smol::io::split(tls);
-    let (peer_tx, peer_rx) = smol::channel::bounded::<String>(1);
+    let (peer_tx, peer_rx) = smol::channel::bounded::<PeerEnd>(1);
     // Devo sends nothing; a read returns only the server's EOF or alert (a rejected client
     // certificate under TLS 1.3 shows only here).
     let _watch = smol::spawn(async move {
         let mut buf = [0u8; 4096];
         let reason = loop {
             match rd.read(&mut buf).await {
-                Ok(0) => break "the server closed the connection".to_string(),
+                // futures-rustls reports EOF without close_notify as an error.
+                Ok(0) => break PeerEnd::Clean,
                 Ok(_) => continue,
-                Err(e) => break format!("the server ended the TLS session: {e}"),
+                Err(e) => break PeerEnd::Failed(format!("the server ended the TLS session: {e}")),
             }
         };
         let _ = peer_tx.send(reason).await;
@@ -215,13 +252,17 @@ async fn session_loop(
     let mut batch: Vec<(usize, Position, u64)> = Vec::new();
     let mut last_persist = Instant::now();
     loop {
-        if let Ok(reason) = peer_rx.try_recv() {
+        if let Ok(end) = peer_rx.try_recv() {
             settle(states, &probe);
             persist(states).await?;
+            let reason = match end {
+                PeerEnd::Clean => "the server closed the connection".to_string(),
+                PeerEnd::Failed(e) => e,
+            };
             return Ok(End::Failed(reason));
         }
         if shutdown.is_set() {
-            close(&mut wr, &peer_rx, &probe, states).await;
+            close(&mut wr, &peer_rx, &mut probe, states).await;
             return Ok(End::Shutdown);
         }
         buf.clear();
@@ -249,7 +290,7 @@ async fn session_loop(
         }
         if last_write.elapsed() > MAX_IDLE || opened.elapsed() > MAX_AGE {
             // The frames just read are read again from the ack position on the next connection.
-            close(&mut wr, &peer_rx, &probe, states).await;
+            close(&mut wr, &peer_rx, &mut probe, states).await;
             return Ok(End::Recycle);
         }
         // A write to a peer that stopped reading blocks until TCP_USER_TIMEOUT; after a
@@ -359,15 +400,18 @@ async fn persist(states: &mut [TableState]) -> Result<(), Fatal> {
 }
 
 /// Clean close: close_notify and half-close, wait (bounded) for the server's EOF and for the
-/// send queue to drain, then count what the peer acknowledged.
+/// send queue to drain, then count what the peer acknowledged. A clean EOF from the server
+/// (its close_notify) proves it read the whole stream, probation or not.
 async fn close<W: smol::io::AsyncWrite + Unpin>(
     wr: &mut W,
-    peer_rx: &smol::channel::Receiver<String>,
-    probe: &Probe,
+    peer_rx: &smol::channel::Receiver<PeerEnd>,
+    probe: &mut Probe,
     states: &mut [TableState],
 ) {
     let _ = timeout(CLOSE_STEP, wr.close()).await;
-    let _ = timeout(CLOSE_STEP, peer_rx.recv()).await;
+    if let Some(Ok(PeerEnd::Clean)) = timeout(CLOSE_STEP, peer_rx.recv()).await {
+        probe.trusted_from = Instant::now();
+    }
     let deadline = Instant::now() + CLOSE_STEP;
     while crate::sys::send_queue_len(&probe.socket).is_some_and(|q| q > 0)
         && Instant::now() < deadline

@@ -2,14 +2,19 @@
 //! the given CA. Records complete lines (a line cut by a dropped connection is not counted).
 
 use super::certs::Pki;
+use futures_rustls::rustls::pki_types::UnixTime;
 use futures_rustls::rustls::pki_types::pem::PemObject;
 use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use futures_rustls::rustls::server::WebPkiClientVerifier;
-use futures_rustls::rustls::{self, RootCertStore, ServerConfig};
+use futures_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use futures_rustls::rustls::{
+    self, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A running receiver.
 #[derive(Debug, Clone)]
@@ -21,13 +26,24 @@ pub struct Receiver {
     connections: Arc<AtomicU64>,
 }
 
+/// How a receiver behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Keep every line (for tests), not just count them.
+    pub keep_lines: bool,
+    /// Time the receiver takes to judge a client certificate (like a server checking a
+    /// revocation list); under TLS 1.3 the client has finished its handshake and is sending by then.
+    pub verify_delay: Duration,
+}
+
 impl Receiver {
-    /// Listens on `listen`; with `keep_lines` every line is kept (for tests), else only counted.
+    /// Listens on `listen`.
     ///
     /// # Errors
     /// If the certificates cannot be loaded or the address cannot be bound.
-    pub fn start(listen: SocketAddr, pki: &Pki, keep_lines: bool) -> Result<Receiver, String> {
-        let config = server_config(pki)?;
+    pub fn start(listen: SocketAddr, pki: &Pki, opts: Options) -> Result<Receiver, String> {
+        let keep_lines = opts.keep_lines;
+        let config = server_config(pki, opts.verify_delay)?;
         let listener =
             TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -99,13 +115,21 @@ impl Receiver {
                         l.extend(got);
                     }
                 }
-                Err(_) => return,
+                Err(_) => {
+                    // Rejected (e.g. an untrusted client certificate): like a load balancer,
+                    // read what the client already sent (so its TCP stack sees it acknowledged)
+                    // for a moment, then close. A sender must not count those bytes as delivered.
+                    let mut sock = tls.sock;
+                    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+                    while matches!(sock.read(&mut buf), Ok(n) if n > 0) {}
+                    return;
+                }
             }
         }
     }
 }
 
-fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, String> {
+fn server_config(pki: &Pki, verify_delay: Duration) -> Result<Arc<ServerConfig>, String> {
     let provider = crate::forward::tls::provider();
     let mut roots = RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(&pki.ca).map_err(|e| e.to_string())? {
@@ -116,6 +140,10 @@ fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, String> {
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| e.to_string())?;
+    let verifier = Arc::new(SlowVerifier {
+        inner: verifier,
+        delay: verify_delay,
+    });
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_cert)
         .map_err(|e| e.to_string())?
         .collect::<Result<_, _>>()
@@ -128,4 +156,52 @@ fn server_config(pki: &Pki) -> Result<Arc<ServerConfig>, String> {
         .with_single_cert(certs, key)
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(config))
+}
+
+/// A client-certificate verifier that takes `delay` before the real (WebPKI) verdict.
+#[derive(Debug)]
+struct SlowVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    delay: Duration,
+}
+
+impl ClientCertVerifier for SlowVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        std::thread::sleep(self.delay);
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }

@@ -173,3 +173,57 @@ fn sigterm_while_okta_hangs_exits_promptly() {
         t.elapsed()
     );
 }
+
+#[test]
+fn events_sent_while_devo_rejects_the_client_certificate_are_not_lost() {
+    let total = 5;
+    let mut env = Env::new(okta::Options {
+        total,
+        initial: total,
+        ..Default::default()
+    });
+    // A client certificate from a CA the receiver does not trust. Under TLS 1.3 the client's
+    // handshake completes first; the server's verdict comes after the client has sent data,
+    // which the server's TCP stack acknowledges before the server rejects the session.
+    let rogue =
+        okta_collector::sim::certs::generate(&env.path().join("rogue"), "rogue CA").unwrap();
+    let good = env.config_text("");
+    env.write_config_text(
+        &good
+            .replace("certs/domain.crt", rogue.client_cert.to_str().unwrap())
+            .replace("certs/domain.key", rogue.client_key.to_str().unwrap()),
+    );
+    // Devo comes up only once the spool holds everything, so the first write is a full batch.
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(60), || env
+            .logs()
+            .contains("The data is up to date!")),
+        "{}",
+        env.logs()
+    );
+    // The receiver takes 300 ms to reject the certificate: the batch is in its TCP stack by then.
+    let devo = env.start_devo_with(Duration::from_millis(300));
+    assert!(
+        wait_until(Duration::from_secs(60), || env
+            .logs()
+            .contains("received fatal alert")),
+        "{}",
+        env.logs()
+    );
+    stop(&env, &mut child);
+    assert_eq!(devo.count(), 0);
+    // With the right certificate, everything pulled earlier arrives.
+    env.write_config_text(&good);
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(60), || devo.count() >= total);
+    std::thread::sleep(Duration::from_millis(500));
+    stop(&env, &mut child);
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(
+        all && d.missing(total).is_empty(),
+        "{} of {total} arrived\n{}",
+        devo.count(),
+        env.logs()
+    );
+}

@@ -46,9 +46,18 @@ impl Env {
 
     /// Starts the Devo receiver on the reserved port.
     pub fn start_devo(&mut self) -> devo::Receiver {
+        self.start_devo_with(Duration::ZERO)
+    }
+
+    /// Starts the Devo receiver, taking `verify_delay` to judge client certificates.
+    pub fn start_devo_with(&mut self, verify_delay: Duration) -> devo::Receiver {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let opts = devo::Options {
+            keep_lines: true,
+            verify_delay,
+        };
         loop {
-            match devo::Receiver::start(([127, 0, 0, 1], self.devo_port).into(), &self.pki, true) {
+            match devo::Receiver::start(([127, 0, 0, 1], self.devo_port).into(), &self.pki, opts) {
                 Ok(r) => {
                     self.devo = Some(r.clone());
                     return r;
@@ -243,15 +252,27 @@ pub fn check_lines(env: &Env, lines: &[Vec<u8>], tag: &str) -> Delivery {
     }
 }
 
+/// What the spool holds after a run.
+pub struct SpoolState {
+    /// Events still in the spool files.
+    pub events: u64,
+    /// Events durable but not recorded as delivered: what a restart sends (again).
+    pub unacked: u64,
+}
+
 /// Reads every event still in the spool (from the oldest segment, ignoring the ack) and checks
 /// that each event's sequence number equals its simulator index: the spool holds the
 /// simulator's sequence once each, in order, with no duplicate and no gap.
-pub fn check_spool_is_exact_prefix(env: &Env) -> u64 {
+pub fn check_spool_is_exact_prefix(env: &Env) -> SpoolState {
     let dir = env.spool_dir();
     if !dir.exists() {
-        return 0;
+        return SpoolState {
+            events: 0,
+            unacked: 0,
+        };
     }
     let s = spool::Spool::open(&dir, spool::Options::default()).unwrap();
+    let unacked = s.backlog();
     let mut segs: Vec<u64> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| {
@@ -265,7 +286,7 @@ pub fn check_spool_is_exact_prefix(env: &Env) -> u64 {
         .collect();
     segs.sort();
     let Some(&oldest) = segs.first() else {
-        return 0;
+        return SpoolState { events: 0, unacked };
     };
     let mut r = s.reader();
     r.seek(spool::Position {
@@ -284,5 +305,5 @@ pub fn check_spool_is_exact_prefix(env: &Env) -> u64 {
         }
     }
     assert_eq!(r.corrupt_frames(), 0);
-    n
+    SpoolState { events: n, unacked }
 }
