@@ -67,8 +67,12 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
         "The org starts with a backlog of 20,000 System Log events and logs 2,000 more per second."
     );
     println!(
-        "Running {seconds}s (Ctrl-C stops earlier). Spool and state in {}.\n",
+        "Running {seconds}s (Ctrl-C stops earlier). Spool and state in {}.",
         config.data_dir.display()
+    );
+    println!(
+        "`delivered` counts events the receiver's side has acknowledged; a new TLS session's first\n\
+         2 seconds are confirmed together, once the receiver has clearly accepted our certificate.\n"
     );
     println!(
         "{:>5}  {:<18} {:>10} {:>9} {:>10} {:>9} {:>9}",
