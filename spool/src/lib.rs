@@ -140,15 +140,6 @@ impl Error {
     pub fn is_fatal(&self) -> bool {
         matches!(self, Error::Sync { .. })
     }
-
-    /// True when the error is the disk being full (retryable once space is freed).
-    pub fn is_disk_full(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(libc_enospc()))
-    }
-}
-
-fn libc_enospc() -> i32 {
-    28 // ENOSPC on Linux
 }
 
 impl std::fmt::Display for Error {
@@ -531,17 +522,6 @@ impl Spool {
     /// Number of events appended but not yet acked.
     pub fn backlog(&self) -> u64 {
         self.durable().next_seq.saturating_sub(self.acked().seq)
-    }
-
-    /// Bytes of segment files on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        let Ok(segs) = list_segments(&self.inner.dir) else {
-            return 0;
-        };
-        segs.iter()
-            .filter_map(|s| fs::metadata(segment_path(&self.inner.dir, *s)).ok())
-            .map(|m| m.len())
-            .sum()
     }
 
     /// A listener that fires after the next append; create it *before* checking for data.

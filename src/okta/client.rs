@@ -23,8 +23,6 @@ pub struct Response {
     pub date: Option<SystemTime>,
     /// `X-Rate-Limit-Reset`, epoch seconds.
     pub rate_reset: Option<u64>,
-    /// `X-Rate-Limit-Remaining`.
-    pub rate_remaining: Option<u64>,
 }
 
 impl Response {
@@ -151,7 +149,6 @@ impl Client {
         let request_id = text("x-okta-request-id");
         let date = text("date").and_then(|d| crate::time::parse_http_date(&d));
         let rate_reset = text("x-rate-limit-reset").and_then(|v| v.trim().parse().ok());
-        let rate_remaining = text("x-rate-limit-remaining").and_then(|v| v.trim().parse().ok());
         let status = resp.status().as_u16();
         let mut body = Vec::new();
         resp.body_mut()
@@ -169,7 +166,6 @@ impl Client {
             request_id,
             date,
             rate_reset,
-            rate_remaining,
         })
     }
 }

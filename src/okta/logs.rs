@@ -23,10 +23,6 @@ const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 pub struct Counters {
     /// Events written to the spool.
     pub spooled: AtomicU64,
-    /// Duplicates dropped.
-    pub duplicates: AtomicU64,
-    /// Requests made.
-    pub requests: AtomicU64,
 }
 
 /// One running System Log service.
@@ -170,7 +166,6 @@ impl LogsPuller {
                 break CycleEnd::Shutdown;
             };
             stats.requests += 1;
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let resp = match resp {
                 Ok(r) => r,
                 Err(FetchError::Transport(e)) => {
@@ -290,7 +285,6 @@ impl LogsPuller {
             self.counters
                 .spooled
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
-            self.counters.duplicates.fetch_add(dups, Ordering::Relaxed);
             *cursor = new_cursor;
         }
         log::debug!(

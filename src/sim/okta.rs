@@ -46,7 +46,6 @@ struct Shared {
     addr: std::sync::OnceLock<SocketAddr>,
     requests: AtomicU64,
     page_requests: AtomicU64,
-    unauthorized: AtomicU64,
 }
 
 /// A running simulated org.
@@ -76,7 +75,6 @@ impl OktaSim {
             addr: std::sync::OnceLock::new(),
             requests: AtomicU64::new(0),
             page_requests: AtomicU64::new(0),
-            unauthorized: AtomicU64::new(0),
         });
         let s = shared.clone();
         let addr = super::http::serve(listener, Arc::new(move |req: &Request| s.handle(req)));
@@ -92,21 +90,6 @@ impl OktaSim {
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
-    }
-
-    /// Requests refused for a wrong or missing token.
-    pub fn unauthorized(&self) -> u64 {
-        self.shared.unauthorized.load(Ordering::Relaxed)
-    }
-
-    /// Events available now.
-    pub fn available(&self) -> u64 {
-        self.shared.available()
-    }
-
-    /// The total number of events.
-    pub fn total(&self) -> u64 {
-        self.shared.opts.total
     }
 
     /// The exact JSON of event `i`, as served.
@@ -155,7 +138,6 @@ impl Shared {
         ];
         let expected = format!("SSWS {}", self.opts.token);
         if req.header("authorization") != Some(expected.as_str()) {
-            self.unauthorized.fetch_add(1, Ordering::Relaxed);
             return Reply {
                 status: 401,
                 headers,
