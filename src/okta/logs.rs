@@ -297,15 +297,16 @@ impl LogsPuller {
 
     /// Appends events and cursor as one durable frame, retrying while the disk is full.
     async fn commit(&self, events: &[&[u8]], cursor: &LogsCursor) -> Result<(), Fatal> {
-        let cursor_bytes = cursor.encode();
+        // One owned copy for the blocking pool, shared by every attempt.
+        let batch: Arc<(Vec<Vec<u8>>, Vec<u8>)> =
+            Arc::new((events.iter().map(|e| e.to_vec()).collect(), cursor.encode()));
         let mut wait = Duration::from_secs(1);
         loop {
             let spool = self.spool.clone();
-            let owned: Vec<Vec<u8>> = events.iter().map(|e| e.to_vec()).collect();
-            let c = cursor_bytes.clone();
+            let batch = batch.clone();
             let r = smol::unblock(move || {
-                let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-                spool.append(&refs, &c)
+                let refs: Vec<&[u8]> = batch.0.iter().map(Vec::as_slice).collect();
+                spool.append(&refs, &batch.1)
             })
             .await;
             match r {
