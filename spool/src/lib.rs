@@ -796,6 +796,21 @@ impl Reader {
         self.corrupt_frames
     }
 
+    /// Moves to the start of the first segment after the current one; `false` if there is none.
+    fn advance_segment(&mut self) -> Result<bool> {
+        match list_segments(&self.inner.dir)?
+            .into_iter()
+            .find(|s| *s > self.segment)
+        {
+            Some(next) => {
+                self.segment = next;
+                self.offset = HEADER_LEN;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// The next frame holding events not yet returned, or `None` at the durable end.
     ///
     /// # Errors
@@ -810,14 +825,10 @@ impl Reader {
                 match File::open(&p) {
                     Ok(f) => self.file = Some((self.segment, f)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        match list_segments(&dir)?.into_iter().find(|s| *s > self.segment) {
-                            Some(next) => {
-                                self.segment = next;
-                                self.offset = HEADER_LEN;
-                                continue;
-                            }
-                            None => return Ok(None),
+                        if self.advance_segment()? {
+                            continue;
                         }
+                        return Ok(None);
                     }
                     Err(e) => return Err(io_err("open", &p)(e)),
                 }
@@ -845,14 +856,10 @@ impl Reader {
                         path.display()
                     );
                 }
-                match list_segments(&dir)?.into_iter().find(|s| *s > self.segment) {
-                    Some(next) => {
-                        self.segment = next;
-                        self.offset = HEADER_LEN;
-                        continue;
-                    }
-                    None => return Ok(None),
+                if self.advance_segment()? {
+                    continue;
                 }
+                return Ok(None);
             }
             let at = self.offset;
             match read_frame(file, at, limit, max_body).map_err(io_err("read", &path))? {
