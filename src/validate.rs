@@ -4,8 +4,9 @@
 
 use crate::config::Config;
 use crate::forward::tls;
-use crate::okta::client::{Client, FetchError};
+use crate::okta::client::Client;
 use crate::okta::page;
+use crate::okta::{self, PULL_302, SETUP_101};
 use smol::io::AsyncReadExt;
 use std::time::Duration;
 
@@ -33,33 +34,19 @@ pub fn run(config: &Config) -> Vec<Check> {
     for s in &services {
         let url = format!("{}/api/v1/logs?limit=1", config.okta.url.base());
         let result = match client.get(&url) {
-            Err(FetchError::Transport(e)) => Err(format!(
-                "SetupError 101: Connecting Error occurred while retrieving events from okta server: {e}"
-            )),
-            Err(e) => Err(format!("SetupError 101: {e}")),
-            Ok(r) if r.status == 401 => Err(format!(
-                "SetupError 100: HTTP Error occurred while retrieving events from okta server: {}. Check the API token.",
-                r.error_details()
-            )),
-            Ok(r) if r.status == 403 => Err(format!(
-                "SetupError 100: HTTP Error occurred while retrieving events from okta server: {}. The token's admin needs a role that can read the System Log (okta.logs.read).",
-                r.error_details()
-            )),
+            Err(e) => Err(format!("{SETUP_101}: {e}")),
             Ok(r) if r.status == 429 => Err(format!(
                 "rate limited by Okta ({}); try again in a minute",
                 r.error_details()
             )),
-            Ok(r) if !(200..300).contains(&r.status) => Err(format!(
-                "SetupError 100: HTTP Error occurred while retrieving events from okta server: {}",
-                r.error_details()
-            )),
+            Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true)),
             Ok(r) => match page::split(&r.body) {
                 Ok(items) => Ok(format!(
                     "{} answered ({} event on a limit=1 page)",
                     config.okta.url.base(),
                     items.len()
                 )),
-                Err(e) => Err(format!("PullError 302: {e}")),
+                Err(e) => Err(format!("{PULL_302}: {e}")),
             },
         };
         out.push(Check {

@@ -4,7 +4,7 @@
 
 use super::client::{Client, FetchError, Response};
 use super::cursor::LogsCursor;
-use super::{link, page};
+use super::{PULL_301, PULL_302, link, page};
 use crate::config::Service;
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
@@ -169,15 +169,11 @@ impl LogsPuller {
             let resp = match resp {
                 Ok(r) => r,
                 Err(FetchError::Transport(e)) => {
-                    log::error!(
-                        "{label} -> PullError 301: HTTP Error occurred while fetching siem event from okta server: {e}. The cursor is kept; retrying."
-                    );
+                    log::error!("{label} -> {PULL_301}: {e}. The cursor is kept; retrying.");
                     break CycleEnd::Failed;
                 }
                 Err(e) => {
-                    log::error!(
-                        "{label} -> PullError 302: Some error occurred while retrieving events from Okta server: {e}. The cursor is kept; retrying."
-                    );
+                    log::error!("{label} -> {PULL_302}: {e}. The cursor is kept; retrying.");
                     break CycleEnd::Failed;
                 }
             };
@@ -194,7 +190,10 @@ impl LogsPuller {
                 continue;
             }
             if !(200..300).contains(&resp.status) {
-                log_http_error(label, &resp);
+                log::error!(
+                    "{label} -> {}. The cursor is kept; retrying.",
+                    super::http_error(&resp, false)
+                );
                 break CycleEnd::Failed;
             }
             match self.take_page(cursor, &url, &resp, &mut stats).await? {
@@ -241,7 +240,7 @@ impl LogsPuller {
             Ok(items) => items,
             Err(e) => {
                 log::error!(
-                    "{label} -> PullError 302: Some error occurred while retrieving events from Okta server: {e} ({}). The cursor is kept; retrying.",
+                    "{label} -> {PULL_302}: {e} ({}). The cursor is kept; retrying.",
                     resp.error_details()
                 );
                 return Ok(None);
@@ -251,7 +250,7 @@ impl LogsPuller {
             Ok(n) => n,
             Err(bad) => {
                 log::error!(
-                    "{label} -> PullError 302: Some error occurred while retrieving events from Okta server: the Link header {bad:?} does not parse. The cursor is kept; retrying."
+                    "{label} -> {PULL_302}: the Link header {bad:?} does not parse. The cursor is kept; retrying."
                 );
                 return Ok(None);
             }
@@ -260,7 +259,7 @@ impl LogsPuller {
             && !self.client.url().same_origin(n)
         {
             log::error!(
-                "{label} -> PullError 302: Some error occurred while retrieving events from Okta server: the next link {n:?} points to another host than okta_url; it is not followed (the API token would leak). The cursor is kept."
+                "{label} -> {PULL_302}: the next link {n:?} points to another host than okta_url; it is not followed (the API token would leak). The cursor is kept."
             );
             return Ok(None);
         }
@@ -323,22 +322,5 @@ impl LogsPuller {
                 }
             }
         }
-    }
-}
-
-fn log_http_error(label: &str, resp: &Response) {
-    let details = resp.error_details();
-    match resp.status {
-        401 => log::error!(
-            "{label} -> SetupError 100: HTTP Error occurred while retrieving events from okta server: {details}. \
-             Check the API token (api_token): it is invalid, expired or revoked."
-        ),
-        403 => log::error!(
-            "{label} -> SetupError 100: HTTP Error occurred while retrieving events from okta server: {details}. \
-             The token's admin lacks a role that can read the System Log (okta.logs.read)."
-        ),
-        _ => log::error!(
-            "{label} -> PullError 300: HTTP Error occurred while fetching siem event from okta server: {details}. The cursor is kept; retrying."
-        ),
     }
 }
