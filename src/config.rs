@@ -264,23 +264,18 @@ impl OktaUrl {
             .trim()
             .parse()
             .map_err(|e| format!("{s:?} is not a URL ({e})"))?;
-        let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
-        let host = uri
-            .host()
-            .unwrap_or("")
-            .trim_matches(['[', ']'])
-            .to_ascii_lowercase();
-        if host.is_empty() {
+        if uri.scheme_str().is_none() {
+            return Err(format!("{s:?} must start with https://"));
+        }
+        let Some(origin) = OktaUrl::origin_of_uri(&uri).filter(|o| !o.host.is_empty()) else {
             return Err(format!(
                 "{s:?} has no host; write it as https://<your-org>.okta.com"
             ));
-        }
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        };
+        let (scheme, host) = (&origin.scheme, &origin.host);
         match scheme.as_str() {
             "https" => {}
-            "http" if is_loopback(&host) => {}
+            "http" if is_loopback(host) => {}
             "http" => {
                 return Err(format!(
                     "{s:?} uses http://; the API token must travel over https:// (http:// is accepted only for loopback hosts)"
@@ -293,7 +288,7 @@ impl OktaUrl {
                 "{s:?} must be the org's base URL, without a path or query (e.g. https://acme.okta.com)"
             ));
         }
-        Ok(OktaUrl { scheme, host, port })
+        Ok(origin)
     }
 
     /// The base, e.g. `https://acme.okta.com` (with the port only when it is not the default).
@@ -317,7 +312,11 @@ impl OktaUrl {
     }
 
     fn origin_of(url: &str) -> Option<OktaUrl> {
-        let uri: ureq::http::Uri = url.parse().ok()?;
+        OktaUrl::origin_of_uri(&url.parse().ok()?)
+    }
+
+    /// Scheme and host lowercased, IPv6 brackets removed, the scheme's default port filled in.
+    fn origin_of_uri(uri: &ureq::http::Uri) -> Option<OktaUrl> {
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
         let port = uri
@@ -727,6 +726,16 @@ inputs:
             "https://acme.okta.com"
         );
         assert!(OktaUrl::parse("https://acme.okta.com/api").is_err());
+        assert!(
+            OktaUrl::parse("acme.okta.com")
+                .unwrap_err()
+                .contains("must start with https://")
+        );
+        assert!(
+            OktaUrl::parse("ftp://acme.okta.com")
+                .unwrap_err()
+                .contains("must start with https://")
+        );
         let u = OktaUrl::parse("https://acme.okta.com").unwrap();
         assert!(u.same_origin("https://acme.okta.com/api/v1/logs?after=1"));
         assert!(u.same_origin("https://ACME.okta.com:443/api/v1/logs"));
