@@ -117,13 +117,12 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
         .iter()
         .map(|s| s.pulled.spooled.load(Ordering::Relaxed))
         .sum();
+    // The pipeline has stopped: what is still in the spool stays there for the next run.
+    let waiting: u64 = stats.iter().map(|s| s.spool.backlog()).sum();
     let deadline = Instant::now() + Duration::from_secs(2);
-    while devo.count() < pulled - stats.iter().map(|s| s.spool.backlog()).sum::<u64>()
-        && Instant::now() < deadline
-    {
+    while devo.count() < pulled.saturating_sub(waiting) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let waiting: u64 = stats.iter().map(|s| s.spool.backlog()).sum();
     println!("\nSummary after {elapsed:.1}s:");
     println!(
         "  pulled from Okta:          {:>10} events in {} requests",
