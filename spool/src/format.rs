@@ -22,6 +22,9 @@ pub const BODY_FIXED_LEN: usize = 32;
 pub const KIND_DATA: u16 = 1;
 /// A frame that only repeats the latest cursor at the start of a new segment.
 pub const KIND_CURSOR_SNAPSHOT: u16 = 2;
+/// Frame kind: events of an open transaction, committed by the next [`KIND_DATA`] frame and
+/// discarded by recovery if no such frame follows.
+pub const KIND_PENDING: u16 = 3;
 
 /// CRC-32/ISO-HDLC of `parts`, concatenated.
 pub fn crc32(parts: &[&[u8]]) -> u32 {

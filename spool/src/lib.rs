@@ -26,7 +26,7 @@
 //!                   24 u64 first_seq | 32 u64 created_unix_ms | 40 [20] zero | 60 u32 crc
 //! frame              0 magic "SPLF" | 4 u32 body_len | 8 u32 crc(body_len_le ‖ body)
 //! body              12 u64 first_seq | 20 u32 event_count | 24 u16 kind (1 data, 2 cursor
-//!                      snapshot) | 26 u16 flags | 28 u32 source_id | 32 u64 batch_no
+//!                      snapshot, 3 pending data) | 26 u16 flags | 28 u32 source_id | 32 u64 batch_no
 //!                   40 u32 cursor_len | 44 cursor | events: event_count × (u32 len, bytes)
 //! ```
 //!
@@ -36,13 +36,24 @@
 //! [`Options::max_frame_bytes`]. A segment is rotated when the next frame would take it past
 //! [`Options::segment_bytes`]; a larger frame gets a segment of its own.
 //!
+//! # Transactions (a batch larger than one frame)
+//!
+//! [`Spool::append_pending`] writes events as *pending* frames (kind 3) without syncing them
+//! or making them visible; the next [`Spool::append`] commits them together with its own
+//! events and cursor (one `fdatasync` covers all). Readers see nothing of a transaction until
+//! it commits. [`Spool::abort_pending`] cuts the file back to the last commit, and so does
+//! recovery when pending frames are not followed by a data frame. A segment is never rotated
+//! while a transaction is open, so a transaction lies in one segment (which may outgrow
+//! [`Options::segment_bytes`]).
+//!
 //! # Recovery (at [`Spool::open`]; its cost does not grow with the backlog)
 //!
 //! 1. Take `LOCK`; read `ack.state` (no valid slot: start from the oldest segment).
 //! 2. Delete segments wholly below the acked position; set aside segments whose header is bad
 //!    (a last segment no longer than a header was created but never used: deleted).
 //! 3. Scan the *last* segment only: truncate it at the first invalid or incomplete frame (a torn
-//!    tail), `fdatasync`, and recover the next sequence number and the cursor from its frames.
+//!    tail) or at the first pending frame not followed by a commit, `fdatasync`, and recover the
+//!    next sequence number and the cursor from its frames.
 //!    A last segment with no valid frame holds no event: it is deleted and the one before is
 //!    scanned instead.
 //!
@@ -53,7 +64,8 @@ mod ack;
 pub mod format;
 
 use format::{
-    FRAME_MAGIC, FRAME_PREFIX_LEN, HEADER_LEN, KIND_CURSOR_SNAPSHOT, KIND_DATA, SegmentHeader,
+    FRAME_MAGIC, FRAME_PREFIX_LEN, HEADER_LEN, KIND_CURSOR_SNAPSHOT, KIND_DATA, KIND_PENDING,
+    SegmentHeader,
 };
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -211,6 +223,27 @@ struct Writer {
     buf: Vec<u8>,
     /// Set after an fsync failure: nothing more is written.
     failed: bool,
+    /// The write head of an open transaction (pending frames after the committed end).
+    pending: Option<Head>,
+}
+
+/// Where the next frame goes: offset, sequence number and batch number.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    offset: u64,
+    next_seq: u64,
+    batch_no: u64,
+}
+
+impl Writer {
+    /// The open transaction's head, or the committed end.
+    fn head(&self) -> Head {
+        self.pending.unwrap_or(Head {
+            offset: self.offset,
+            next_seq: self.next_seq,
+            batch_no: self.batch_no,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -275,10 +308,12 @@ fn new_spool_id() -> [u8; 16] {
 
 /// What scanning a segment's frames found.
 struct Scan {
-    /// End of the last valid frame.
+    /// End of the last valid committed frame.
     valid_end: u64,
-    /// Number of valid frames.
+    /// Number of valid committed frames.
     frames: u64,
+    /// Valid pending frames after `valid_end` that no commit follows.
+    uncommitted: u64,
     /// Sequence number after the last event.
     next_seq: u64,
     /// Cursor and batch number of the last frame.
@@ -290,9 +325,11 @@ fn scan_segment(file: &File, first_seq: u64, len: u64, max_body: u32) -> io::Res
     let mut scan = Scan {
         valid_end: HEADER_LEN,
         frames: 0,
+        uncommitted: 0,
         next_seq: first_seq,
         last: None,
     };
+    let mut head_seq = first_seq;
     let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
     let mut body = Vec::new();
     let mut off = HEADER_LEN;
@@ -310,13 +347,19 @@ fn scan_segment(file: &File, first_seq: u64, len: u64, max_body: u32) -> io::Res
         let Some(b) = format::decode_body(p, &body) else {
             break;
         };
-        if b.first_seq != scan.next_seq {
+        if b.first_seq != head_seq {
             break;
         }
-        scan.next_seq += b.events.len() as u64;
+        head_seq += b.events.len() as u64;
+        off = end;
+        if b.kind == KIND_PENDING {
+            scan.uncommitted += 1;
+            continue;
+        }
+        scan.next_seq = head_seq;
         scan.last = Some((body[b.cursor.clone()].to_vec(), b.batch_no));
         scan.frames += 1;
-        off = end;
+        scan.uncommitted = 0;
         scan.valid_end = end;
     }
     Ok(scan)
@@ -426,12 +469,22 @@ impl Spool {
                 continue;
             }
             if scan.valid_end < len {
-                log::warn!(
-                    "Spool {}: truncating a torn tail of {} bytes from {} (a write cut short by a crash).",
-                    dir.display(),
-                    len - scan.valid_end,
-                    p.display()
-                );
+                if scan.uncommitted > 0 {
+                    log::warn!(
+                        "Spool {}: discarding {} bytes from {}: {} frames of a transaction that never committed (it is pulled again).",
+                        dir.display(),
+                        len - scan.valid_end,
+                        p.display(),
+                        scan.uncommitted
+                    );
+                } else {
+                    log::warn!(
+                        "Spool {}: truncating a torn tail of {} bytes from {} (a write cut short by a crash).",
+                        dir.display(),
+                        len - scan.valid_end,
+                        p.display()
+                    );
+                }
                 file.set_len(scan.valid_end)
                     .map_err(io_err("truncate", &p))?;
                 file.sync_data().map_err(|source| Error::Sync {
@@ -452,6 +505,7 @@ impl Spool {
                 cursor,
                 buf: Vec::new(),
                 failed: false,
+                pending: None,
             });
             break;
         }
@@ -468,6 +522,7 @@ impl Spool {
                     cursor: None,
                     buf: Vec::new(),
                     failed: false,
+                    pending: None,
                 }
             }
         };
@@ -539,70 +594,129 @@ impl Spool {
     /// call can be retried, e.g. after ENOSPC); [`Error::Sync`] (fatal) if `fdatasync` fails;
     /// [`Error::TooLarge`] if the frame is over the limit.
     pub fn append(&self, events: &[&[u8]], cursor: &[u8]) -> Result<Durable> {
-        let inner = &*self.inner;
-        let mut w = lock(&inner.writer);
-        if w.failed {
-            return Err(Error::Sync {
-                path: segment_path(&inner.dir, w.segment),
-                source: io::Error::other("an earlier fdatasync failed"),
-            });
-        }
+        let mut w = self.writer()?;
         let mut buf = std::mem::take(&mut w.buf);
-        format::encode_frame(
-            &mut buf,
-            KIND_DATA,
-            w.next_seq,
-            w.batch_no + 1,
-            cursor,
-            events,
-        );
-        if buf.len() as u64 - FRAME_PREFIX_LEN > u64::from(inner.opts.max_frame_bytes) {
-            w.buf = buf;
-            return Err(Error::TooLarge { len: w.buf.len() });
-        }
-        let result = self.write_frame(&mut w, &buf, events.len() as u64, cursor);
+        let result = self.write_frame(&mut w, &mut buf, KIND_DATA, cursor, events);
         w.buf = buf;
-        result
-    }
-
-    fn write_frame(
-        &self,
-        w: &mut Writer,
-        frame: &[u8],
-        events: u64,
-        cursor: &[u8],
-    ) -> Result<Durable> {
-        let inner = &*self.inner;
-        let len = frame.len() as u64;
-        if w.offset + len > inner.opts.segment_bytes && w.next_seq > w.segment {
-            self.rotate(w)?;
-        }
-        let path = segment_path(&inner.dir, w.segment);
-        if let Err(e) = w.file.write_all_at(frame, w.offset) {
-            // Cut back what may have been partly written, so the file ends at durable data.
-            let _ = w.file.set_len(w.offset);
-            return Err(Error::Io {
-                op: "append to",
-                path,
-                source: e,
-            });
-        }
+        let (head, len) = result?;
+        let path = segment_path(&self.inner.dir, w.segment);
         if let Err(source) = w.file.sync_data() {
             w.failed = true;
             return Err(Error::Sync { path, source });
         }
-        w.offset += len;
-        w.next_seq += events;
-        w.batch_no += 1;
+        // Durable: the committed end moves past this frame and any pending frames before it.
+        w.pending = None;
+        w.offset = head.offset + len;
+        w.next_seq = head.next_seq + events.len() as u64;
+        w.batch_no = head.batch_no + 1;
         w.cursor = Some(cursor.to_vec());
         let d = Durable {
             segment: w.segment,
             offset: w.offset,
             next_seq: w.next_seq,
         };
-        *lock(&inner.durable) = d;
-        inner.data_ready.notify(usize::MAX);
+        *lock(&self.inner.durable) = d;
+        self.inner.data_ready.notify(usize::MAX);
         Ok(d)
+    }
+
+    /// Writes `events` as a pending frame of the open transaction (opening one if none is):
+    /// not synced, not visible to readers, and not counted by [`Spool::durable`] until the next
+    /// [`Spool::append`] commits it together with its own events and cursor.
+    ///
+    /// # Errors
+    /// As [`Spool::append`]; after an [`Error::Io`] the transaction stays open with the frames
+    /// written before, so the call can be retried or the transaction aborted.
+    pub fn append_pending(&self, events: &[&[u8]]) -> Result<()> {
+        let mut w = self.writer()?;
+        let mut buf = std::mem::take(&mut w.buf);
+        let result = self.write_frame(&mut w, &mut buf, KIND_PENDING, &[], events);
+        w.buf = buf;
+        let (head, len) = result?;
+        w.pending = Some(Head {
+            offset: head.offset + len,
+            next_seq: head.next_seq + events.len() as u64,
+            batch_no: head.batch_no + 1,
+        });
+        Ok(())
+    }
+
+    /// Discards the open transaction, if any: the segment is cut back to the last commit.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be truncated; [`Error::Sync`] (fatal) if the truncation
+    /// cannot be synced.
+    pub fn abort_pending(&self) -> Result<()> {
+        let mut w = self.writer()?;
+        if w.pending.take().is_none() {
+            return Ok(());
+        }
+        let path = segment_path(&self.inner.dir, w.segment);
+        w.file
+            .set_len(w.offset)
+            .map_err(io_err("truncate", &path))?;
+        if let Err(source) = w.file.sync_data() {
+            w.failed = true;
+            return Err(Error::Sync { path, source });
+        }
+        Ok(())
+    }
+
+    /// Whether a transaction is open (pending frames written, not yet committed).
+    pub fn has_pending(&self) -> bool {
+        lock(&self.inner.writer).pending.is_some()
+    }
+
+    /// The writer, unless an earlier `fdatasync` failed.
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let w = lock(&self.inner.writer);
+        if w.failed {
+            return Err(Error::Sync {
+                path: segment_path(&self.inner.dir, w.segment),
+                source: io::Error::other("an earlier fdatasync failed"),
+            });
+        }
+        Ok(w)
+    }
+
+    /// Encodes a frame into `buf` and writes it at the write head, rotating first when the
+    /// segment is full (never inside a transaction). Returns the head it was written at and
+    /// its length. A failed write is cut back, so the file ends at the head again.
+    fn write_frame(
+        &self,
+        w: &mut Writer,
+        buf: &mut Vec<u8>,
+        kind: u16,
+        cursor: &[u8],
+        events: &[&[u8]],
+    ) -> Result<(Head, u64)> {
+        let inner = &*self.inner;
+        let body_len = format::BODY_FIXED_LEN as u64
+            + cursor.len() as u64
+            + events.iter().map(|e| 4 + e.len() as u64).sum::<u64>();
+        if body_len > u64::from(inner.opts.max_frame_bytes) {
+            return Err(Error::TooLarge {
+                len: body_len as usize,
+            });
+        }
+        let len = FRAME_PREFIX_LEN + body_len;
+        if w.pending.is_none()
+            && w.offset + len > inner.opts.segment_bytes
+            && w.next_seq > w.segment
+        {
+            self.rotate(w)?;
+        }
+        let head = w.head();
+        format::encode_frame(buf, kind, head.next_seq, head.batch_no + 1, cursor, events);
+        if let Err(e) = w.file.write_all_at(buf, head.offset) {
+            let _ = w.file.set_len(head.offset);
+            return Err(Error::Io {
+                op: "append to",
+                path: segment_path(&inner.dir, w.segment),
+                source: e,
+            });
+        }
+        Ok((head, len))
     }
 
     /// Seals the active segment and starts a new one named by the next sequence number.
@@ -866,7 +980,10 @@ impl Reader {
                 Some((body, b)) => {
                     self.offset = at + FRAME_PREFIX_LEN + body.len() as u64;
                     let end = b.first_seq + b.events.len() as u64;
-                    if b.kind != KIND_DATA || b.events.is_empty() || end <= self.skip_below {
+                    if !matches!(b.kind, KIND_DATA | KIND_PENDING)
+                        || b.events.is_empty()
+                        || end <= self.skip_below
+                    {
                         continue;
                     }
                     let skip = self.skip_below.saturating_sub(b.first_seq) as usize;
