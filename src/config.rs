@@ -169,6 +169,19 @@ struct RawService {
     start: Option<Scalar>,
     request_period_in_seconds: Option<u64>,
     override_tag: Option<String>,
+    emit: Option<Emit>,
+}
+
+/// What a snapshot service writes each period (`emit`).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// Every object, every period, so a query can read the latest snapshot (default).
+    #[default]
+    All,
+    /// Only new or changed objects (by content hash), and a deletion record for each object
+    /// that disappeared.
+    Changes,
 }
 
 /// Any YAML scalar, kept as text, so a mistyped value gets our message rather than serde's.
@@ -336,27 +349,118 @@ fn is_loopback(host: &str) -> bool {
 /// The seven Okta services of the seed collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceKind {
-    /// System Log.
+    /// System Log, polled.
     Logs,
+    /// Users, incremental on `lastUpdated`.
+    Users,
+    /// Groups, incremental on `lastUpdated` and `lastMembershipUpdated`.
+    Groups,
+    /// Applications, snapshot.
+    Apps,
+    /// Identity providers, snapshot.
+    Idps,
+    /// Network zones, snapshot.
+    Zones,
+    /// OAuth clients, snapshot.
+    Clients,
+}
+
+/// How a service pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullMode {
+    /// The System Log's polling (`since`, then `rel="next"` forever).
+    Poll,
+    /// A full listing first, then only what changed since a `lastUpdated` watermark.
+    Incremental,
+    /// A full listing every period.
+    Snapshot,
 }
 
 impl ServiceKind {
+    /// Every service, in the order the config lists them.
+    pub const ALL: [ServiceKind; 7] = [
+        ServiceKind::Logs,
+        ServiceKind::Users,
+        ServiceKind::Groups,
+        ServiceKind::Apps,
+        ServiceKind::Idps,
+        ServiceKind::Zones,
+        ServiceKind::Clients,
+    ];
     /// The service's name in the config.
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Logs => "logs",
+            ServiceKind::Users => "users",
+            ServiceKind::Groups => "groups",
+            ServiceKind::Apps => "apps",
+            ServiceKind::Idps => "idps",
+            ServiceKind::Zones => "zones",
+            ServiceKind::Clients => "clients",
         }
     }
     /// The Devo table the service feeds by default.
     pub fn default_tag(self) -> &'static str {
         match self {
             ServiceKind::Logs => "auth.okta.system",
+            ServiceKind::Users => "auth.okta.users",
+            ServiceKind::Groups => "auth.okta.groups",
+            ServiceKind::Apps => "auth.okta.apps",
+            ServiceKind::Idps => "auth.okta.idps",
+            ServiceKind::Zones => "auth.okta.zones",
+            ServiceKind::Clients => "auth.okta.clients",
         }
     }
     /// Default `request_period_in_seconds`.
     pub fn default_period(self) -> u64 {
+        match self.mode() {
+            PullMode::Poll => 60,
+            PullMode::Incremental => 300,
+            PullMode::Snapshot => 3600,
+        }
+    }
+    /// How the service pulls.
+    pub fn mode(self) -> PullMode {
         match self {
-            ServiceKind::Logs => 60,
+            ServiceKind::Logs => PullMode::Poll,
+            ServiceKind::Users | ServiceKind::Groups => PullMode::Incremental,
+            _ => PullMode::Snapshot,
+        }
+    }
+    /// The API path.
+    pub fn path(self) -> &'static str {
+        match self {
+            ServiceKind::Logs => "/api/v1/logs",
+            ServiceKind::Users => "/api/v1/users",
+            ServiceKind::Groups => "/api/v1/groups",
+            ServiceKind::Apps => "/api/v1/apps",
+            ServiceKind::Idps => "/api/v1/idps",
+            ServiceKind::Zones => "/api/v1/zones",
+            ServiceKind::Clients => "/oauth2/v1/clients",
+        }
+    }
+    /// The OAuth scope that reads it.
+    pub fn scope(self) -> &'static str {
+        match self {
+            ServiceKind::Logs => "okta.logs.read",
+            ServiceKind::Users => "okta.users.read",
+            ServiceKind::Groups => "okta.groups.read",
+            ServiceKind::Apps => "okta.apps.read",
+            ServiceKind::Idps => "okta.idps.read",
+            ServiceKind::Zones => "okta.networkZones.read",
+            ServiceKind::Clients => "okta.clients.read",
+        }
+    }
+    /// The admin role an API token's owner needs to read it.
+    pub fn role(self) -> &'static str {
+        match self {
+            ServiceKind::Clients => {
+                "Super Administrator or Application Administrator (OAuth clients are not visible to read-only admins)"
+            }
+            ServiceKind::Idps | ServiceKind::Zones => {
+                "Read-Only Administrator, Organization Administrator or Super Administrator"
+            }
+            _ => "Read-Only Administrator (or any admin role that can view them)",
         }
     }
 }
@@ -372,6 +476,8 @@ pub struct Service {
     pub period: Duration,
     /// The Devo tag (table).
     pub tag: String,
+    /// What a snapshot service emits (always `All` for the others).
+    pub emit: Emit,
 }
 
 impl Config {
@@ -465,28 +571,20 @@ impl Config {
         let token = resolve_token(&o.credentials, &resolve, &at)?;
         let mut services = Vec::new();
         let s = o.services;
-        for (name, svc) in [
-            ("apps", s.apps),
-            ("clients", s.clients),
-            ("groups", s.groups),
-            ("idps", s.idps),
-            ("users", s.users),
-            ("zones", s.zones),
+        for (kind, svc) in [
+            (ServiceKind::Logs, s.logs),
+            (ServiceKind::Users, s.users),
+            (ServiceKind::Groups, s.groups),
+            (ServiceKind::Apps, s.apps),
+            (ServiceKind::Idps, s.idps),
+            (ServiceKind::Zones, s.zones),
+            (ServiceKind::Clients, s.clients),
         ] {
             if let Some(svc) = svc
                 && svc.enabled != Some(false)
             {
-                return err(format!(
-                    "{}: the `{name}` service is not available in this version yet (only `logs` is); \
-                         set `enabled: false` under it or remove it",
-                    at(&format!("inputs.okta.services.{name}"))
-                ));
+                services.push(resolve_service(kind, svc, &at)?);
             }
-        }
-        if let Some(svc) = s.logs
-            && svc.enabled != Some(false)
-        {
-            services.push(resolve_service(ServiceKind::Logs, svc, &at)?);
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -562,8 +660,26 @@ fn resolve_service(
     at: &dyn Fn(&str) -> String,
 ) -> Result<Service, ConfigError> {
     let key = at(&format!("inputs.okta.services.{}", kind.name()));
+    let emit = match (s.emit, kind.mode()) {
+        (None, _) => Emit::All,
+        (Some(e), PullMode::Snapshot) => e,
+        (Some(_), _) => {
+            return err(format!(
+                "{key}.emit: only the snapshot services (apps, idps, zones, clients) take `emit`; \
+                 `{}` already sends only what changed; remove the key",
+                kind.name()
+            ));
+        }
+    };
     let start = match s.start.map(Scalar::text) {
         None => None,
+        Some(_) if kind.mode() == PullMode::Snapshot => {
+            return err(format!(
+                "{key}.start: `{}` has no time filter in Okta's API and is listed whole every period; \
+                 remove the key",
+                kind.name()
+            ));
+        }
         Some(text) => match time::parse_rfc3339(text.trim()) {
             None => {
                 return err(format!(
@@ -606,6 +722,7 @@ fn resolve_service(
         start,
         period: Duration::from_secs(period),
         tag,
+        emit,
     })
 }
 
@@ -703,11 +820,49 @@ inputs:
     }
 
     #[test]
-    fn unimplemented_services_must_be_disabled() {
-        let e = parse(&GOOD.replace("users:\n        enabled: false", "users: {}"))
+    fn every_service_resolves_with_its_defaults() {
+        let all = GOOD.replace(
+            "      users:\n        enabled: false\n",
+            "      users: {}\n      groups: {start: 2024-01-01T00:00:00Z}\n      apps: {emit: changes}\n      idps: {}\n      zones: {override_tag: my.zones}\n      clients: {request_period_in_seconds: 600}\n",
+        );
+        let c = parse(&all).unwrap();
+        let got: Vec<_> = c
+            .okta
+            .services
+            .iter()
+            .map(|s| (s.kind.name(), s.tag.as_str(), s.period.as_secs(), s.emit))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("logs", "auth.okta.system", 30, Emit::All),
+                ("users", "auth.okta.users", 300, Emit::All),
+                ("groups", "auth.okta.groups", 300, Emit::All),
+                ("apps", "auth.okta.apps", 3600, Emit::Changes),
+                ("idps", "auth.okta.idps", 3600, Emit::All),
+                ("zones", "my.zones", 3600, Emit::All),
+                ("clients", "auth.okta.clients", 600, Emit::All),
+            ]
+        );
+        assert!(c.okta.services[2].start.is_some());
+        let e = parse(&all.replace("users: {}", "users: {emit: changes}"))
             .unwrap_err()
             .0;
-        assert!(e.contains("`users` service is not available"), "{e}");
+        assert!(
+            e.contains("services.users.emit: only the snapshot services"),
+            "{e}"
+        );
+        let e = parse(&all.replace("idps: {}", "idps: {start: 2024-01-01T00:00:00Z}"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("services.idps.start: `idps` has no time filter"),
+            "{e}"
+        );
+        let e = parse(&all.replace("emit: changes", "emit: diff"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("unknown variant `diff`"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::forward::{self, Forwarder, Table};
 use crate::okta::client::Client;
-use crate::okta::logs::{Counters, LogsPuller};
+use crate::okta::pull::{Counters, Puller};
 use crate::shutdown::Shutdown;
 use spool::Spool;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub struct TableStats {
 /// A built, not yet running pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
-    pullers: Vec<LogsPuller>,
+    pullers: Vec<Puller>,
     forwarder: Forwarder,
     /// Per-table figures.
     pub stats: Vec<TableStats>,
@@ -81,7 +81,7 @@ impl Pipeline {
                 spool: spool.clone(),
                 delivered,
             });
-            pullers.push(LogsPuller {
+            pullers.push(Puller {
                 client: client.clone(),
                 label: format!(
                     "OktaResourcesPuller(okta#{},{}#predefined)",

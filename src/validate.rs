@@ -1,4 +1,4 @@
-//! `okta-collector validate`: checks the config, asks Okta for one event per enabled service,
+//! `okta-collector validate`: checks the config, asks each enabled service's endpoint for one item,
 //! and opens one TLS session to the output (with a short read, since a rejected client
 //! certificate shows only then under TLS 1.3). Pulls nothing and sends nothing.
 
@@ -32,18 +32,19 @@ pub fn run(config: &Config) -> Vec<Check> {
         Vec::new()
     };
     for s in &services {
-        let url = format!("{}/api/v1/logs?limit=1", config.okta.url.base());
+        let url = format!("{}{}?limit=1", config.okta.url.base(), s.kind.path());
         let result = match client.get(&url) {
             Err(e) => Err(format!("{SETUP_101}: {e}")),
             Ok(r) if r.status == 429 => Err(format!(
                 "rate limited by Okta ({}); try again in a minute",
                 r.error_details()
             )),
-            Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true)),
+            Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true, s.kind)),
             Ok(r) => match page::split(&r.body) {
                 Ok(items) => Ok(format!(
-                    "{} answered ({} event on a limit=1 page)",
+                    "{}{} answered ({} item on a limit=1 page)",
                     config.okta.url.base(),
+                    s.kind.path(),
                     items.len()
                 )),
                 Err(e) => Err(format!("{PULL_302}: {e}")),

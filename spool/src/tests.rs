@@ -271,7 +271,11 @@ fn a_transaction_is_invisible_until_it_commits_and_stays_in_one_segment() {
         assert_eq!(s.durable(), before, "pending frames are not durable yet");
     }
     assert!(s.has_pending());
-    assert_eq!(read_all(&s).len(), 3, "readers see only the committed frame");
+    assert_eq!(
+        read_all(&s).len(),
+        3,
+        "readers see only the committed frame"
+    );
     assert_eq!(s.backlog(), 3);
     let last = vec![event(999)];
     s.append(&refs(&last), b"snapshot-1").unwrap();
@@ -292,7 +296,11 @@ fn a_transaction_is_invisible_until_it_commits_and_stays_in_one_segment() {
     drop(s);
     let s = Spool::open(dir.path(), small()).unwrap();
     assert_eq!(s.cursor().as_deref(), Some(&b"snapshot-1"[..]));
-    assert_eq!(read_all(&s).len(), 64, "a committed transaction survives reopen");
+    assert_eq!(
+        read_all(&s).len(),
+        64,
+        "a committed transaction survives reopen"
+    );
     // The next frame rotates, since the segment is over its size.
     fill(&s, 50, 1);
     assert_eq!(list_segments(dir.path()).unwrap().len(), 2);
@@ -312,7 +320,10 @@ fn a_transaction_cut_by_a_crash_is_discarded_and_the_sequence_reused() {
     let len_before = fs::metadata(segment_path(dir.path(), 0)).unwrap().len();
     let s = Spool::open(dir.path(), small()).unwrap();
     let len_after = fs::metadata(segment_path(dir.path(), 0)).unwrap().len();
-    assert!(len_after < len_before, "the uncommitted frames were cut off");
+    assert!(
+        len_after < len_before,
+        "the uncommitted frames were cut off"
+    );
     assert_eq!(s.cursor().as_deref(), Some(&b"c1"[..]));
     assert_eq!(s.durable().next_seq, 6);
     s.append_pending(&refs(&[event(200)])).unwrap();
@@ -362,7 +373,11 @@ fn a_transaction_torn_at_every_byte_of_its_commit_is_all_or_nothing() {
     for cut in committed..full {
         fs::write(&path, &bytes[..cut as usize]).unwrap();
         let s = Spool::open(dir.path(), small()).unwrap();
-        assert_eq!(s.durable().next_seq, 3, "cut at {cut}: nothing of the transaction");
+        assert_eq!(
+            s.durable().next_seq,
+            3,
+            "cut at {cut}: nothing of the transaction"
+        );
         assert_eq!(s.cursor().as_deref(), Some(&b"c0"[..]));
         drop(s);
     }

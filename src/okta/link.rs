@@ -97,6 +97,19 @@ pub fn next<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Option<Stri
     Ok(next)
 }
 
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub fn percent_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +155,13 @@ mod tests {
         check(&["<https://x/a>; rel=\"next"], Err(()));
         check(&["<https://x/a> rel=next"], Err(()));
         check(&["<>; rel=next"], Err(()));
+    }
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("lastUpdated ge \"2024-01-01T00:00:00.000Z\""),
+            "lastUpdated%20ge%20%222024-01-01T00%3A00%3A00.000Z%22"
+        );
+        assert_eq!(percent_encode("status pr"), "status%20pr");
     }
 }

@@ -3,10 +3,13 @@
 
 pub mod client;
 pub mod cursor;
+pub mod inventory;
 pub mod link;
 pub mod logs;
 pub mod page;
+pub mod pull;
 
+use crate::config::ServiceKind;
 use client::Response;
 
 /// The seed collector's error texts (its manual's Troubleshooting table), which users search for.
@@ -25,17 +28,25 @@ pub const PULL_301: &str =
 pub const PULL_302: &str =
     "PullError 302: Some error occurred while retrieving events from Okta server";
 
-/// The error line for a non-2xx answer, with Okta's details and what to do: 401 and 403 are
-/// setup problems (`SetupError 100`); anything else is `PullError 300` during a pull, or
-/// `SetupError 100` when `during_setup`.
-pub fn http_error(resp: &Response, during_setup: bool) -> String {
+/// The error line for a non-2xx answer from `kind`'s endpoint, with Okta's details and what
+/// to do: 401, 403 and 404 are setup problems (`SetupError 100`) that name the role, scope or
+/// switch the service needs; anything else is `PullError 300` during a pull, or `SetupError 100`
+/// when `during_setup`.
+pub fn http_error(resp: &Response, during_setup: bool, kind: ServiceKind) -> String {
     let details = resp.error_details();
+    let (name, path, role, scope) = (kind.name(), kind.path(), kind.role(), kind.scope());
     match resp.status {
         401 => format!(
-            "{SETUP_100}: {details}. Check the API token: it is invalid, expired or revoked."
+            "{SETUP_100}: {details}. Check the API token: it is invalid, expired or revoked \
+             (if other services work, the token's admin cannot read {path}: the `{name}` service needs {role})."
         ),
         403 => format!(
-            "{SETUP_100}: {details}. The token's admin lacks a role that can read the System Log (okta.logs.read)."
+            "{SETUP_100}: {details}. The token may not read {path}: the `{name}` service needs the admin role \
+             {role} (for an OAuth service app, the scope {scope})."
+        ),
+        404 => format!(
+            "{SETUP_100}: {details}. This org has no {path} (the feature may not be enabled for it); \
+             if the org does not use it, set `enabled: false` under inputs.okta.services.{name}."
         ),
         _ if during_setup => format!("{SETUP_100}: {details}"),
         _ => format!("{PULL_300}: {details}"),

@@ -1,5 +1,6 @@
-//! Splits an Okta list response into raw events without re-encoding them, and reads the two
-//! fields the puller needs (`uuid`, `published`) from each.
+//! Splits an Okta list response into raw items without re-encoding them, and reads the few
+//! fields the pullers need from each (`uuid` and `published` of an event; `id` and
+//! `lastUpdated` of an inventory object).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -67,18 +68,6 @@ pub fn meta(raw: &RawValue) -> Meta {
         #[serde(borrow, default, deserialize_with = "lenient")]
         published: Option<Cow<'a, str>>,
     }
-    fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum V<'a> {
-            S(#[serde(borrow)] Cow<'a, str>),
-            Other(serde::de::IgnoredAny),
-        }
-        Ok(match V::deserialize(d)? {
-            V::S(s) => Some(s),
-            V::Other(_) => None,
-        })
-    }
     match serde_json::from_str::<M<'_>>(raw.get()) {
         Ok(m) => Meta {
             uuid: m.uuid.map(Cow::into_owned),
@@ -86,6 +75,60 @@ pub fn meta(raw: &RawValue) -> Meta {
         },
         Err(_) => Meta::default(),
     }
+}
+
+/// The fields of an inventory object that incremental pulls and change detection need.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// `id`, or `client_id` for OAuth clients (which have no `id`).
+    pub id: Option<String>,
+    /// The newest of `lastUpdated` and `lastMembershipUpdated` (groups), if any parses.
+    pub updated: Option<SystemTime>,
+}
+
+/// Reads an object's id and update time; missing or odd values give `None`, never an error.
+pub fn object_meta(raw: &RawValue) -> ObjectMeta {
+    #[derive(Deserialize)]
+    struct M<'a> {
+        #[serde(borrow, default, deserialize_with = "lenient")]
+        id: Option<Cow<'a, str>>,
+        #[serde(borrow, default, deserialize_with = "lenient")]
+        client_id: Option<Cow<'a, str>>,
+        #[serde(borrow, default, rename = "lastUpdated", deserialize_with = "lenient")]
+        last_updated: Option<Cow<'a, str>>,
+        #[serde(
+            borrow,
+            default,
+            rename = "lastMembershipUpdated",
+            deserialize_with = "lenient"
+        )]
+        last_membership_updated: Option<Cow<'a, str>>,
+    }
+    match serde_json::from_str::<M<'_>>(raw.get()) {
+        Ok(m) => ObjectMeta {
+            id: m.id.or(m.client_id).map(Cow::into_owned),
+            updated: [m.last_updated, m.last_membership_updated]
+                .into_iter()
+                .flatten()
+                .filter_map(|t| crate::time::parse_rfc3339(&t))
+                .max(),
+        },
+        Err(_) => ObjectMeta::default(),
+    }
+}
+
+/// A string field, or `None` if it holds anything else (a number, null, an object).
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum V<'a> {
+        S(#[serde(borrow)] Cow<'a, str>),
+        Other(serde::de::IgnoredAny),
+    }
+    Ok(match V::deserialize(d)? {
+        V::S(s) => Some(s),
+        V::Other(_) => None,
+    })
 }
 
 /// The event as one line: unchanged unless it holds a raw CR or LF (only possible as

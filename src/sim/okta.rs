@@ -1,8 +1,11 @@
 //! The simulated Okta org: `/api/v1/logs` with polling semantics (a `rel="next"` link on every
-//! page, empty pages, opaque `after` cursors), SSWS auth, rate-limit headers, and realistic,
-//! deterministic events generated on demand (never all held in memory).
+//! page, empty pages, opaque `after` cursors), the six inventory endpoints (see `inventory.rs`),
+//! SSWS auth, rate-limit headers, and realistic, deterministic events generated on demand
+//! (never all held in memory).
 
 use super::http::{Reply, Request};
+use super::inventory::{Counts, Inventory};
+use crate::config::ServiceKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +26,8 @@ pub struct Options {
     pub empty_every: u64,
     /// Delay before each answer.
     pub page_delay: Duration,
+    /// Inventory objects at start.
+    pub objects: Counts,
 }
 
 impl Default for Options {
@@ -34,6 +39,7 @@ impl Default for Options {
             rate_per_sec: 0.0,
             empty_every: 0,
             page_delay: Duration::ZERO,
+            objects: Counts::default(),
         }
     }
 }
@@ -46,6 +52,7 @@ struct Shared {
     addr: std::sync::OnceLock<SocketAddr>,
     requests: AtomicU64,
     page_requests: AtomicU64,
+    inventory: Inventory,
 }
 
 /// A running simulated org.
@@ -69,6 +76,7 @@ impl OktaSim {
             .unwrap_or(0)
             .saturating_sub(86_400_000);
         let shared = Arc::new(Shared {
+            inventory: Inventory::new(opts.objects),
             opts,
             started: Instant::now(),
             base_ms,
@@ -95,6 +103,11 @@ impl OktaSim {
     /// The exact JSON of event `i`, as served.
     pub fn event(&self, i: u64) -> String {
         event(self.shared.base_ms, i)
+    }
+
+    /// The inventory, which a test may change while the collector runs.
+    pub fn inventory(&self) -> &Inventory {
+        &self.shared.inventory
     }
 
     /// A `start` that precedes every event.
@@ -144,7 +157,15 @@ impl Shared {
                 body: error_body("E0000011", "Invalid token provided"),
             };
         }
-        if req.method != "GET" || req.path() != "/api/v1/logs" {
+        let kind = ServiceKind::ALL
+            .into_iter()
+            .find(|k| k.path() == req.path());
+        if req.method == "GET"
+            && let Some(kind) = kind.filter(|k| *k != ServiceKind::Logs)
+        {
+            return self.list(kind, req, headers);
+        }
+        if req.method != "GET" || kind != Some(ServiceKind::Logs) {
             return Reply {
                 status: 404,
                 headers,
@@ -230,6 +251,56 @@ impl Shared {
             status: 200,
             headers,
             body,
+        }
+    }
+}
+
+impl Shared {
+    fn base(&self) -> String {
+        format!(
+            "http://{}",
+            self.addr
+                .get()
+                .copied()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+        )
+    }
+
+    /// A page of an inventory listing, with `self` and (if more follow) `next` links that
+    /// repeat the query with the new `after`.
+    fn list(&self, kind: ServiceKind, req: &Request, mut headers: Vec<(String, String)>) -> Reply {
+        let q = req.query();
+        let page = match self.inventory.list(kind, &q) {
+            Ok(p) => p,
+            Err(bad) => {
+                return Reply {
+                    status: 400,
+                    headers,
+                    body: error_body(bad.0, &bad.1),
+                };
+            }
+        };
+        let base = self.base();
+        headers.push((
+            "link".into(),
+            format!("<{base}{}>; rel=\"self\"", req.target),
+        ));
+        if let Some(after) = page.after {
+            let mut next = format!("{base}{}?after={after}", kind.path());
+            if page.limit != u64::MAX {
+                next.push_str(&format!("&limit={}", page.limit));
+            }
+            for (k, v) in &q {
+                if k == "search" || k == "filter" {
+                    next.push_str(&format!("&{k}={}", crate::okta::link::percent_encode(v)));
+                }
+            }
+            headers.push(("link".into(), format!("<{next}>; rel=\"next\"")));
+        }
+        Reply {
+            status: 200,
+            headers,
+            body: page.body,
         }
     }
 }

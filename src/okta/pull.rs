@@ -1,0 +1,338 @@
+//! What every service's puller shares: the cycle loop with its backoff, one request with 429
+//! waits and shutdown, page checks (body, `Link`, origin), spool commits, and the seed's
+//! statistics line. The service-specific parts are in `logs.rs` and `inventory.rs`.
+
+use super::client::{Client, FetchError, Response};
+use super::{PULL_301, PULL_302, link, page};
+use crate::config::{PullMode, Service};
+use crate::shutdown::Shutdown;
+use crate::time::jitter;
+use serde_json::value::RawValue;
+use spool::Spool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Counters shared with the demo and (later) metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Events written to the spool.
+    pub spooled: AtomicU64,
+}
+
+/// One running service: its client, spool and settings.
+#[derive(Debug)]
+pub struct Puller {
+    /// The Okta client.
+    pub client: Arc<Client>,
+    /// This service's spool.
+    pub spool: Spool,
+    /// The service's settings.
+    pub service: Service,
+    /// Log prefix, e.g. `OktaResourcesPuller(okta#65294,logs#predefined)`.
+    pub label: String,
+    /// Shared counters.
+    pub counters: Arc<Counters>,
+}
+
+/// A fatal puller error: the spool can no longer be written.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+/// How a cycle ended.
+pub(crate) enum CycleEnd {
+    /// Caught up (an empty page, or the end of a listing).
+    UpToDate,
+    /// Stopped by shutdown.
+    Shutdown,
+    /// A retryable problem, already logged: retry with backoff.
+    Failed,
+    /// The org refuses or lacks this endpoint, already logged: retry after a full period.
+    Unavailable,
+}
+
+/// One cycle's figures, for the statistics line.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub requests: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub sent: u64,
+}
+
+/// The outcome of one request.
+pub(crate) enum Got {
+    /// A 2xx answer.
+    Page(Response),
+    /// Shutdown came first; nothing of the request counts.
+    Shutdown,
+    /// An error, already logged.
+    Failed(CycleEnd),
+}
+
+/// A checked page: its items, exactly as sent, and the next link, if any.
+pub(crate) struct Page<'a> {
+    pub items: Vec<&'a RawValue>,
+    pub next: Option<String>,
+}
+
+impl Puller {
+    /// Runs until shutdown: restores the service's cursor, then runs cycles. After a cycle
+    /// that caught up (or found the endpoint unavailable) it waits a period; after a failure it
+    /// backs off from 1 s to 60 s (at most a period). Returns `Err` only if the spool fails
+    /// fatally.
+    ///
+    /// # Errors
+    /// [`Fatal`] when the spool cannot be written any more.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
+        use super::{inventory, logs};
+        enum State {
+            Logs(super::cursor::LogsCursor),
+            Incremental(inventory::IncrementalCursor),
+            Snapshot(inventory::SnapshotCursor),
+        }
+        let mut state = match self.service.kind.mode() {
+            PullMode::Poll => State::Logs(logs::restore(&self).await?),
+            PullMode::Incremental => {
+                State::Incremental(inventory::restore_incremental(&self).await?)
+            }
+            PullMode::Snapshot => State::Snapshot(inventory::restore_snapshot(&self)),
+        };
+        log::info!(
+            "{} -> Starting data collection every {} seconds",
+            self.label,
+            self.service.period.as_secs()
+        );
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if shutdown.is_set() {
+                return Ok(());
+            }
+            let end = match &mut state {
+                State::Logs(c) => logs::cycle(&self, c, &shutdown).await?,
+                State::Incremental(c) => inventory::incremental_cycle(&self, c, &shutdown).await?,
+                State::Snapshot(c) => inventory::snapshot_cycle(&self, c, &shutdown).await?,
+            };
+            let wait = match end {
+                CycleEnd::Shutdown => return Ok(()),
+                CycleEnd::UpToDate | CycleEnd::Unavailable => {
+                    backoff = Duration::from_secs(1);
+                    self.service.period
+                }
+                CycleEnd::Failed => {
+                    let w = backoff.min(self.service.period.max(Duration::from_secs(1)));
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    jitter(w)
+                }
+            };
+            if shutdown.sleep(wait).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// GETs `url`: waits out 429s and retries the same URL; logs anything else that is not a
+    /// 2xx. A request in flight when shutdown comes is abandoned: nothing of it was committed,
+    /// so the next start asks for the same page.
+    pub(crate) async fn get(&self, url: &str, shutdown: &Shutdown, stats: &mut Stats) -> Got {
+        let label = &self.label;
+        loop {
+            let client = self.client.clone();
+            let fetch_url = url.to_string();
+            let fetch = async { Some(smol::unblock(move || client.get(&fetch_url)).await) };
+            let stop = async {
+                shutdown.wait().await;
+                None
+            };
+            let Some(resp) = smol::future::or(fetch, stop).await else {
+                return Got::Shutdown;
+            };
+            stats.requests += 1;
+            let resp = match resp {
+                Ok(r) => r,
+                Err(FetchError::Transport(e)) => {
+                    log::error!("{label} -> {PULL_301}: {e}. The cursor is kept; retrying.");
+                    return Got::Failed(CycleEnd::Failed);
+                }
+                Err(e) => {
+                    log::error!("{label} -> {PULL_302}: {e}. The cursor is kept; retrying.");
+                    return Got::Failed(CycleEnd::Failed);
+                }
+            };
+            match resp.status {
+                200..=299 => return Got::Page(resp),
+                429 => {
+                    let wait = jitter(resp.rate_limit_wait());
+                    log::warn!(
+                        "{label} -> Okta rate limit reached ({}); waiting {:.1}s, then retrying the same page.",
+                        resp.error_details(),
+                        wait.as_secs_f64()
+                    );
+                    if shutdown.sleep(wait).await {
+                        return Got::Shutdown;
+                    }
+                }
+                401 | 403 | 404 => {
+                    log::error!(
+                        "{label} -> {} The other services go on; this one retries in {} seconds.",
+                        super::http_error(&resp, false, self.service.kind),
+                        self.service.period.as_secs()
+                    );
+                    return Got::Failed(CycleEnd::Unavailable);
+                }
+                _ => {
+                    log::error!(
+                        "{label} -> {}. The cursor is kept; retrying.",
+                        super::http_error(&resp, false, self.service.kind)
+                    );
+                    return Got::Failed(CycleEnd::Failed);
+                }
+            }
+        }
+    }
+
+    /// Checks a 2xx page: a JSON array of objects, a `Link` header that parses, a next link
+    /// on the org's origin (never followed elsewhere: the token would leak) and, when
+    /// `loop_check`, a next link different from `url` (an inventory listing that would never end).
+    /// Logs and returns `None` if any check fails.
+    pub(crate) fn check_page<'a>(
+        &self,
+        url: &str,
+        resp: &'a Response,
+        loop_check: bool,
+    ) -> Option<Page<'a>> {
+        let label = &self.label;
+        let items = match page::split(&resp.body) {
+            Ok(items) => items,
+            Err(e) => {
+                log::error!(
+                    "{label} -> {PULL_302}: {e} ({}). The cursor is kept; retrying.",
+                    resp.error_details()
+                );
+                return None;
+            }
+        };
+        let next = match link::next(resp.links.iter().map(String::as_str)) {
+            Ok(n) => n,
+            Err(bad) => {
+                log::error!(
+                    "{label} -> {PULL_302}: the Link header {bad:?} does not parse. The cursor is kept; retrying."
+                );
+                return None;
+            }
+        };
+        if let Some(n) = &next {
+            if !self.client.url().same_origin(n) {
+                log::error!(
+                    "{label} -> {PULL_302}: the next link {n:?} points to another host than okta_url; it is not followed (the API token would leak). The cursor is kept."
+                );
+                return None;
+            }
+            if loop_check && n == url && !items.is_empty() {
+                log::error!(
+                    "{label} -> {PULL_302}: the next link is the page just read ({n:?}); the listing would never end. The cursor is kept; retrying."
+                );
+                return None;
+            }
+        }
+        Some(Page { items, next })
+    }
+
+    /// Appends events and cursor as one durable frame (committing any pending frames before
+    /// it), retrying while the disk refuses the write.
+    pub(crate) async fn commit(&self, events: &[&[u8]], cursor: Vec<u8>) -> Result<(), Fatal> {
+        let n = events.len() as u64;
+        let batch: Arc<(Vec<Vec<u8>>, Vec<u8>)> =
+            Arc::new((events.iter().map(|e| e.to_vec()).collect(), cursor));
+        self.write_retrying(move |spool: &Spool| {
+            let refs: Vec<&[u8]> = batch.0.iter().map(Vec::as_slice).collect();
+            spool.append(&refs, &batch.1).map(|_| ())
+        })
+        .await?;
+        self.counters.spooled.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes events as pending frames of the open transaction (see `spool`), retrying while
+    /// the disk refuses the write. They count as spooled only once committed.
+    pub(crate) async fn stage(&self, events: &[&[u8]]) -> Result<(), Fatal> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let batch: Arc<Vec<Vec<u8>>> = Arc::new(events.iter().map(|e| e.to_vec()).collect());
+        self.write_retrying(move |spool: &Spool| {
+            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            spool.append_pending(&refs)
+        })
+        .await
+    }
+
+    /// Discards the open transaction.
+    pub(crate) async fn abort(&self) -> Result<(), Fatal> {
+        let spool = self.spool.clone();
+        smol::unblock(move || spool.abort_pending())
+            .await
+            .map_err(|e| Fatal(e.to_string()))
+    }
+
+    /// Runs a spool write on the blocking pool; a non-fatal error (e.g. ENOSPC) pauses the
+    /// puller and retries with backoff up to 30 s.
+    async fn write_retrying<F>(&self, write: F) -> Result<(), Fatal>
+    where
+        F: Fn(&Spool) -> Result<(), spool::Error> + Send + Sync + 'static,
+    {
+        let write = Arc::new(write);
+        let mut wait = Duration::from_secs(1);
+        loop {
+            let spool = self.spool.clone();
+            let w = write.clone();
+            match smol::unblock(move || w(&spool)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_fatal() => return Err(Fatal(e.to_string())),
+                Err(e) => {
+                    log::error!(
+                        "{} -> Cannot write to the spool: {e}. Pulling is paused; retrying in {}s.",
+                        self.label,
+                        wait.as_secs()
+                    );
+                    smol::Timer::after(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// The seed's statistics line for a cycle, and "The data is up to date!" when it caught up.
+    pub(crate) fn log_stats(
+        &self,
+        stats: &Stats,
+        started: Instant,
+        pulling_id: u64,
+        end: &CycleEnd,
+    ) {
+        let secs = started.elapsed().as_secs_f64();
+        log::info!(
+            "{} -> Statistics for this pull cycle (@devo_pulling_id={pulling_id}):Number of requests made: {}; \
+             Number of events received: {}; Number of duplicated events filtered out: {}; \
+             Number of events generated and sent: {}; Average of events per second: {:.3}.",
+            self.label,
+            stats.requests,
+            stats.received,
+            stats.duplicates,
+            stats.sent,
+            if secs > 0.0 {
+                stats.sent as f64 / secs
+            } else {
+                0.0
+            }
+        );
+        if matches!(end, CycleEnd::UpToDate) {
+            log::info!("{} -> The data is up to date!", self.label);
+        }
+    }
+}
+
+/// The `@devo_pulling_id` of a cycle starting now.
+pub(crate) fn pulling_id() -> u64 {
+    crate::time::unix_millis(SystemTime::now()) as u64
+}
