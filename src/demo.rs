@@ -40,6 +40,7 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
             empty_every: 0,
             page_delay: Duration::from_millis(5),
             objects: sim::inventory::Counts::default(),
+            refuse: Vec::new(),
         },
     )
     .map_err(|e| format!("cannot start the simulated Okta org: {e}"))?;

@@ -457,12 +457,22 @@ impl Spool {
             let scan =
                 scan_segment(&file, seg, len, opts.max_frame_bytes).map_err(io_err("read", &p))?;
             if scan.frames == 0 {
-                log::warn!(
-                    "Spool {}: removing {} ({} bytes), a segment with no complete frame.",
-                    dir.display(),
-                    p.display(),
-                    len
-                );
+                if scan.uncommitted > 0 {
+                    log::warn!(
+                        "Spool {}: removing {} ({} bytes): {} frames of a transaction that never committed (it is pulled again).",
+                        dir.display(),
+                        p.display(),
+                        len,
+                        scan.uncommitted
+                    );
+                } else {
+                    log::warn!(
+                        "Spool {}: removing {} ({} bytes), a segment with no complete frame.",
+                        dir.display(),
+                        p.display(),
+                        len
+                    );
+                }
                 drop(file);
                 fs::remove_file(&p).map_err(io_err("delete", &p))?;
                 valid.pop();

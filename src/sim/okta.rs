@@ -28,6 +28,9 @@ pub struct Options {
     pub page_delay: Duration,
     /// Inventory objects at start.
     pub objects: Counts,
+    /// Endpoints that answer with an error status instead (403: missing role or scope; 404:
+    /// the org lacks the feature), as an org can for one endpoint alone.
+    pub refuse: Vec<(ServiceKind, u16)>,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             empty_every: 0,
             page_delay: Duration::ZERO,
             objects: Counts::default(),
+            refuse: Vec::new(),
         }
     }
 }
@@ -160,6 +164,24 @@ impl Shared {
         let kind = ServiceKind::ALL
             .into_iter()
             .find(|k| k.path() == req.path());
+        if let Some((_, status)) = self.opts.refuse.iter().find(|(k, _)| Some(*k) == kind) {
+            let (code, summary) = if *status == 404 {
+                (
+                    "E0000007",
+                    format!("Not found: Resource not found: {} (GET)", req.path()),
+                )
+            } else {
+                (
+                    "E0000006",
+                    "You do not have permission to perform the requested action".to_string(),
+                )
+            };
+            return Reply {
+                status: *status,
+                headers,
+                body: error_body(code, &summary),
+            };
+        }
         if req.method == "GET"
             && let Some(kind) = kind.filter(|k| *k != ServiceKind::Logs)
         {

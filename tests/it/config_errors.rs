@@ -4,13 +4,19 @@ use crate::harness::*;
 use okta_collector::sim::okta;
 use std::process::{Command, Output};
 
+/// `run` on a config that must be refused: killed (and the test failed) if it is still
+/// running after 20 s, i.e. if the config was accepted.
 fn run_with(env: &Env, text: &str) -> Output {
     let p = env.write_config_text(text);
-    Command::new(bin())
+    let mut child = Command::new(bin())
         .args(["run", "--config"])
         .arg(p)
-        .output()
-        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_exit(&mut child, std::time::Duration::from_secs(20));
+    child.wait_with_output().unwrap()
 }
 
 fn expect_error(env: &Env, text: &str, needles: &[&str]) {
@@ -63,8 +69,8 @@ fn each_config_error_names_the_problem_and_exits_1() {
     );
     expect_error(
         &env,
-        &format!("{good}      users:\n        enabled: true\n"),
-        &["`users` service is not available"],
+        &format!("{good}      users:\n        emit: changes\n"),
+        &["services.users.emit: only the snapshot services"],
     );
     expect_error(
         &env,
@@ -181,6 +187,8 @@ fn the_example_config_parses_and_only_lacks_the_token_variable() {
         .unwrap()
         .replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
     let c = okta_collector::config::Config::parse(&p, &text).unwrap();
-    assert_eq!(c.okta.services.len(), 1);
+    let names: Vec<_> = c.okta.services.iter().map(|s| s.kind.name()).collect();
+    assert_eq!(names, ["logs", "users", "groups", "apps", "idps", "zones"]);
+    assert_eq!(c.okta.services[3].emit, okta_collector::config::Emit::Changes);
     assert_eq!(c.output.address, "collector-eu.devo.io");
 }

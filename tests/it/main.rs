@@ -10,6 +10,8 @@ mod crash;
 mod delivery;
 /// Shared set-up: temp folder, certificates, simulator, receiver, child process, checks.
 mod harness;
+/// The six inventory services: tags, incremental changes, emit: changes, refusals, kill -9.
+mod inventory;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.
 mod rsyslog;
 /// Repository rules (module docs).
