@@ -1,7 +1,7 @@
 //! `okta-collector demo`: the real pipeline against the built-in simulated Okta org and a local
 //! Devo-compatible TLS receiver with throwaway certificates, with a live view of what flows.
 
-use crate::config::Config;
+use crate::config::{Config, ServiceKind};
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
 use crate::sim;
@@ -66,7 +66,9 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
         devo.addr
     );
     println!(
-        "The org starts with a backlog of 20,000 System Log events and logs 2,000 more per second."
+        "The org starts with a backlog of 20,000 System Log events and logs 2,000 more per second;\n\
+         every 2 seconds an admin changes a user, a group and an app. Inventory rows are shown\n\
+         when they move."
     );
     println!(
         "Running {seconds}s (Ctrl-C stops earlier). Spool and state in {}.",
@@ -92,9 +94,19 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
             continue;
         }
         tick += 1;
+        if tick.is_multiple_of(2) {
+            let inv = okta.inventory();
+            inv.update(ServiceKind::Users, tick % 200);
+            inv.update(ServiceKind::Groups, tick % 40);
+            inv.update(ServiceKind::Apps, tick % 30);
+        }
         for (i, s) in stats.iter().enumerate() {
             let pulled = s.pulled.spooled.load(Ordering::Relaxed);
             let delivered = s.delivered.load(Ordering::Relaxed);
+            let moved = (pulled, delivered) != last[i] || pulled > delivered;
+            if s.service != "logs" && tick > 1 && !moved {
+                continue;
+            }
             println!(
                 "{:>4}s  {:<18} {:>10} {:>9} {:>10} {:>9} {:>9}",
                 tick,

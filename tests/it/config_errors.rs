@@ -189,6 +189,9 @@ fn the_example_config_parses_and_only_lacks_the_token_variable() {
     let c = okta_collector::config::Config::parse(&p, &text).unwrap();
     let names: Vec<_> = c.okta.services.iter().map(|s| s.kind.name()).collect();
     assert_eq!(names, ["logs", "users", "groups", "apps", "idps", "zones"]);
-    assert_eq!(c.okta.services[3].emit, okta_collector::config::Emit::Changes);
+    assert_eq!(
+        c.okta.services[3].emit,
+        okta_collector::config::Emit::Changes
+    );
     assert_eq!(c.output.address, "collector-eu.devo.io");
 }
