@@ -273,7 +273,21 @@ pub fn check_spool_is_exact_prefix(env: &Env) -> SpoolState {
     }
     let s = spool::Spool::open(&dir, spool::Options::default()).unwrap();
     let unacked = s.backlog();
-    let mut segs: Vec<u64> = std::fs::read_dir(&dir)
+    let mut n = 0;
+    for_each_spooled(&s, |seq, e| {
+        let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+        let i = okta::index_of(v["uuid"].as_str().unwrap()).unwrap();
+        assert_eq!(seq, i, "spool sequence {seq} holds event {i}");
+        assert_eq!(std::str::from_utf8(e).unwrap(), env.okta.event(i));
+        n += 1;
+    });
+    SpoolState { events: n, unacked }
+}
+
+/// Calls `f` with every event still in a spool's files, from the oldest segment on (acked or
+/// not), and its sequence number; asserts that no frame is corrupt.
+pub fn for_each_spooled(s: &spool::Spool, mut f: impl FnMut(u64, &[u8])) {
+    let mut segs: Vec<u64> = std::fs::read_dir(s.dir())
         .unwrap()
         .filter_map(|e| {
             e.ok()?
@@ -286,7 +300,7 @@ pub fn check_spool_is_exact_prefix(env: &Env) -> SpoolState {
         .collect();
     segs.sort();
     let Some(&oldest) = segs.first() else {
-        return SpoolState { events: 0, unacked };
+        return;
     };
     let mut r = s.reader();
     r.seek(spool::Position {
@@ -294,16 +308,10 @@ pub fn check_spool_is_exact_prefix(env: &Env) -> SpoolState {
         segment: oldest,
         offset: 0,
     });
-    let mut n = 0;
-    while let Some(f) = r.next_frame().unwrap() {
-        for (seq, e) in f.events() {
-            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
-            let i = okta::index_of(v["uuid"].as_str().unwrap()).unwrap();
-            assert_eq!(seq, i, "spool sequence {seq} holds event {i}");
-            assert_eq!(std::str::from_utf8(e).unwrap(), env.okta.event(i));
-            n += 1;
+    while let Some(frame) = r.next_frame().unwrap() {
+        for (seq, e) in frame.events() {
+            f(seq, e);
         }
     }
     assert_eq!(r.corrupt_frames(), 0);
-    SpoolState { events: n, unacked }
 }

@@ -335,33 +335,10 @@ fn check_whole_snapshots(env: &Env, apps: u64) -> bool {
         0,
         "the spool ends on a snapshot boundary"
     );
-    let mut segs: Vec<u64> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".seg")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    segs.sort();
-    let Some(&oldest) = segs.first() else {
-        return cut;
-    };
-    let mut r = s.reader();
-    r.seek(spool::Position {
-        seq: 0,
-        segment: oldest,
-        offset: 0,
+    for_each_spooled(&s, |seq, e| {
+        let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+        let i = inventory::index_of(ServiceKind::Apps, v["id"].as_str().unwrap()).unwrap();
+        assert_eq!(seq % apps, i, "spool sequence {seq} holds app {i}");
     });
-    while let Some(f) = r.next_frame().unwrap() {
-        for (seq, e) in f.events() {
-            let v: serde_json::Value = serde_json::from_slice(e).unwrap();
-            let i = inventory::index_of(ServiceKind::Apps, v["id"].as_str().unwrap()).unwrap();
-            assert_eq!(seq % apps, i, "spool sequence {seq} holds app {i}");
-        }
-    }
     cut
 }
