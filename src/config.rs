@@ -72,6 +72,7 @@ struct RawGlobals {
     id: Option<String>,
     data_dir: Option<PathBuf>,
     log_level: Option<LogLevel>,
+    requests_per_minute: Option<u32>,
 }
 
 /// `globals.log_level`.
@@ -138,6 +139,10 @@ struct RawOkta {
     enabled: Option<bool>,
     credentials: RawCredentials,
     services: RawServices,
+    ca_file: Option<PathBuf>,
+    proxy: Option<Secret>,
+    connect_timeout_in_seconds: Option<u64>,
+    request_timeout_in_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +175,23 @@ struct RawService {
     request_period_in_seconds: Option<u64>,
     override_tag: Option<String>,
     emit: Option<Emit>,
+    requests_limits: Option<Vec<RawLimit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    period: u64,
+    number_of_requests: u32,
+}
+
+/// A local request budget: at most `requests` in any `period` (a sliding window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The window.
+    pub period: Duration,
+    /// Requests allowed in it.
+    pub requests: u32,
 }
 
 /// What a snapshot service writes each period (`emit`).
@@ -223,6 +245,8 @@ pub struct Config {
     pub output: Output,
     /// The Okta input.
     pub okta: Okta,
+    /// `globals.requests_per_minute`: all services together (`None`: no global budget).
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A Devo output.
@@ -257,6 +281,22 @@ pub struct Okta {
     pub token: Secret,
     /// Services that run (listed and not disabled).
     pub services: Vec<Service>,
+    /// How to reach the org.
+    pub http: HttpSettings,
+}
+
+/// Connection settings for the org.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// PEM CA certificates trusted instead of the built-in roots (a TLS-inspecting proxy's).
+    pub ca_file: Option<PathBuf>,
+    /// An explicit proxy URL (may hold credentials, hence a `Secret`); otherwise `HTTPS_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` from the environment apply.
+    pub proxy: Option<Secret>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout, body included.
+    pub request_timeout: Duration,
 }
 
 /// The org's base URL, split so next links can be checked against it.
@@ -419,6 +459,13 @@ impl ServiceKind {
             PullMode::Snapshot => 3600,
         }
     }
+    /// The seed collector's default local budget, requests per minute.
+    pub fn default_requests_per_minute(self) -> u32 {
+        match self {
+            ServiceKind::Logs | ServiceKind::Apps | ServiceKind::Clients => 20,
+            _ => 100,
+        }
+    }
     /// How the service pulls.
     pub fn mode(self) -> PullMode {
         match self {
@@ -478,6 +525,8 @@ pub struct Service {
     pub tag: String,
     /// What a snapshot service emits (always `All` for the others).
     pub emit: Emit,
+    /// Local request budgets (empty: none).
+    pub limits: Vec<Limit>,
 }
 
 impl Config {
@@ -586,6 +635,41 @@ impl Config {
                 services.push(resolve_service(kind, svc, &at)?);
             }
         }
+        let seconds = |key: &str, v: Option<u64>, default: u64| match v {
+            None => Ok(Duration::from_secs(default)),
+            Some(0) => err(format!(
+                "{}: must be at least 1",
+                at(&format!("inputs.okta.{key}"))
+            )),
+            Some(n) => Ok(Duration::from_secs(n)),
+        };
+        let http = HttpSettings {
+            ca_file: o.ca_file.as_deref().map(resolve),
+            proxy: o.proxy,
+            connect_timeout: seconds(
+                "connect_timeout_in_seconds",
+                o.connect_timeout_in_seconds,
+                10,
+            )?,
+            request_timeout: seconds(
+                "request_timeout_in_seconds",
+                o.request_timeout_in_seconds,
+                60,
+            )?,
+        };
+        if let Some(p) = &http.proxy
+            && let Err(e) = ureq::Proxy::new(p.expose())
+        {
+            return err(format!(
+                "{}: not a proxy URL ({e}); write it like http://proxy.example.com:3128",
+                at("inputs.okta.proxy")
+            ));
+        }
+        let requests_per_minute = match raw.globals.requests_per_minute {
+            None => Some(980),
+            Some(0) => None,
+            Some(n) => Some(n),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             id,
@@ -598,7 +682,9 @@ impl Config {
                 url,
                 token,
                 services,
+                http,
             },
+            requests_per_minute,
         })
     }
 }
@@ -717,12 +803,35 @@ fn resolve_service(
             "{key}.override_tag: {tag:?} is not a Devo tag (dot-separated levels of letters, digits, '_' and '-', e.g. my.app.okta.logs)"
         ));
     }
+    let limits = match s.requests_limits {
+        None => vec![Limit {
+            period: Duration::from_secs(60),
+            requests: kind.default_requests_per_minute(),
+        }],
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, l) in list.into_iter().enumerate() {
+                if l.period == 0 || l.number_of_requests == 0 {
+                    return err(format!(
+                        "{key}.requests_limits[{i}]: period and number_of_requests must be at least 1 \
+                         (write `requests_limits: []` for no local budget)"
+                    ));
+                }
+                out.push(Limit {
+                    period: Duration::from_secs(l.period),
+                    requests: l.number_of_requests,
+                });
+            }
+            out
+        }
+    };
     Ok(Service {
         kind,
         start,
         period: Duration::from_secs(period),
         tag,
         emit,
+        limits,
     })
 }
 

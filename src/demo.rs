@@ -39,8 +39,7 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
             rate_per_sec: 2_000.0,
             empty_every: 0,
             page_delay: Duration::from_millis(5),
-            objects: sim::inventory::Counts::default(),
-            refuse: Vec::new(),
+            ..Default::default()
         },
     )
     .map_err(|e| format!("cannot start the simulated Okta org: {e}"))?;

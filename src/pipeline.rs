@@ -1,8 +1,9 @@
 //! Builds and runs the pipeline from a [`Config`]: one spool and one puller per service, one
 //! forwarder for the output. `main` (run), the demo and the tests all start it here.
 
-use crate::config::Config;
+use crate::config::{Config, Limit};
 use crate::forward::{self, Forwarder, Table};
+use crate::okta::budget::{Budget, Pacer};
 use crate::okta::client::Client;
 use crate::okta::pull::{Counters, Puller};
 use crate::shutdown::Shutdown;
@@ -44,7 +45,18 @@ impl Pipeline {
         let client = Arc::new(Client::new(
             config.okta.url.clone(),
             config.okta.token.clone(),
-        ));
+            &config.okta.http,
+        )?);
+        let global = Arc::new(std::sync::Mutex::new(Budget::new(
+            &config
+                .requests_per_minute
+                .map(|n| Limit {
+                    period: std::time::Duration::from_secs(60),
+                    requests: n,
+                })
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )));
         let mut pullers = Vec::new();
         let mut tables = Vec::new();
         let mut stats = Vec::new();
@@ -88,6 +100,7 @@ impl Pipeline {
                     config.okta.id,
                     service.kind.name()
                 ),
+                pacer: Pacer::new(&service.limits, global.clone()),
                 spool,
                 service,
                 counters,

@@ -25,13 +25,28 @@ pub fn run(config: &Config) -> Vec<Check> {
         what: "config".into(),
         result: Ok(config.path.display().to_string()),
     }];
-    let client = Client::new(config.okta.url.clone(), config.okta.token.clone());
-    let services = if config.okta.enabled {
-        config.okta.services.clone()
-    } else {
-        Vec::new()
+    let client = match Client::new(
+        config.okta.url.clone(),
+        config.okta.token.clone(),
+        &config.okta.http,
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            out.push(Check {
+                what: "okta connection settings".into(),
+                result: Err(e),
+            });
+            None
+        }
     };
-    for s in &services {
+    let services = match &client {
+        Some(_) if config.okta.enabled => config.okta.services.clone(),
+        _ => Vec::new(),
+    };
+    for (s, client) in services
+        .iter()
+        .zip(std::iter::repeat(client.as_ref()).flatten())
+    {
         let url = format!("{}{}?limit=1", config.okta.url.base(), s.kind.path());
         let result = match client.get(&url) {
             Err(e) => Err(format!("{SETUP_101}: {e}")),

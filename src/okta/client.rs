@@ -1,7 +1,7 @@
 //! The Okta HTTP client: ureq on smol's blocking pool, `SSWS` auth sent only to the org's
 //! origin, response bodies capped, and the headers the pullers need read out.
 
-use crate::config::{OktaUrl, Secret};
+use crate::config::{HttpSettings, OktaUrl, Secret};
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +23,10 @@ pub struct Response {
     pub date: Option<SystemTime>,
     /// `X-Rate-Limit-Reset`, epoch seconds.
     pub rate_reset: Option<u64>,
+    /// `X-Rate-Limit-Limit`.
+    pub rate_limit: Option<u64>,
+    /// `X-Rate-Limit-Remaining`.
+    pub rate_remaining: Option<u64>,
 }
 
 impl Response {
@@ -50,8 +54,9 @@ impl Response {
         out
     }
 
-    /// How long to wait before retrying after a 429: until `X-Rate-Limit-Reset`, measured
-    /// against the response's own `Date` (so a skewed local clock does not matter), at least 1 s.
+    /// How long until the rate-limit window resets: `X-Rate-Limit-Reset` measured against the
+    /// response's own `Date` (so a skewed local clock does not matter), at least 1 s, at most
+    /// 5 minutes; 60 s when either header is missing.
     pub fn rate_limit_wait(&self) -> Duration {
         match (self.rate_reset, self.date) {
             (Some(reset), Some(date)) => {
@@ -63,6 +68,12 @@ impl Response {
             }
             _ => Duration::from_secs(60),
         }
+    }
+
+    /// A 429 for too many simultaneous requests: Okta then sends `X-Rate-Limit-Limit: 0` and
+    /// `X-Rate-Limit-Remaining: 0`, and the reset time is only an estimate.
+    pub fn is_concurrency_limit(&self) -> bool {
+        self.status == 429 && self.rate_limit == Some(0) && self.rate_remaining == Some(0)
     }
 }
 
@@ -101,17 +112,45 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `url`, authenticating with `token`.
-    pub fn new(url: OktaUrl, token: Secret) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// A client for `url`, authenticating with `token`. TLS verification is always on: against
+    /// Mozilla's roots, or only against `ca_file`'s certificates when it is set. The proxy is
+    /// `settings.proxy`, else the environment's (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+    ///
+    /// # Errors
+    /// A message naming `ca_file` or `proxy` when they cannot be used.
+    pub fn new(url: OktaUrl, token: Secret, settings: &HttpSettings) -> Result<Client, String> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("inputs.okta.ca_file: cannot read {}: {e}", ca.display()))?;
+            let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(format!(
+                    "inputs.okta.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    ca.display()
+                ));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_connect(Some(settings.connect_timeout))
+            .timeout_global(Some(settings.request_timeout))
             .max_redirects(0)
-            .user_agent(concat!("okta-collector/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        Client { agent, url, token }
+            .tls_config(tls.build())
+            .user_agent(concat!("okta-collector/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = &settings.proxy {
+            let proxy = ureq::Proxy::new(p.expose())
+                .map_err(|_| "inputs.okta.proxy: not a proxy URL".to_string())?;
+            config = config.proxy(Some(proxy));
+        }
+        let agent: ureq::Agent = config.build().into();
+        Ok(Client { agent, url, token })
     }
 
     /// The org.
@@ -148,7 +187,10 @@ impl Client {
             .collect();
         let request_id = text("x-okta-request-id");
         let date = text("date").and_then(|d| crate::time::parse_http_date(&d));
-        let rate_reset = text("x-rate-limit-reset").and_then(|v| v.trim().parse().ok());
+        let number = |name: &str| text(name).and_then(|v| v.trim().parse().ok());
+        let rate_reset = number("x-rate-limit-reset");
+        let rate_limit = number("x-rate-limit-limit");
+        let rate_remaining = number("x-rate-limit-remaining");
         let status = resp.status().as_u16();
         let mut body = Vec::new();
         resp.body_mut()
@@ -166,6 +208,8 @@ impl Client {
             request_id,
             date,
             rate_reset,
+            rate_limit,
+            rate_remaining,
         })
     }
 }

@@ -156,7 +156,7 @@ pub(crate) async fn incremental_cycle(
             Got::Failed(end) => break end,
         };
         match take_incremental_page(p, cursor, &url, &resp, &mut stats).await? {
-            None => break CycleEnd::Failed,
+            None => break stats.failed(),
             Some(true) => break CycleEnd::UpToDate,
             Some(false) if shutdown.is_set() => break CycleEnd::Shutdown,
             Some(false) => {}
@@ -175,7 +175,7 @@ async fn take_incremental_page(
     resp: &Response,
     stats: &mut Stats,
 ) -> Result<Option<bool>, Fatal> {
-    let Some(page) = p.check_page(url, resp, true) else {
+    let Some(page) = p.check_page(url, resp) else {
         return Ok(None);
     };
     let mut c = cursor.clone();
@@ -225,6 +225,8 @@ async fn take_incremental_page(
         }
     }
     stats.received += page.items.len() as u64;
+    // A snapshot's pages are not progress (an unfinished one is taken again whole), these are.
+    stats.pages += 1;
     if !lines.is_empty() || c != *cursor {
         let events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
         p.commit(&events, encode(&c)).await?;
@@ -282,8 +284,8 @@ pub(crate) async fn snapshot_cycle(
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
         };
-        let Some(page) = p.check_page(&url, &resp, true) else {
-            break CycleEnd::Failed;
+        let Some(page) = p.check_page(&url, &resp) else {
+            break stats.failed();
         };
         stats.received += page.items.len() as u64;
         let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(page.items.len());

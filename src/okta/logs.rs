@@ -87,7 +87,7 @@ pub(crate) async fn cycle(
         match take_page(p, cursor, &url, &resp, &mut stats).await? {
             Some(0) => break CycleEnd::UpToDate,
             Some(_) => {}
-            None => break CycleEnd::Failed,
+            None => break stats.failed(),
         }
         if shutdown.is_set() {
             break CycleEnd::Shutdown;
@@ -107,7 +107,7 @@ async fn take_page(
     stats: &mut Stats,
 ) -> Result<Option<usize>, Fatal> {
     // The System Log's next link may equal the current one (polling): no loop check.
-    let Some(page) = p.check_page(url, resp, false) else {
+    let Some(page) = p.check_page(url, resp) else {
         return Ok(None);
     };
     let mut new_cursor = cursor.clone();
@@ -124,6 +124,7 @@ async fn take_page(
     new_cursor.next_link = page.next.unwrap_or_else(|| url.to_string());
     stats.received += page.items.len() as u64;
     stats.duplicates += dups;
+    stats.pages += 1;
     if !lines.is_empty() || new_cursor != *cursor {
         let events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
         p.commit(&events, new_cursor.encode()).await?;

@@ -33,6 +33,8 @@ pub struct Puller {
     pub label: String,
     /// Shared counters.
     pub counters: Arc<Counters>,
+    /// Request pacing (local budgets and Okta's headers).
+    pub pacer: super::budget::Pacer,
 }
 
 /// A fatal puller error: the spool can no longer be written.
@@ -45,8 +47,12 @@ pub(crate) enum CycleEnd {
     UpToDate,
     /// Stopped by shutdown.
     Shutdown,
-    /// A retryable problem, already logged: retry with backoff.
-    Failed,
+    /// A retryable problem, already logged: retry with backoff (reset first if the cycle
+    /// took pages before it failed).
+    Failed {
+        /// Whether the cycle took a page before failing.
+        progress: bool,
+    },
     /// The org refuses or lacks this endpoint, already logged: retry after a full period.
     Unavailable,
 }
@@ -54,6 +60,8 @@ pub(crate) enum CycleEnd {
 /// One cycle's figures, for the statistics line.
 #[derive(Default)]
 pub(crate) struct Stats {
+    /// Pages taken (committed or staged) this cycle.
+    pub pages: u64,
     pub requests: u64,
     pub received: u64,
     pub duplicates: u64,
@@ -66,8 +74,17 @@ pub(crate) enum Got {
     Page(Response),
     /// Shutdown came first; nothing of the request counts.
     Shutdown,
-    /// An error, already logged.
+    /// An error, already logged; the cycle should end this way.
     Failed(CycleEnd),
+}
+
+impl Stats {
+    /// A failed cycle's end.
+    pub fn failed(&self) -> CycleEnd {
+        CycleEnd::Failed {
+            progress: self.pages > 0,
+        }
+    }
 }
 
 /// A checked page: its items, exactly as sent, and the next link, if any.
@@ -119,7 +136,11 @@ impl Puller {
                     backoff = Duration::from_secs(1);
                     self.service.period
                 }
-                CycleEnd::Failed => {
+                CycleEnd::Failed { progress } => {
+                    if progress {
+                        // Only consecutive failures back off further.
+                        backoff = Duration::from_secs(1);
+                    }
                     let w = backoff.min(self.service.period.max(Duration::from_secs(1)));
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     jitter(w)
@@ -136,7 +157,11 @@ impl Puller {
     /// so the next start asks for the same page.
     pub(crate) async fn get(&self, url: &str, shutdown: &Shutdown, stats: &mut Stats) -> Got {
         let label = &self.label;
+        let mut concurrency_backoff = Duration::from_secs(1);
         loop {
+            if self.pace(shutdown).await {
+                return Got::Shutdown;
+            }
             let client = self.client.clone();
             let fetch_url = url.to_string();
             let fetch = async { Some(smol::unblock(move || client.get(&fetch_url)).await) };
@@ -152,19 +177,32 @@ impl Puller {
                 Ok(r) => r,
                 Err(FetchError::Transport(e)) => {
                     log::error!("{label} -> {PULL_301}: {e}. The cursor is kept; retrying.");
-                    return Got::Failed(CycleEnd::Failed);
+                    return Got::Failed(stats.failed());
                 }
                 Err(e) => {
                     log::error!("{label} -> {PULL_302}: {e}. The cursor is kept; retrying.");
-                    return Got::Failed(CycleEnd::Failed);
+                    return Got::Failed(stats.failed());
                 }
             };
+            self.pacer.observe(&resp, Instant::now());
             match resp.status {
                 200..=299 => return Got::Page(resp),
+                429 if resp.is_concurrency_limit() => {
+                    let wait = jitter(concurrency_backoff);
+                    concurrency_backoff = (concurrency_backoff * 2).min(Duration::from_secs(60));
+                    log::warn!(
+                        "{label} -> Okta's concurrency limit reached: too many simultaneous requests in the org ({}); waiting {:.1}s, then retrying the same page.",
+                        resp.error_details(),
+                        wait.as_secs_f64()
+                    );
+                    if shutdown.sleep(wait).await {
+                        return Got::Shutdown;
+                    }
+                }
                 429 => {
                     let wait = jitter(resp.rate_limit_wait());
                     log::warn!(
-                        "{label} -> Okta rate limit reached ({}); waiting {:.1}s, then retrying the same page.",
+                        "{label} -> Okta rate limit reached ({}); waiting {:.1}s for the window's reset, then retrying the same page.",
                         resp.error_details(),
                         wait.as_secs_f64()
                     );
@@ -185,22 +223,49 @@ impl Puller {
                         "{label} -> {}. The cursor is kept; retrying.",
                         super::http_error(&resp, false, self.service.kind)
                     );
-                    return Got::Failed(CycleEnd::Failed);
+                    return Got::Failed(stats.failed());
                 }
             }
         }
     }
 
+    /// Waits until the local budgets and Okta's headers allow one more request, and takes it.
+    /// Returns true if shutdown came first.
+    async fn pace(&self, shutdown: &Shutdown) -> bool {
+        use super::budget::Wait;
+        loop {
+            let wait = match self.pacer.try_take(Instant::now()) {
+                Ok(()) => return false,
+                Err(Wait::Local(d)) => {
+                    log::debug!(
+                        "{} -> Local request budget used up; waiting {:.1}s.",
+                        self.label,
+                        d.as_secs_f64()
+                    );
+                    d
+                }
+                Err(Wait::Okta(d)) => {
+                    let d = jitter(d.max(Duration::from_secs(1)));
+                    log::info!(
+                        "{} -> Okta's rate-limit window for {} is down to its last 5%, kept for the rest of the org; waiting {:.1}s for its reset.",
+                        self.label,
+                        self.service.kind.path(),
+                        d.as_secs_f64()
+                    );
+                    d
+                }
+            };
+            if shutdown.sleep(wait).await {
+                return true;
+            }
+        }
+    }
+
     /// Checks a 2xx page: a JSON array of objects, a `Link` header that parses, a next link
-    /// on the org's origin (never followed elsewhere: the token would leak) and, when
-    /// `loop_check`, a next link different from `url` (an inventory listing that would never end).
-    /// Logs and returns `None` if any check fails.
-    pub(crate) fn check_page<'a>(
-        &self,
-        url: &str,
-        resp: &'a Response,
-        loop_check: bool,
-    ) -> Option<Page<'a>> {
+    /// on the org's origin (never followed elsewhere: the token would leak), and no next link
+    /// equal to `url` after a non-empty page (a loop; only an empty System Log page may point to
+    /// itself). Logs and returns `None` if any check fails.
+    pub(crate) fn check_page<'a>(&self, url: &str, resp: &'a Response) -> Option<Page<'a>> {
         let label = &self.label;
         let items = match page::split(&resp.body) {
             Ok(items) => items,
@@ -228,9 +293,10 @@ impl Puller {
                 );
                 return None;
             }
-            if loop_check && n == url && !items.is_empty() {
+            if n == url && !items.is_empty() {
                 log::error!(
-                    "{label} -> {PULL_302}: the next link is the page just read ({n:?}); the listing would never end. The cursor is kept; retrying."
+                    "{label} -> {PULL_302}: the next link is the page just read ({n:?}) although it held {} items: a loop. The cursor is kept; retrying.",
+                    items.len()
                 );
                 return None;
             }

@@ -46,7 +46,7 @@ impl Request {
 /// A response.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    /// Status code.
+    /// Status code; 0 closes the connection without answering (a reset).
     pub status: u16,
     /// Headers (repeat a name for several lines).
     pub headers: Vec<(String, String)>,
@@ -118,6 +118,10 @@ fn handle(
             std::io::Read::read_exact(&mut reader, &mut body)?;
         }
         let reply = handler(&req);
+        if reply.status == 0 {
+            // A reset: the connection goes away without an answer.
+            return Ok(());
+        }
         let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
         for (n, v) in &reply.headers {
             head.push_str(&format!("{n}: {v}\r\n"));

@@ -31,6 +31,48 @@ pub struct Options {
     /// Endpoints that answer with an error status instead (403: missing role or scope; 404:
     /// the org lacks the feature), as an org can for one endpoint alone.
     pub refuse: Vec<(ServiceKind, u16)>,
+    /// Okta's rate limit, enforced per endpoint: at most this many requests per
+    /// `rate_window` (a window that starts at its first request, as Okta's are not aligned to
+    /// the clock), with real `X-Rate-Limit-*` headers and 429s. `None`: no limit.
+    pub rate_limit: Option<u64>,
+    /// The rate-limit window (Okta's is a minute).
+    pub rate_window: Duration,
+}
+
+/// A fault the simulated org serves instead of (or on top of) a normal answer, once, to the
+/// next request on an endpoint (see [`OktaSim::inject`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// An Okta error body with this status (500, 503, 401, 403, …).
+    Status(u16),
+    /// A 502 HTML page, as a load balancer sends.
+    HtmlError,
+    /// 200 with a body that is not JSON.
+    NotJson,
+    /// 200 with the page's JSON cut in half (the HTTP message itself is complete).
+    Truncated,
+    /// 200 with a JSON object instead of an array.
+    NotArray,
+    /// 200 with an array holding a number and a string.
+    ItemNotObject,
+    /// 200 with a body over the collector's 64 MiB cap.
+    Huge,
+    /// 200 with invalid UTF-8 inside a JSON string.
+    InvalidUtf8,
+    /// The normal page with a `Link` header that does not parse.
+    BadLink,
+    /// The normal page with a next link to another host.
+    ForeignNext,
+    /// The normal page with a next link equal to the request.
+    LoopNext,
+    /// The connection is closed without an answer.
+    Reset,
+    /// The answer comes after this delay.
+    Hang(Duration),
+    /// 429 E0000047 with the window resetting in 2 s.
+    RateLimited,
+    /// 429 for too many simultaneous requests (limit and remaining 0).
+    ConcurrencyLimited,
 }
 
 impl Default for Options {
@@ -44,6 +86,8 @@ impl Default for Options {
             page_delay: Duration::ZERO,
             objects: Counts::default(),
             refuse: Vec::new(),
+            rate_limit: None,
+            rate_window: Duration::from_secs(60),
         }
     }
 }
@@ -57,6 +101,11 @@ struct Shared {
     requests: AtomicU64,
     page_requests: AtomicU64,
     inventory: Inventory,
+    faults: std::sync::Mutex<Vec<(ServiceKind, Fault)>>,
+    /// Per endpoint: the current window's start (monotonic and wall clock) and requests in it.
+    windows: std::sync::Mutex<std::collections::HashMap<String, (Instant, SystemTime, u64)>>,
+    /// 429s served because the rate limit was exceeded (not injected ones).
+    throttled: AtomicU64,
 }
 
 /// A running simulated org.
@@ -81,6 +130,9 @@ impl OktaSim {
             .saturating_sub(86_400_000);
         let shared = Arc::new(Shared {
             inventory: Inventory::new(opts.objects),
+            faults: std::sync::Mutex::new(Vec::new()),
+            windows: std::sync::Mutex::new(std::collections::HashMap::new()),
+            throttled: AtomicU64::new(0),
             opts,
             started: Instant::now(),
             base_ms,
@@ -109,6 +161,21 @@ impl OktaSim {
         event(self.shared.base_ms, i)
     }
 
+    /// Queues `fault` for the next request on `kind`'s endpoint (faults queue in order).
+    pub fn inject(&self, kind: ServiceKind, fault: Fault) {
+        lock(&self.shared.faults).push((kind, fault));
+    }
+
+    /// Injected faults not served yet.
+    pub fn pending_faults(&self) -> usize {
+        lock(&self.shared.faults).len()
+    }
+
+    /// 429s served because the enforced rate limit was exceeded.
+    pub fn throttled(&self) -> u64 {
+        self.shared.throttled.load(Ordering::Relaxed)
+    }
+
     /// The inventory, which a test may change while the collector runs.
     pub fn inventory(&self) -> &Inventory {
         &self.shared.inventory
@@ -132,16 +199,169 @@ impl Shared {
         self.base_ms + i
     }
 
+    /// Counts the request in its endpoint's window; returns the rate-limit headers and
+    /// whether the limit is exceeded.
+    fn rate(&self, path: &str, now: SystemTime) -> (Vec<(String, String)>, bool) {
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let Some(limit) = self.opts.rate_limit else {
+            let reset = secs(now) as u64 + 60;
+            return (rate_headers(1_000_000, 999_999, reset), false);
+        };
+        let mut w = lock(&self.windows);
+        let e = w
+            .entry(path.to_string())
+            .or_insert((Instant::now(), now, 0));
+        if e.0.elapsed() >= self.opts.rate_window {
+            *e = (Instant::now(), now, 0);
+        }
+        e.2 += 1;
+        let reset = (secs(e.1) + self.opts.rate_window.as_secs_f64()).ceil() as u64;
+        let over = e.2 > limit;
+        (rate_headers(limit, limit.saturating_sub(e.2), reset), over)
+    }
+
+    fn take_fault(&self, kind: Option<ServiceKind>) -> Option<Fault> {
+        let kind = kind?;
+        let mut f = lock(&self.faults);
+        let i = f.iter().position(|(k, _)| *k == kind)?;
+        Some(f.remove(i).1)
+    }
+
     fn handle(&self, req: &Request) -> Reply {
+        let kind = ServiceKind::ALL
+            .into_iter()
+            .find(|k| k.path() == req.path());
+        let fault = self.take_fault(kind);
+        let reply = self.answer(req, kind, fault.as_ref());
+        match fault {
+            Some(f) => self.apply(f, req, reply),
+            None => reply,
+        }
+    }
+
+    /// Applies a fault that changes a normal answer (or replaces it).
+    fn apply(&self, fault: Fault, req: &Request, mut reply: Reply) -> Reply {
+        let json_error = |status: u16, code: &str, summary: &str, headers| Reply {
+            status,
+            headers,
+            body: error_body(code, summary),
+        };
+        let headers = reply.headers.clone();
+        let base = self.base();
+        let relink = |reply: &mut Reply, next: String| {
+            reply
+                .headers
+                .retain(|(n, v)| n != "link" || !v.contains("rel=\"next\""));
+            reply.headers.push(("link".into(), next));
+        };
+        match fault {
+            Fault::Status(st) => json_error(st, "E0000009", "Internal Server Error", headers),
+            Fault::HtmlError => Reply {
+                status: 502,
+                headers: vec![("content-type".into(), "text/html".into())],
+                body: b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>".to_vec(),
+            },
+            Fault::NotJson => Reply {
+                status: 200,
+                headers,
+                body: b"Service temporarily unavailable, please retry".to_vec(),
+            },
+            Fault::Truncated => {
+                reply.body.truncate(reply.body.len() / 2);
+                reply
+            }
+            Fault::NotArray => Reply {
+                status: 200,
+                headers,
+                body: br#"{"items":[],"note":"not an array"}"#.to_vec(),
+            },
+            Fault::ItemNotObject => Reply {
+                status: 200,
+                headers,
+                body: br#"[1,"two"]"#.to_vec(),
+            },
+            Fault::Huge => {
+                let mut body = Vec::with_capacity((65 << 20) + 16);
+                body.extend_from_slice(br#"[{"pad":""#);
+                body.resize((65 << 20) + 9, b'x');
+                body.extend_from_slice(br#""}]"#);
+                Reply {
+                    status: 200,
+                    headers,
+                    body,
+                }
+            }
+            Fault::InvalidUtf8 => Reply {
+                status: 200,
+                headers,
+                body: b"[{\"uuid\":\"bad\",\"x\":\"\xff\xfe\"}]".to_vec(),
+            },
+            Fault::BadLink => {
+                relink(&mut reply, "this is not a link".into());
+                reply
+            }
+            Fault::ForeignNext => {
+                relink(
+                    &mut reply,
+                    "<https://evil.example.com/api/v1/logs?after=1>; rel=\"next\"".into(),
+                );
+                reply
+            }
+            Fault::LoopNext => {
+                relink(&mut reply, format!("<{base}{}>; rel=\"next\"", req.target));
+                reply
+            }
+            Fault::Reset => Reply {
+                status: 0,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            Fault::Hang(_) => reply,
+            Fault::RateLimited => {
+                let now = SystemTime::now();
+                let reset = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 2;
+                let mut h = headers;
+                h.retain(|(n, _)| !n.starts_with("x-rate-limit"));
+                h.extend(rate_headers(600, 0, reset));
+                json_error(
+                    429,
+                    "E0000047",
+                    "API call exceeded rate limit due to too many requests.",
+                    h,
+                )
+            }
+            Fault::ConcurrencyLimited => {
+                let mut h = headers;
+                h.retain(|(n, _)| !n.starts_with("x-rate-limit"));
+                let reset = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    + 60;
+                h.extend(rate_headers(0, 0, reset));
+                json_error(
+                    429,
+                    "E0000047",
+                    "API call exceeded rate limit due to too many requests.",
+                    h,
+                )
+            }
+        }
+    }
+
+    /// The normal answer to a request.
+    fn answer(&self, req: &Request, kind: Option<ServiceKind>, fault: Option<&Fault>) -> Reply {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if !self.opts.page_delay.is_zero() {
             std::thread::sleep(self.opts.page_delay);
         }
+        if let Some(Fault::Hang(d)) = fault {
+            std::thread::sleep(*d);
+        }
         let now = SystemTime::now();
-        let reset = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() + 60)
-            .unwrap_or(0);
+        let (rate, over) = self.rate(req.path(), now);
         let mut headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
             ("date".to_string(), http_date(now)),
@@ -149,10 +369,8 @@ impl Shared {
                 "x-okta-request-id".to_string(),
                 format!("sim-{}", self.requests.load(Ordering::Relaxed)),
             ),
-            ("x-rate-limit-limit".to_string(), "1000000".to_string()),
-            ("x-rate-limit-remaining".to_string(), "999999".to_string()),
-            ("x-rate-limit-reset".to_string(), reset.to_string()),
         ];
+        headers.extend(rate);
         let expected = format!("SSWS {}", self.opts.token);
         if req.header("authorization") != Some(expected.as_str()) {
             return Reply {
@@ -161,9 +379,17 @@ impl Shared {
                 body: error_body("E0000011", "Invalid token provided"),
             };
         }
-        let kind = ServiceKind::ALL
-            .into_iter()
-            .find(|k| k.path() == req.path());
+        if over {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return Reply {
+                status: 429,
+                headers,
+                body: error_body(
+                    "E0000047",
+                    "API call exceeded rate limit due to too many requests.",
+                ),
+            };
+        }
         if let Some((_, status)) = self.opts.refuse.iter().find(|(k, _)| Some(*k) == kind) {
             let (code, summary) = if *status == 404 {
                 (
@@ -325,6 +551,18 @@ impl Shared {
             body: page.body,
         }
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn rate_headers(limit: u64, remaining: u64, reset: u64) -> Vec<(String, String)> {
+    vec![
+        ("x-rate-limit-limit".to_string(), limit.to_string()),
+        ("x-rate-limit-remaining".to_string(), remaining.to_string()),
+        ("x-rate-limit-reset".to_string(), reset.to_string()),
+    ]
 }
 
 fn error_body(code: &str, summary: &str) -> Vec<u8> {

@@ -113,6 +113,7 @@ inputs:
       logs:
         start: {start}
         request_period_in_seconds: 1
+        requests_limits: []
 {logs_extra}"#,
             port = self.devo_port,
             url = self.okta.url(),

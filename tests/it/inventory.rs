@@ -155,7 +155,7 @@ fn emit_changes_sends_changes_and_deletions_only_and_emit_all_whole_snapshots() 
     let mut env = Env::new(okta::Options::default());
     let devo = env.start_devo();
     env.write_config(&services(
-        "      apps:\n        emit: changes\n        request_period_in_seconds: 1\n      zones:\n        request_period_in_seconds: 1\n",
+        "      apps:\n        emit: changes\n        request_period_in_seconds: 1\n        requests_limits: []\n      zones:\n        request_period_in_seconds: 1\n",
     ));
     let mut child = env.spawn();
     let c = Counts::default();
@@ -267,7 +267,7 @@ fn kill_9_during_a_large_snapshot_never_leaves_half_a_snapshot() {
     });
     let devo = env.start_devo();
     env.write_config(&services(
-        "      apps:\n        request_period_in_seconds: 1\n",
+        "      apps:\n        request_period_in_seconds: 1\n        requests_limits: []\n",
     ));
     let pages = APPS / 200;
     let iterations: u64 = std::env::var("OKC_SNAPSHOT_KILLS")
