@@ -279,6 +279,9 @@ pub struct Okta {
     pub url: OktaUrl,
     /// The API token.
     pub token: Secret,
+    /// The file that holds the token in clear (the config itself, or `api_token_file`), if
+    /// any; `None` when it comes from the environment.
+    pub token_file: Option<PathBuf>,
     /// Services that run (listed and not disabled).
     pub services: Vec<Service>,
     /// How to reach the org.
@@ -618,6 +621,11 @@ impl Config {
         let url = OktaUrl::parse(&o.credentials.okta_url)
             .map_err(|e| ConfigError(format!("{}: {e}", at("inputs.okta.credentials.okta_url"))))?;
         let token = resolve_token(&o.credentials, &resolve, &at)?;
+        let token_file = match (&o.credentials.api_token, &o.credentials.api_token_file) {
+            (Some(_), _) => Some(path.to_path_buf()),
+            (None, Some(f)) => Some(resolve(f)),
+            (None, None) => None,
+        };
         let mut services = Vec::new();
         let s = o.services;
         for (kind, svc) in [
@@ -658,10 +666,10 @@ impl Config {
             )?,
         };
         if let Some(p) = &http.proxy
-            && let Err(e) = ureq::Proxy::new(p.expose())
+            && let Err(_) = ureq::Proxy::new(p.expose())
         {
             return err(format!(
-                "{}: not a proxy URL ({e}); write it like http://proxy.example.com:3128",
+                "{}: not a proxy URL; write it like http://proxy.example.com:3128 (credentials as http://user:password@host:port)",
                 at("inputs.okta.proxy")
             ));
         }
@@ -681,6 +689,7 @@ impl Config {
                 enabled: o.enabled.unwrap_or(true),
                 url,
                 token,
+                token_file,
                 services,
                 http,
             },
@@ -835,6 +844,23 @@ fn resolve_service(
     })
 }
 
+impl Config {
+    /// A warning when the file holding the token in clear can be read by other users.
+    pub fn token_file_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let f = self.okta.token_file.as_ref()?;
+        let mode = std::fs::metadata(f).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} holds the Okta API token and can be read by other users (mode {mode:03o}); \
+                 run `chmod 600 {}`, or pass the token with api_token_env.",
+                f.display(),
+                f.display()
+            )
+        })
+    }
+}
+
 /// The machine's host name (the syslog HOSTNAME default).
 pub fn machine_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -972,6 +998,70 @@ inputs:
             .unwrap_err()
             .0;
         assert!(e.contains("unknown variant `diff`"), "{e}");
+    }
+
+    #[test]
+    fn rate_budgets_timeouts_and_proxy() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.requests_per_minute, Some(980));
+        assert_eq!(
+            c.okta.services[0].limits,
+            vec![Limit {
+                period: Duration::from_secs(60),
+                requests: 20
+            }]
+        );
+        assert_eq!(c.okta.http.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.okta.http.request_timeout, Duration::from_secs(60));
+        let custom = GOOD
+            .replace(
+                "        request_period_in_seconds: 30\n",
+                "        request_period_in_seconds: 30\n        requests_limits: [{period: 1, number_of_requests: 2}, {period: 60, number_of_requests: 50}]\n",
+            )
+            .replace(
+                "  data_dir: data\n",
+                "  data_dir: data\n  requests_per_minute: 0\n",
+            )
+            .replace(
+                "    services:\n",
+                "    request_timeout_in_seconds: 5\n    proxy: http://user:pw@proxy.local:3128\n    services:\n",
+            );
+        let c = parse(&custom).unwrap();
+        assert_eq!(c.requests_per_minute, None, "0 turns the global budget off");
+        assert_eq!(c.okta.services[0].limits.len(), 2);
+        assert_eq!(c.okta.http.request_timeout, Duration::from_secs(5));
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "proxy credentials are redacted"
+        );
+        let off = GOOD.replace(
+            "        request_period_in_seconds: 30\n",
+            "        request_period_in_seconds: 30\n        requests_limits: []\n",
+        );
+        assert!(parse(&off).unwrap().okta.services[0].limits.is_empty());
+        let e = parse(&off.replace("[]", "[{period: 0, number_of_requests: 5}]"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains(
+                "services.logs.requests_limits[0]: period and number_of_requests must be at least 1"
+            ),
+            "{e}"
+        );
+        let e = parse(&custom.replace(
+            "request_timeout_in_seconds: 5",
+            "request_timeout_in_seconds: 0",
+        ))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("inputs.okta.request_timeout_in_seconds: must be at least 1"),
+            "{e}"
+        );
+        let e = parse(&custom.replace("http://user:pw@proxy.local:3128", "\"::nonsense\""))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("inputs.okta.proxy: not a proxy URL"), "{e}");
     }
 
     #[test]

@@ -88,6 +88,12 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
+    // Signals first: a SIGTERM during start-up then stops the run cleanly instead of killing it.
+    let shutdown = Shutdown::new();
+    if let Err(e) = on_signals(shutdown.clone()) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -100,6 +106,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         config.path.display(),
         config.data_dir.display()
     );
+    if let Some(w) = config.token_file_warning() {
+        log::warn!("{w}");
+    }
     let pipeline = match Pipeline::build(&config) {
         Ok(p) => p,
         Err(e) => {
@@ -107,11 +116,6 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = Shutdown::new();
-    if let Err(e) = on_signals(shutdown.clone()) {
-        log::error!("{e}");
-        return ExitCode::FAILURE;
-    }
     match smol::block_on(pipeline.run(shutdown)) {
         Ok(()) => {
             log::info!("Stopped cleanly.");

@@ -61,8 +61,9 @@ pub enum Fault {
     InvalidUtf8,
     /// The normal page with a `Link` header that does not parse.
     BadLink,
-    /// The normal page with a next link to another host.
-    ForeignNext,
+    /// The normal page with a next link to another origin (this URL's scheme, host and port,
+    /// with the path and query of a real next link).
+    ForeignNext(String),
     /// The normal page with a next link equal to the request.
     LoopNext,
     /// The connection is closed without an answer.
@@ -106,6 +107,8 @@ struct Shared {
     windows: std::sync::Mutex<std::collections::HashMap<String, (Instant, SystemTime, u64)>>,
     /// 429s served because the rate limit was exceeded (not injected ones).
     throttled: AtomicU64,
+    /// When each request arrived.
+    arrivals: std::sync::Mutex<Vec<Instant>>,
 }
 
 /// A running simulated org.
@@ -133,6 +136,7 @@ impl OktaSim {
             faults: std::sync::Mutex::new(Vec::new()),
             windows: std::sync::Mutex::new(std::collections::HashMap::new()),
             throttled: AtomicU64::new(0),
+            arrivals: std::sync::Mutex::new(Vec::new()),
             opts,
             started: Instant::now(),
             base_ms,
@@ -169,6 +173,11 @@ impl OktaSim {
     /// Injected faults not served yet.
     pub fn pending_faults(&self) -> usize {
         lock(&self.shared.faults).len()
+    }
+
+    /// When each request so far arrived.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        lock(&self.shared.arrivals).clone()
     }
 
     /// 429s served because the enforced rate limit was exceeded.
@@ -231,6 +240,7 @@ impl Shared {
     }
 
     fn handle(&self, req: &Request) -> Reply {
+        lock(&self.arrivals).push(Instant::now());
         let kind = ServiceKind::ALL
             .into_iter()
             .find(|k| k.path() == req.path());
@@ -303,10 +313,10 @@ impl Shared {
                 relink(&mut reply, "this is not a link".into());
                 reply
             }
-            Fault::ForeignNext => {
+            Fault::ForeignNext(origin) => {
                 relink(
                     &mut reply,
-                    "<https://evil.example.com/api/v1/logs?after=1>; rel=\"next\"".into(),
+                    format!("<{origin}{}?after=1&limit=1000>; rel=\"next\"", req.path()),
                 );
                 reply
             }

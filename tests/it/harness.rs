@@ -123,6 +123,11 @@ inputs:
 
     /// Starts `okta-collector run` on the config; its stderr goes to `run-N.log`.
     pub fn spawn(&mut self) -> Child {
+        self.spawn_with_env(&[])
+    }
+
+    /// [`Env::spawn`] with these environment variables (besides `PATH`).
+    pub fn spawn_with_env(&mut self, vars: &[(&str, &str)]) -> Child {
         self.runs += 1;
         let log =
             std::fs::File::create(self.path().join(format!("run-{}.log", self.runs))).unwrap();
@@ -131,6 +136,7 @@ inputs:
             .arg(self.path().join("config.yaml"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -8,6 +8,8 @@ mod config_errors;
 mod crash;
 /// Full delivery, Devo down at start, SIGTERM and restart.
 mod delivery;
+/// Okta faults, rate limits, token secrecy.
+mod faults;
 /// Shared set-up: temp folder, certificates, simulator, receiver, child process, checks.
 mod harness;
 /// The six inventory services: tags, incremental changes, emit: changes, refusals, kill -9.
