@@ -51,8 +51,10 @@ pub fn run(config: &Config) -> Vec<Check> {
         let result = match client.get(&url) {
             Err(e) => Err(format!("{SETUP_101}: {e}")),
             Ok(r) if r.status == 429 => Err(format!(
-                "rate limited by Okta ({}); try again in a minute",
-                r.error_details()
+                "rate limited by Okta ({}): the org's budget for {} is used up for now; try again in {} s",
+                r.error_details(),
+                s.kind.path(),
+                r.rate_limit_wait().as_secs()
             )),
             Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true, s.kind)),
             Ok(r) => match page::split(&r.body) {

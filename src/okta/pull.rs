@@ -245,7 +245,9 @@ impl Puller {
                     d
                 }
                 Err(Wait::Okta(d)) => {
-                    let d = jitter(d.max(Duration::from_secs(1)));
+                    // Up to 1 s of jitter: enough to spread agents, little of the window lost.
+                    let d = d.max(Duration::from_secs(1))
+                        + Duration::from_millis(fastrand::u64(0..1000));
                     log::info!(
                         "{} -> Okta's rate-limit window for {} is down to its last 5%, kept for the rest of the org; waiting {:.1}s for its reset.",
                         self.label,

@@ -1,7 +1,8 @@
 //! Bad configs give a message naming the problem and exit code 1; `validate` reports each check.
 
 use crate::harness::*;
-use okta_collector::sim::okta;
+use okta_collector::config::ServiceKind;
+use okta_collector::sim::okta::{self, Fault};
 use std::process::{Command, Output};
 
 /// `run` on a config that must be refused: killed (and the test failed) if it is still
@@ -175,6 +176,52 @@ fn validate_reports_each_check_and_pulls_nothing() {
     let (out, stdout) = validate(&p);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("[FAIL] output devo_1"), "{stdout}");
+}
+
+#[test]
+fn validate_names_each_service_problem() {
+    let mut env = Env::new(okta::Options {
+        refuse: vec![(ServiceKind::Idps, 404), (ServiceKind::Clients, 403)],
+        ..Default::default()
+    });
+    env.okta.inject(ServiceKind::Users, Fault::RateLimited);
+    let _devo = env.start_devo();
+    let p =
+        env.write_config("      users: {}\n      groups: {}\n      idps: {}\n      clients: {}\n");
+    let (out, stdout) = validate(&p);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        "[ OK ] okta service logs",
+        "[ OK ] okta service groups",
+        "[FAIL] okta service users: rate limited by Okta (HTTP 429, errorCode E0000047",
+        "[FAIL] okta service idps: SetupError 100",
+        "set `enabled: false` under inputs.okta.services.idps",
+        "[FAIL] okta service clients: SetupError 100",
+        "okta.clients.read",
+        "[ OK ] output devo_1",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing in\n{stdout}");
+    }
+}
+
+#[test]
+fn unusable_ca_file_is_named() {
+    let env = Env::new(okta::Options::default());
+    let good = env.config_text("");
+    std::fs::write(env.path().join("not-a-ca.pem"), "hello").unwrap();
+    expect_error(
+        &env,
+        &good.replace(
+            "    services:",
+            "    ca_file: missing-ca.pem\n    services:",
+        ),
+        &["inputs.okta.ca_file: cannot read", "missing-ca.pem"],
+    );
+    expect_error(
+        &env,
+        &good.replace("    services:", "    ca_file: not-a-ca.pem\n    services:"),
+        &["not-a-ca.pem holds no PEM certificate"],
+    );
 }
 
 #[test]
