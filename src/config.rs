@@ -73,6 +73,25 @@ struct RawGlobals {
     data_dir: Option<PathBuf>,
     log_level: Option<LogLevel>,
     requests_per_minute: Option<u32>,
+    #[serde(default)]
+    spool: RawSpool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    max_bytes_per_table: Option<u64>,
+    min_free_bytes: Option<u64>,
+}
+
+/// `globals.spool`: when a table's spool is full, its puller pauses (nothing is dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolLimits {
+    /// A table's spool may not grow past this (plus the frame in hand).
+    pub max_bytes_per_table: u64,
+    /// Pullers pause while the data_dir's file system has less free space than this;
+    /// `None`: 1 GiB or 5% of the file system, whichever is smaller.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// `globals.log_level`.
@@ -247,6 +266,8 @@ pub struct Config {
     pub okta: Okta,
     /// `globals.requests_per_minute`: all services together (`None`: no global budget).
     pub requests_per_minute: Option<u32>,
+    /// `globals.spool`.
+    pub spool: SpoolLimits,
 }
 
 /// A Devo output.
@@ -673,6 +694,19 @@ impl Config {
                 at("inputs.okta.proxy")
             ));
         }
+        let spool = SpoolLimits {
+            max_bytes_per_table: match raw.globals.spool.max_bytes_per_table {
+                None => 1 << 30,
+                Some(n) if n < 1 << 20 => {
+                    return err(format!(
+                        "{}: {n} is too small; give at least 1048576 (1 MiB), e.g. 1073741824 for 1 GiB",
+                        at("globals.spool.max_bytes_per_table")
+                    ));
+                }
+                Some(n) => n,
+            },
+            min_free_bytes: raw.globals.spool.min_free_bytes,
+        };
         let requests_per_minute = match raw.globals.requests_per_minute {
             None => Some(980),
             Some(0) => None,
@@ -694,6 +728,7 @@ impl Config {
                 http,
             },
             requests_per_minute,
+            spool,
         })
     }
 }

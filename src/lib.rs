@@ -10,6 +10,7 @@ pub mod okta;
 pub mod pipeline;
 pub mod shutdown;
 pub mod sim;
+pub mod status;
 mod sys;
 pub mod time;
 pub mod validate;

@@ -1,10 +1,10 @@
-//! The `okta-collector` command line: `run`, `validate` and `demo`.
+//! The `okta-collector` command line: `run`, `validate`, `status` and `demo`.
 
 use clap::{Parser, Subcommand};
 use okta_collector::config::Config;
 use okta_collector::pipeline::Pipeline;
 use okta_collector::shutdown::Shutdown;
-use okta_collector::{demo, logging, validate};
+use okta_collector::{demo, logging, status, validate};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,6 +38,14 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Show, per table, what waits in the spool (events, bytes, the oldest waiting event's
+    /// age), the cursor, and the last pull and send. Reads the spool files only; safe while
+    /// `run` is running.
+    Status {
+        /// The YAML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Run the real pipeline against a built-in simulated Okta org and a local Devo receiver
     /// with throwaway certificates. Needs no config and no network.
     Demo {
@@ -58,6 +66,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Validate { config } => validate_cmd(&config),
+        Command::Status { config } => match load(&config).map(|c| status::report(&c)) {
+            Ok(Ok(text)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+            Err(code) => code,
+        },
         Command::Demo {
             seconds,
             keep,

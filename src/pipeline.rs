@@ -73,7 +73,13 @@ impl Pipeline {
         }
         for service in services {
             let dir = config.data_dir.join("spool").join(service.kind.name());
-            let spool = Spool::open(&dir, spool::Options::default()).map_err(|e| e.to_string())?;
+            // Segments of at most an eighth of the table's bound, so acked ones are deleted
+            // long before the bound is reached (only the active segment is never deleted).
+            let opts = spool::Options {
+                segment_bytes: (config.spool.max_bytes_per_table / 8).clamp(256 << 10, 32 << 20),
+                ..spool::Options::default()
+            };
+            let spool = Spool::open(&dir, opts).map_err(|e| e.to_string())?;
             let delivered = Arc::new(AtomicU64::new(0));
             let counters = Arc::new(Counters::default());
             log::info!(
@@ -101,6 +107,7 @@ impl Pipeline {
                     service.kind.name()
                 ),
                 pacer: Pacer::new(&service.limits, global.clone()),
+                spool_limits: config.spool,
                 spool,
                 service,
                 counters,

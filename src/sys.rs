@@ -1,5 +1,5 @@
-//! The two Linux socket calls std does not offer: the send-queue length (`SIOCOUTQ`) and
-//! `TCP_USER_TIMEOUT`. The only `unsafe` code of the binary lives here.
+//! The Linux calls std does not offer: the send-queue length (`SIOCOUTQ`), `TCP_USER_TIMEOUT`
+//! and a file system's free space (`statvfs`). The only `unsafe` code of the binary lives here.
 #![allow(unsafe_code)]
 
 use std::os::fd::AsRawFd;
@@ -32,4 +32,24 @@ pub fn set_user_timeout(s: &impl AsRawFd, d: Duration) {
             std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
         );
     }
+}
+
+/// Bytes available to unprivileged users, and the size, of the file system holding `path`.
+pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory of the
+    // right type for the call's duration; it is read only if the call succeeded.
+    let r = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    let frsize = st.f_frsize;
+    Some((
+        st.f_bavail.saturating_mul(frsize),
+        st.f_blocks.saturating_mul(frsize),
+    ))
 }

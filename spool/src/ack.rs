@@ -36,19 +36,7 @@ impl AckFile {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
-        let mut best: Option<(u64, usize, Position)> = None;
-        for (i, off) in SLOT_OFFSETS.iter().enumerate() {
-            let mut b = [0u8; SLOT_LEN];
-            if file.read_exact_at(&mut b, *off).is_err() {
-                continue;
-            }
-            if let Some((generation, pos)) = decode(&b)
-                && best.is_none_or(|(g, _, _)| generation > g)
-            {
-                best = Some((generation, i, pos));
-            }
-        }
-        let (generation, slot, pos) = match best {
+        let (generation, slot, pos) = match newest(&file) {
             Some((g, s, p)) => (g, s, Some(p)),
             None => (0, 1, None),
         };
@@ -62,6 +50,16 @@ impl AckFile {
         ))
     }
 
+    /// Reads the newest valid position without opening the file for writing (for `status`,
+    /// while another process owns the spool). `None` if the file is missing or holds none.
+    pub fn read(path: &Path) -> io::Result<Option<Position>> {
+        match std::fs::File::open(path) {
+            Ok(f) => Ok(newest(&f).map(|(_, _, p)| p)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Durably records `pos` in the older slot.
     pub fn write(&mut self, pos: Position) -> io::Result<()> {
         let generation = self.generation + 1;
@@ -73,6 +71,23 @@ impl AckFile {
         self.slot = slot;
         Ok(())
     }
+}
+
+/// The valid slot with the highest generation: (generation, slot index, position).
+fn newest(file: &std::fs::File) -> Option<(u64, usize, Position)> {
+    let mut best: Option<(u64, usize, Position)> = None;
+    for (i, off) in SLOT_OFFSETS.iter().enumerate() {
+        let mut b = [0u8; SLOT_LEN];
+        if file.read_exact_at(&mut b, *off).is_err() {
+            continue;
+        }
+        if let Some((generation, pos)) = decode(&b)
+            && best.is_none_or(|(g, _, _)| generation > g)
+        {
+            best = Some((generation, i, pos));
+        }
+    }
+    best
 }
 
 fn encode(generation: u64, pos: Position) -> [u8; SLOT_LEN] {

@@ -574,6 +574,25 @@ impl Spool {
         lock(&self.inner.writer).cursor.clone()
     }
 
+    /// Bytes of the segment files on disk (pending frames of an open transaction included).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be listed.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        let dir = &self.inner.dir;
+        let mut total = 0;
+        for seg in list_segments(dir)? {
+            let p = segment_path(dir, seg);
+            match fs::metadata(&p) {
+                Ok(m) => total += m.len(),
+                // Deleted by an ack meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("stat", &p)(e)),
+            }
+        }
+        Ok(total)
+    }
+
     /// The durable end of the spool.
     pub fn durable(&self) -> Durable {
         *lock(&self.inner.durable)
@@ -792,6 +811,128 @@ impl Spool {
         r.seek(self.acked());
         r
     }
+}
+
+/// What [`inspect`] finds in a spool directory.
+#[derive(Debug, Clone, Default)]
+pub struct Inspection {
+    /// Every event below this sequence number has been delivered.
+    pub acked_seq: u64,
+    /// The sequence number the next event will get (from the committed frames).
+    pub next_seq: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Their total size.
+    pub disk_bytes: u64,
+    /// Bytes from the ack position to the end: roughly what is waiting.
+    pub waiting_bytes: u64,
+    /// The producer's cursor of the last committed frame.
+    pub cursor: Option<Vec<u8>>,
+    /// The first event not delivered yet, if any.
+    pub oldest_waiting: Option<Vec<u8>>,
+    /// Creation time of the segment holding it: it was spooled at or after this.
+    pub oldest_segment_created: Option<std::time::SystemTime>,
+    /// Last change of the newest segment (the last append).
+    pub last_append: Option<std::time::SystemTime>,
+    /// Last change of the ack file (the last recorded delivery).
+    pub last_ack: Option<std::time::SystemTime>,
+}
+
+impl Inspection {
+    /// Events appended but not delivered.
+    pub fn waiting(&self) -> u64 {
+        self.next_seq.saturating_sub(self.acked_seq)
+    }
+}
+
+/// Reads a spool directory without taking its lock or writing anything, so it works while the
+/// owning process runs (what it reads may be a moment old). Frames being written are ignored.
+///
+/// # Errors
+/// [`Error::Io`] if the directory or a file cannot be read.
+pub fn inspect(dir: &Path, opts: Options) -> Result<Inspection> {
+    let segments = list_segments(dir)?;
+    let ack_path = dir.join("ack.state");
+    let ack = ack::AckFile::read(&ack_path).map_err(io_err("read", &ack_path))?;
+    let mut out = Inspection {
+        segments: segments.len(),
+        last_ack: fs::metadata(&ack_path).and_then(|m| m.modified()).ok(),
+        ..Inspection::default()
+    };
+    let mut sizes = Vec::with_capacity(segments.len());
+    for &seg in &segments {
+        let len = fs::metadata(segment_path(dir, seg)).map_or(0, |m| m.len());
+        out.disk_bytes += len;
+        sizes.push(len);
+    }
+    let Some(&last) = segments.last() else {
+        out.acked_seq = ack.map_or(0, |a| a.seq);
+        out.next_seq = out.acked_seq;
+        return Ok(out);
+    };
+    let last_path = segment_path(dir, last);
+    let file = File::open(&last_path).map_err(io_err("open", &last_path))?;
+    let len = file.metadata().map_err(io_err("stat", &last_path))?.len();
+    out.last_append = file.metadata().and_then(|m| m.modified()).ok();
+    let scan =
+        scan_segment(&file, last, len, opts.max_frame_bytes).map_err(io_err("read", &last_path))?;
+    out.next_seq = scan.next_seq;
+    out.cursor = scan.last.map(|(c, _)| c);
+    let pos = ack.unwrap_or(Position {
+        seq: segments[0],
+        segment: segments[0],
+        offset: HEADER_LEN,
+    });
+    out.acked_seq = pos.seq;
+    out.waiting_bytes = segments
+        .iter()
+        .zip(&sizes)
+        .filter(|(s, _)| **s >= pos.segment)
+        .map(|(_, l)| *l)
+        .sum::<u64>()
+        .saturating_sub(if segments.contains(&pos.segment) {
+            pos.offset
+        } else {
+            0
+        });
+    // The first waiting event: from the ack position, the first frame that holds it.
+    let start = segments
+        .iter()
+        .position(|s| *s >= pos.segment)
+        .unwrap_or(segments.len());
+    'segments: for &seg in &segments[start..] {
+        let p = segment_path(dir, seg);
+        let Ok(f) = File::open(&p) else { continue };
+        let limit = f.metadata().map_or(0, |m| m.len());
+        let mut hb = [0u8; HEADER_LEN as usize];
+        if f.read_exact_at(&mut hb, 0).is_ok() {
+            out.oldest_segment_created = SegmentHeader::decode(&hb).map(|h| {
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(h.created_unix_ms)
+            });
+        }
+        let mut at = if seg == pos.segment {
+            pos.offset
+        } else {
+            HEADER_LEN
+        };
+        while at + FRAME_PREFIX_LEN <= limit {
+            let Ok(Some((body, b))) = read_frame(&f, at, limit, opts.max_frame_bytes) else {
+                continue 'segments;
+            };
+            at += FRAME_PREFIX_LEN + body.len() as u64;
+            let end = b.first_seq + b.events.len() as u64;
+            if end > pos.seq && !b.events.is_empty() {
+                let i = pos.seq.saturating_sub(b.first_seq) as usize;
+                out.oldest_waiting = b.events.get(i).map(|r| body[r.clone()].to_vec());
+                break 'segments;
+            }
+        }
+    }
+    if out.waiting() == 0 {
+        out.oldest_waiting = None;
+        out.oldest_segment_created = None;
+    }
+    Ok(out)
 }
 
 /// Creates a segment: header, then (if there is one) a snapshot of the cursor, then

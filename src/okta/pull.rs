@@ -4,7 +4,7 @@
 
 use super::client::{Client, FetchError, Response};
 use super::{PULL_301, PULL_302, link, page};
-use crate::config::{PullMode, Service};
+use crate::config::{PullMode, Service, SpoolLimits};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
 use serde_json::value::RawValue;
@@ -35,6 +35,8 @@ pub struct Puller {
     pub counters: Arc<Counters>,
     /// Request pacing (local budgets and Okta's headers).
     pub pacer: super::budget::Pacer,
+    /// When the spool counts as full.
+    pub spool_limits: SpoolLimits,
 }
 
 /// A fatal puller error: the spool can no longer be written.
@@ -159,7 +161,7 @@ impl Puller {
         let label = &self.label;
         let mut concurrency_backoff = Duration::from_secs(1);
         loop {
-            if self.pace(shutdown).await {
+            if self.wait_for_room(shutdown).await || self.pace(shutdown).await {
                 return Got::Shutdown;
             }
             let client = self.client.clone();
@@ -225,6 +227,56 @@ impl Puller {
                     );
                     return Got::Failed(stats.failed());
                 }
+            }
+        }
+    }
+
+    /// Why the spool cannot take another page now, if it cannot.
+    fn full(&self) -> Option<String> {
+        let limits = self.spool_limits;
+        if let Ok(bytes) = self.spool.disk_bytes()
+            && bytes >= limits.max_bytes_per_table
+        {
+            return Some(format!(
+                "its spool holds {bytes} bytes, at globals.spool.max_bytes_per_table ({})",
+                limits.max_bytes_per_table
+            ));
+        }
+        let (free, total) = crate::sys::disk_space(self.spool.dir())?;
+        let min_free = limits
+            .min_free_bytes
+            .unwrap_or_else(|| (1 << 30).min(total / 20));
+        (free < min_free).then(|| {
+            format!(
+                "the disk of {} has {free} bytes free, under globals.spool.min_free_bytes ({min_free})",
+                self.spool.dir().display()
+            )
+        })
+    }
+
+    /// Waits while the spool is full: the puller pauses (the data waits at Okta, which keeps
+    /// the System Log 90 days) and resumes by itself once the forwarder has drained some.
+    /// Returns true if shutdown came first.
+    async fn wait_for_room(&self, shutdown: &Shutdown) -> bool {
+        let Some(why) = self.full() else {
+            return false;
+        };
+        log::warn!(
+            "{} -> Pulling is paused: {why}. Nothing is dropped; it resumes by itself when the output has sent enough (is Devo reachable?).",
+            self.label
+        );
+        let paused = Instant::now();
+        loop {
+            if shutdown.sleep(Duration::from_millis(500)).await {
+                return true;
+            }
+            if self.full().is_none() {
+                log::info!(
+                    "{} -> Pulling resumes: the spool has room again (paused {:.0}s).",
+                    self.label,
+                    paused.elapsed().as_secs_f64()
+                );
+                return false;
             }
         }
     }
@@ -343,8 +395,9 @@ impl Puller {
             .map_err(|e| Fatal(e.to_string()))
     }
 
-    /// Runs a spool write on the blocking pool; a non-fatal error (e.g. ENOSPC) pauses the
-    /// puller and retries with backoff up to 30 s.
+    /// Runs a spool write on the blocking pool; a non-fatal error (e.g. ENOSPC, after which the
+    /// spool has cut the file back to its last durable end) pauses the puller and retries every
+    /// 1, 2, 4, then 5 s, so appends resume within 5 s of space coming back.
     async fn write_retrying<F>(&self, write: F) -> Result<(), Fatal>
     where
         F: Fn(&Spool) -> Result<(), spool::Error> + Send + Sync + 'static,
@@ -364,7 +417,7 @@ impl Puller {
                         wait.as_secs()
                     );
                     smol::Timer::after(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         }
