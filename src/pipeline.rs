@@ -108,6 +108,7 @@ impl Pipeline {
                 ),
                 pacer: Pacer::new(&service.limits, global.clone()),
                 spool_limits: config.spool,
+                stop: Shutdown::new(),
                 spool,
                 service,
                 counters,

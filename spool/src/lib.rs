@@ -856,7 +856,8 @@ pub fn inspect(dir: &Path, opts: Options) -> Result<Inspection> {
     let ack = ack::AckFile::read(&ack_path).map_err(io_err("read", &ack_path))?;
     let mut out = Inspection {
         segments: segments.len(),
-        last_ack: fs::metadata(&ack_path).and_then(|m| m.modified()).ok(),
+        // The file exists from the first open on; only a recorded position is a send.
+        last_ack: ack.and_then(|_| fs::metadata(&ack_path).and_then(|m| m.modified()).ok()),
         ..Inspection::default()
     };
     let mut sizes = Vec::with_capacity(segments.len());

@@ -6,7 +6,7 @@
 use super::client::Response;
 use super::link::percent_encode;
 use super::page;
-use super::pull::{CycleEnd, Fatal, Got, Puller, Stats, pulling_id};
+use super::pull::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
 use crate::config::{Emit, ServiceKind};
 use crate::shutdown::Shutdown;
 use crate::time::{format_millis, parse_rfc3339};
@@ -83,7 +83,7 @@ fn encode<T: Serialize>(c: &T) -> Vec<u8> {
 // users and groups
 
 /// Reads the cursor of `users` or `groups` from the spool, or writes a first one.
-pub(crate) async fn restore_incremental(p: &Puller) -> Result<IncrementalCursor, Fatal> {
+pub(crate) async fn restore_incremental(p: &Puller) -> Result<IncrementalCursor, Halt> {
     let cursor = match decode::<IncrementalCursor>(p) {
         Some(c) => {
             log::info!(
@@ -140,7 +140,7 @@ pub(crate) async fn incremental_cycle(
     p: &Puller,
     cursor: &mut IncrementalCursor,
     shutdown: &Shutdown,
-) -> Result<CycleEnd, Fatal> {
+) -> Result<CycleEnd, Halt> {
     let started = Instant::now();
     let id = pulling_id();
     let mut stats = Stats::default();
@@ -174,7 +174,7 @@ async fn take_incremental_page(
     url: &str,
     resp: &Response,
     stats: &mut Stats,
-) -> Result<Option<bool>, Fatal> {
+) -> Result<Option<bool>, Halt> {
     let Some(page) = p.check_page(url, resp) else {
         return Ok(None);
     };
@@ -266,7 +266,7 @@ pub(crate) async fn snapshot_cycle(
     p: &Puller,
     cursor: &mut SnapshotCursor,
     shutdown: &Shutdown,
-) -> Result<CycleEnd, Fatal> {
+) -> Result<CycleEnd, Halt> {
     let started = Instant::now();
     let id = pulling_id();
     let mut stats = Stats::default();

@@ -4,7 +4,7 @@
 
 use super::cursor::LogsCursor;
 use super::page;
-use super::pull::{CycleEnd, Fatal, Got, Puller, Stats, pulling_id};
+use super::pull::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
 use crate::shutdown::Shutdown;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +14,7 @@ pub const PAGE_LIMIT: u32 = 1000;
 const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 /// Reads the cursor from the spool, or writes a first one from `start`.
-pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Fatal> {
+pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     let label = &p.label;
     log::info!("{label} -> Reading persisted data");
     let cursor = match p.spool.cursor().map(|b| LogsCursor::decode(&b)) {
@@ -62,7 +62,7 @@ pub(crate) async fn cycle(
     p: &Puller,
     cursor: &mut LogsCursor,
     shutdown: &Shutdown,
-) -> Result<CycleEnd, Fatal> {
+) -> Result<CycleEnd, Halt> {
     let started = Instant::now();
     let id = pulling_id();
     let mut stats = Stats::default();
@@ -105,7 +105,7 @@ async fn take_page(
     url: &str,
     resp: &super::client::Response,
     stats: &mut Stats,
-) -> Result<Option<usize>, Fatal> {
+) -> Result<Option<usize>, Halt> {
     // The System Log's next link may equal the current one (polling): no loop check.
     let Some(page) = p.check_page(url, resp) else {
         return Ok(None);

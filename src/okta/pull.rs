@@ -35,6 +35,8 @@ pub struct Puller {
     pub counters: Arc<Counters>,
     /// Request pacing (local budgets and Okta's headers).
     pub pacer: super::budget::Pacer,
+    /// Set by `run`: lets a retried spool write give up at shutdown.
+    pub stop: Shutdown,
     /// When the spool counts as full.
     pub spool_limits: SpoolLimits,
 }
@@ -42,6 +44,15 @@ pub struct Puller {
 /// A fatal puller error: the spool can no longer be written.
 #[derive(Debug)]
 pub struct Fatal(pub String);
+
+/// Why a puller stops mid-way: a fatal error, or shutdown while waiting to write.
+#[derive(Debug)]
+pub(crate) enum Halt {
+    /// See [`Fatal`].
+    Fatal(String),
+    /// Shutdown came while a write was being retried; nothing of it was committed.
+    Shutdown,
+}
 
 /// How a cycle ended.
 pub(crate) enum CycleEnd {
@@ -103,7 +114,15 @@ impl Puller {
     ///
     /// # Errors
     /// [`Fatal`] when the spool cannot be written any more.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<(), Fatal> {
+        self.stop = shutdown.clone();
+        match self.run_cycles(shutdown).await {
+            Ok(()) | Err(Halt::Shutdown) => Ok(()),
+            Err(Halt::Fatal(e)) => Err(Fatal(e)),
+        }
+    }
+
+    async fn run_cycles(&self, shutdown: Shutdown) -> Result<(), Halt> {
         use super::{inventory, logs};
         enum State {
             Logs(super::cursor::LogsCursor),
@@ -111,11 +130,11 @@ impl Puller {
             Snapshot(inventory::SnapshotCursor),
         }
         let mut state = match self.service.kind.mode() {
-            PullMode::Poll => State::Logs(logs::restore(&self).await?),
+            PullMode::Poll => State::Logs(logs::restore(self).await?),
             PullMode::Incremental => {
-                State::Incremental(inventory::restore_incremental(&self).await?)
+                State::Incremental(inventory::restore_incremental(self).await?)
             }
-            PullMode::Snapshot => State::Snapshot(inventory::restore_snapshot(&self)),
+            PullMode::Snapshot => State::Snapshot(inventory::restore_snapshot(self)),
         };
         log::info!(
             "{} -> Starting data collection every {} seconds",
@@ -128,9 +147,9 @@ impl Puller {
                 return Ok(());
             }
             let end = match &mut state {
-                State::Logs(c) => logs::cycle(&self, c, &shutdown).await?,
-                State::Incremental(c) => inventory::incremental_cycle(&self, c, &shutdown).await?,
-                State::Snapshot(c) => inventory::snapshot_cycle(&self, c, &shutdown).await?,
+                State::Logs(c) => logs::cycle(self, c, &shutdown).await?,
+                State::Incremental(c) => inventory::incremental_cycle(self, c, &shutdown).await?,
+                State::Snapshot(c) => inventory::snapshot_cycle(self, c, &shutdown).await?,
             };
             let wait = match end {
                 CycleEnd::Shutdown => return Ok(()),
@@ -360,7 +379,7 @@ impl Puller {
 
     /// Appends events and cursor as one durable frame (committing any pending frames before
     /// it), retrying while the disk refuses the write.
-    pub(crate) async fn commit(&self, events: &[&[u8]], cursor: Vec<u8>) -> Result<(), Fatal> {
+    pub(crate) async fn commit(&self, events: &[&[u8]], cursor: Vec<u8>) -> Result<(), Halt> {
         let n = events.len() as u64;
         let batch: Arc<(Vec<Vec<u8>>, Vec<u8>)> =
             Arc::new((events.iter().map(|e| e.to_vec()).collect(), cursor));
@@ -375,7 +394,7 @@ impl Puller {
 
     /// Writes events as pending frames of the open transaction (see `spool`), retrying while
     /// the disk refuses the write. They count as spooled only once committed.
-    pub(crate) async fn stage(&self, events: &[&[u8]]) -> Result<(), Fatal> {
+    pub(crate) async fn stage(&self, events: &[&[u8]]) -> Result<(), Halt> {
         if events.is_empty() {
             return Ok(());
         }
@@ -388,17 +407,17 @@ impl Puller {
     }
 
     /// Discards the open transaction.
-    pub(crate) async fn abort(&self) -> Result<(), Fatal> {
+    pub(crate) async fn abort(&self) -> Result<(), Halt> {
         let spool = self.spool.clone();
         smol::unblock(move || spool.abort_pending())
             .await
-            .map_err(|e| Fatal(e.to_string()))
+            .map_err(|e| Halt::Fatal(e.to_string()))
     }
 
     /// Runs a spool write on the blocking pool; a non-fatal error (e.g. ENOSPC, after which the
     /// spool has cut the file back to its last durable end) pauses the puller and retries every
     /// 1, 2, 4, then 5 s, so appends resume within 5 s of space coming back.
-    async fn write_retrying<F>(&self, write: F) -> Result<(), Fatal>
+    async fn write_retrying<F>(&self, write: F) -> Result<(), Halt>
     where
         F: Fn(&Spool) -> Result<(), spool::Error> + Send + Sync + 'static,
     {
@@ -409,14 +428,16 @@ impl Puller {
             let w = write.clone();
             match smol::unblock(move || w(&spool)).await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_fatal() => return Err(Fatal(e.to_string())),
+                Err(e) if e.is_fatal() => return Err(Halt::Fatal(e.to_string())),
                 Err(e) => {
                     log::error!(
                         "{} -> Cannot write to the spool: {e}. Pulling is paused; retrying in {}s.",
                         self.label,
                         wait.as_secs()
                     );
-                    smol::Timer::after(wait).await;
+                    if self.stop.sleep(wait).await {
+                        return Err(Halt::Shutdown);
+                    }
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }

@@ -1,0 +1,213 @@
+//! Durability through host trouble: a long Devo outage with a small spool bound (pullers pause,
+//! disk stays bounded, everything is delivered after), a full disk (ENOSPC on a small tmpfs:
+//! appends pause and resume within 5 s of space coming back), and `status` while running.
+
+use crate::harness::*;
+use okta_collector::sim::okta;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn status(env: &Env) -> String {
+    let out = Command::new(bin())
+        .args(["status", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_long_outage_with_a_small_spool_pauses_pulling_and_loses_nothing() {
+    const TOTAL: u64 = 40_000;
+    const MAX: u64 = 8 << 20;
+    let mut env = Env::new(okta::Options {
+        total: TOTAL,
+        initial: TOTAL,
+        ..Default::default()
+    });
+    let text = env.config_text("").replace(
+        "  log_level: info\n",
+        &format!("  log_level: info\n  spool:\n    max_bytes_per_table: {MAX}\n"),
+    );
+    env.write_config_text(&text);
+    // Devo is down.
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || env
+            .logs()
+            .contains("Pulling is paused")),
+        "{}",
+        env.logs()
+    );
+    // Paused: the disk stays within the bound plus one segment (one page here), and no more
+    // pages are asked for.
+    let requests = env.okta.requests();
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        peak = peak.max(dir_bytes(&env.spool_dir()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(peak <= MAX + (3 << 20), "spool grew to {peak} bytes");
+    assert_eq!(env.okta.requests(), requests, "pulling really paused");
+    let s = status(&env);
+    assert!(s.contains("auth.okta.system (service logs"), "{s}");
+    assert!(
+        s.contains("waiting:") && !s.contains("waiting:     0 events"),
+        "{s}"
+    );
+    assert!(s.contains("oldest:      an event of"), "{s}");
+    assert!(s.contains("\"next_link\":\"http://"), "{s}");
+    assert!(s.contains("last send:   never"), "{s}");
+    // Devo comes back: everything arrives, pulling resumes by itself.
+    let devo = env.start_devo();
+    let all = wait_until(Duration::from_secs(120), || devo.count() >= TOTAL);
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = status(&env);
+    stop(&env, &mut child);
+    assert!(all, "{} of {TOTAL}\n{}", devo.count(), env.logs());
+    assert!(
+        env.logs()
+            .contains("Pulling resumes: the spool has room again")
+    );
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(TOTAL).is_empty());
+    assert_eq!(d.duplicates(), 0);
+    assert!(s.contains("waiting:     0 events"), "{s}");
+    assert!(
+        dir_bytes(&env.spool_dir()) <= MAX / 8 + (3 << 20),
+        "acked segments were deleted"
+    );
+}
+
+/// A tmpfs mounted for the test's data_dir, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, bytes: u64) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("okc-test")
+            .arg(at)
+            .status()
+            .expect("mount(8)");
+        assert!(
+            st.success(),
+            "mounting a tmpfs needs root (CAP_SYS_ADMIN); run the tests as root, as .ci/run does"
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_appends_and_they_resume_within_5s_of_space_coming_back() {
+    const TOTAL: u64 = 10_000;
+    let mut env = Env::new(okta::Options {
+        total: TOTAL,
+        initial: TOTAL,
+        ..Default::default()
+    });
+    let data = env.path().join("data");
+    let _fs = Tmpfs::mount(&data, 64 << 20);
+    // Leave about 1 MiB: less than one page of 1,000 events.
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![0u8; 63 << 20]).unwrap();
+    let devo = env.start_devo();
+    let text = env.config_text("").replace(
+        "  log_level: info\n",
+        "  log_level: info\n  spool:\n    min_free_bytes: 0\n    max_bytes_per_table: 16777216\n",
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || env
+            .logs()
+            .contains("Cannot write to the spool")),
+        "{}",
+        env.logs()
+    );
+    let logs = env.logs();
+    assert!(logs.contains("No space left on device"), "{logs}");
+    let requests = env.okta.requests();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        env.okta.requests(),
+        requests,
+        "no page is asked while the write fails"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || env.okta.requests() > requests),
+        "{}",
+        env.logs()
+    );
+    let resumed = freed.elapsed();
+    assert!(
+        resumed <= Duration::from_millis(5500),
+        "resumed after {resumed:?}"
+    );
+    let all = wait_until(Duration::from_secs(60), || devo.count() >= TOTAL);
+    std::thread::sleep(Duration::from_millis(1000));
+    stop(&env, &mut child);
+    assert!(all, "{}", env.logs());
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(TOTAL).is_empty());
+    assert_eq!(d.duplicates(), 0);
+    // What is left in the spool (acked segments are deleted) is still an exact prefix.
+    check_spool_is_exact_prefix(&env);
+    eprintln!("appends resumed {resumed:?} after space came back");
+}
+
+#[test]
+fn sigterm_while_the_disk_is_full_stops_promptly_and_cleanly() {
+    let mut env = Env::new(okta::Options::default());
+    let data = env.path().join("data");
+    let _fs = Tmpfs::mount(&data, 8 << 20);
+    std::fs::write(data.join("filler"), vec![0u8; 7 << 20]).unwrap();
+    let _devo = env.start_devo();
+    let text = env.config_text("").replace(
+        "  log_level: info\n",
+        "  log_level: info\n  spool:\n    min_free_bytes: 0\n",
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || env
+            .logs()
+            .contains("retrying in 4s")),
+        "{}",
+        env.logs()
+    );
+    let t = Instant::now();
+    stop(&env, &mut child);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
