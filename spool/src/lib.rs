@@ -407,6 +407,7 @@ impl Spool {
         let mut spool_id: Option<[u8; 16]> = None;
         let mut valid = Vec::with_capacity(segments.len());
         let count = segments.len();
+        let names = segments.clone();
         for (i, seg) in segments.into_iter().enumerate() {
             let p = segment_path(dir, seg);
             let file = File::open(&p).map_err(io_err("open", &p))?;
@@ -431,8 +432,16 @@ impl Spool {
                 fs::remove_file(&p).map_err(io_err("delete", &p))?;
             } else {
                 let q = p.with_extension("seg.corrupt");
+                let events = match names.get(i + 1) {
+                    Some(next) => format!(
+                        "{} events (sequence numbers {seg} to {})",
+                        next - seg,
+                        next - 1
+                    ),
+                    None => format!("the events from sequence number {seg} on"),
+                };
                 log::error!(
-                    "Spool {}: segment {} has an invalid header; {} bytes set aside as {}.",
+                    "Spool {}: segment {} has an invalid header; {} bytes holding {events} set aside as {}.",
                     dir.display(),
                     p.display(),
                     len,
@@ -807,6 +816,7 @@ impl Spool {
             skip_below: 0,
             file: None,
             corrupt_frames: 0,
+            lost_events: 0,
         };
         r.seek(self.acked());
         r
@@ -998,6 +1008,7 @@ pub struct Reader {
     skip_below: u64,
     file: Option<(u64, File)>,
     corrupt_frames: u64,
+    lost_events: u64,
 }
 
 /// The events of one frame, from the reader's position on.
@@ -1060,6 +1071,12 @@ impl Reader {
     /// Frames found corrupt (and skipped) so far.
     pub fn corrupt_frames(&self) -> u64 {
         self.corrupt_frames
+    }
+
+    /// Events lost to corruption so far: the gaps in sequence numbers met (a corrupt frame
+    /// skipped, or a segment set aside at recovery), known once the next valid frame is read.
+    pub fn lost_events(&self) -> u64 {
+        self.lost_events
     }
 
     /// Moves to the start of the first segment after the current one; `false` if there is none.
@@ -1132,6 +1149,17 @@ impl Reader {
                 Some((body, b)) => {
                     self.offset = at + FRAME_PREFIX_LEN + body.len() as u64;
                     let end = b.first_seq + b.events.len() as u64;
+                    if b.first_seq > self.skip_below {
+                        let (from, lost) = (self.skip_below, b.first_seq - self.skip_below);
+                        self.lost_events += lost;
+                        self.skip_below = b.first_seq;
+                        log::error!(
+                            "Spool {}: {lost} events lost to corruption (sequence numbers {from} to {}); reading goes on at {}.",
+                            dir.display(),
+                            b.first_seq - 1,
+                            b.first_seq
+                        );
+                    }
                     if !matches!(b.kind, KIND_DATA | KIND_PENDING)
                         || b.events.is_empty()
                         || end <= self.skip_below

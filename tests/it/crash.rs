@@ -10,7 +10,7 @@ fn kill_9_at_random_moments_loses_nothing_and_never_spools_twice() {
     let iterations: u32 = std::env::var("OKC_KILL_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(50);
     let total = 30_000;
     let mut env = Env::new(okta::Options {
         total,
