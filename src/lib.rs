@@ -14,3 +14,4 @@ pub mod status;
 mod sys;
 pub mod time;
 pub mod validate;
+pub mod watch;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use okta_collector::config::Config;
 use okta_collector::pipeline::Pipeline;
 use okta_collector::shutdown::Shutdown;
+use okta_collector::watch::ConfigWatcher;
 use okta_collector::{demo, logging, status, validate};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,14 +129,15 @@ fn run(path: &std::path::Path) -> ExitCode {
     if let Some(w) = config.token_file_warning() {
         log::warn!("{w}");
     }
-    let pipeline = match Pipeline::build(&config) {
-        Ok(p) => p,
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let watcher = match ConfigWatcher::start(path, text) {
+        Ok(w) => Some(w),
         Err(e) => {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
+            log::warn!("{e}; changes to the config take effect at the next start only.");
+            None
         }
     };
-    match smol::block_on(pipeline.run(shutdown)) {
+    match smol::block_on(supervise(config, shutdown, watcher)) {
         Ok(()) => {
             log::info!("Stopped cleanly.");
             ExitCode::SUCCESS
@@ -147,6 +149,94 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The next version of the config file that validates (`None`: it changed but cannot be used,
+/// which is logged). Never returns without a watcher.
+async fn next_config(
+    watcher: Option<&mut ConfigWatcher>,
+    path: &std::path::Path,
+) -> Option<Box<Config>> {
+    let Some(w) = watcher else {
+        return std::future::pending().await;
+    };
+    let text = w.changed().await;
+    match Config::parse(path, &text)
+        .map_err(|e| e.to_string())
+        .and_then(|c| Pipeline::check(&c).map(|()| c))
+    {
+        Ok(c) => Some(Box::new(c)),
+        Err(e) => {
+            log::error!(
+                "The config file changed but cannot be used, so the previous config stays in use: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Opens the pipeline; the previous one's spool locks may take a moment to be released.
+async fn build_retrying(config: &Config) -> Result<Pipeline, String> {
+    let mut tries = 0;
+    loop {
+        match Pipeline::build(config) {
+            Ok(p) => return Ok(p),
+            Err(e) if tries < 25 && e.contains("another process") => {
+                tries += 1;
+                smol::Timer::after(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs the pipeline until shutdown; when the watcher reports a config that validates, stops
+/// it cleanly and starts it again on the new config (an invalid one is logged and ignored).
+async fn supervise(
+    mut config: Config,
+    shutdown: Shutdown,
+    mut watcher: Option<ConfigWatcher>,
+) -> Result<(), String> {
+    loop {
+        let pipeline = build_retrying(&config).await?;
+        let generation = Shutdown::new();
+        let mut task = smol::spawn(pipeline.run(generation.clone()));
+        enum Next {
+            Stop,
+            Changed(Option<Box<Config>>),
+            Ended(Result<(), String>),
+        }
+        let next = loop {
+            let stop = async {
+                shutdown.wait().await;
+                Next::Stop
+            };
+            let ended = async { Next::Ended((&mut task).await) };
+            let changed =
+                async { Next::Changed(next_config(watcher.as_mut(), &config.path).await) };
+            match smol::future::or(stop, smol::future::or(ended, changed)).await {
+                Next::Changed(None) => continue,
+                other => break other,
+            }
+        };
+        match next {
+            Next::Ended(r) => return r,
+            Next::Stop => {
+                generation.trigger();
+                return task.await;
+            }
+            Next::Changed(None) => {}
+            Next::Changed(Some(c)) => {
+                log::info!(
+                    "The config file {} changed; restarting the services and the output on it.",
+                    config.path.display()
+                );
+                generation.trigger();
+                task.await?;
+                logging::set_level(c.log_level.filter());
+                config = *c;
+            }
+        }
+    }
+}
 fn validate_cmd(path: &std::path::Path) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,

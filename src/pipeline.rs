@@ -36,6 +36,21 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Checks what [`Pipeline::build`] would load besides the spools (TLS material, the Okta
+    /// client's CA file and proxy), so a reloaded config can be refused before anything stops.
+    ///
+    /// # Errors
+    /// A message naming what cannot be loaded.
+    pub fn check(config: &Config) -> Result<(), String> {
+        forward::tls::client_config(&config.output)?;
+        Client::new(
+            config.okta.url.clone(),
+            config.okta.token.clone(),
+            &config.okta.http,
+        )?;
+        Ok(())
+    }
+
     /// Opens the spools (recovering them), loads the TLS material, builds the tasks.
     ///
     /// # Errors

@@ -18,6 +18,10 @@ pub struct LogsCursor {
     pub last_timestamp: String,
     /// uuids of the events published at `last_timestamp`.
     pub uuid_list: Vec<String>,
+    /// The configured `start` this cursor was made from, when one was configured (it differs
+    /// from `initial_start_time_in_utc` when that was clamped to Okta's retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_start: Option<String>,
 }
 
 impl LogsCursor {
@@ -30,7 +34,15 @@ impl LogsCursor {
             initial_start_time_in_utc: s.clone(),
             last_timestamp: s,
             uuid_list: Vec::new(),
+            configured_start: None,
         }
+    }
+
+    /// The start this cursor was made from, as configured.
+    pub fn made_from(&self) -> &str {
+        self.configured_start
+            .as_deref()
+            .unwrap_or(&self.initial_start_time_in_utc)
     }
 
     /// Decodes a stored record.

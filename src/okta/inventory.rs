@@ -82,33 +82,36 @@ fn encode<T: Serialize>(c: &T) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // users and groups
 
-/// Reads the cursor of `users` or `groups` from the spool, or writes a first one.
+/// Reads the cursor of `users` or `groups` from the spool, or writes a first one. A configured
+/// `start` that differs from the stored one restarts the persistence, as for `logs`.
 pub(crate) async fn restore_incremental(p: &Puller) -> Result<IncrementalCursor, Halt> {
-    let cursor = match decode::<IncrementalCursor>(p) {
-        Some(c) => {
-            log::info!(
-                "{} -> Data retrieved from the persistence: watermark={:?}, next_link={:?}, initial_start_time_in_utc={:?}",
-                p.label,
-                c.watermark,
-                c.next_link,
-                c.initial_start_time_in_utc
-            );
-            c
+    let start = p.service.start.map(format_millis).unwrap_or_default();
+    if let Some(c) = decode::<IncrementalCursor>(p) {
+        log::info!(
+            "{} -> Data retrieved from the persistence: watermark={:?}, next_link={:?}, initial_start_time_in_utc={:?}",
+            p.label,
+            c.watermark,
+            c.next_link,
+            c.initial_start_time_in_utc
+        );
+        if start.is_empty() || start == c.initial_start_time_in_utc {
+            return Ok(c);
         }
-        None => {
-            let start = p.service.start.map(format_millis).unwrap_or_default();
-            let c = IncrementalCursor {
-                version: 1,
-                initial_start_time_in_utc: start.clone(),
-                watermark: start,
-                ..IncrementalCursor::default()
-            };
-            p.commit(&[], encode(&c)).await?;
-            log::warn!("{} -> Persistence has been updated successfully", p.label);
-            c
-        }
+        log::warn!(
+            "{} -> Persistence will be overridden due to the configured start ({start}) differs from the persisted initial_start_time_in_utc ({:?})",
+            p.label,
+            c.initial_start_time_in_utc
+        );
+    }
+    let c = IncrementalCursor {
+        version: 1,
+        initial_start_time_in_utc: start.clone(),
+        watermark: start,
+        ..IncrementalCursor::default()
     };
-    Ok(cursor)
+    p.commit(&[], encode(&c)).await?;
+    log::warn!("{} -> Persistence has been updated successfully", p.label);
+    Ok(c)
 }
 
 /// The first URL of a listing: everything (DEPROVISIONED users included, which the plain

@@ -13,11 +13,15 @@ pub const PAGE_LIMIT: u32 = 1000;
 /// Okta keeps 90 days of System Log; an older `since` is clamped to this.
 const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
-/// Reads the cursor from the spool, or writes a first one from `start`.
+/// Reads the cursor from the spool, or writes a first one from `start`. A configured `start`
+/// that differs from the one the stored cursor was made from restarts the persistence (the
+/// seed's "Restart the persistence"): a new cursor from the new start; events already in the
+/// spool are still delivered.
 pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     let label = &p.label;
     log::info!("{label} -> Reading persisted data");
-    let cursor = match p.spool.cursor().map(|b| LogsCursor::decode(&b)) {
+    let configured = p.service.start.map(crate::time::format_seconds);
+    match p.spool.cursor().map(|b| LogsCursor::decode(&b)) {
         Some(Ok(c)) => {
             log::info!(
                 "{label} -> Data retrieved from the persistence: next_link={:?}, initial_start_time_in_utc={}, last_timestamp={}",
@@ -25,36 +29,41 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
                 c.initial_start_time_in_utc,
                 c.last_timestamp
             );
-            c
-        }
-        other => {
-            if let Some(Err(e)) = other {
-                log::error!(
-                    "{label} -> The persisted state cannot be read ({e}); starting a new one."
-                );
-            } else {
-                log::warn!(
-                    "{label} -> Persistence will be overridden due to the retrieved state is empty"
-                );
+            match &configured {
+                Some(new) if *new != c.made_from() => {
+                    log::warn!(
+                        "{label} -> Persistence will be overridden due to the configured start ({new}) differs from the persisted initial_start_time_in_utc ({})",
+                        c.made_from()
+                    );
+                }
+                _ => return Ok(c),
             }
-            let now = SystemTime::now();
-            let oldest = now.checked_sub(RETENTION).unwrap_or(SystemTime::UNIX_EPOCH);
-            let mut start = p.service.start.unwrap_or(now);
-            if start < oldest {
-                log::warn!(
-                    "{label} -> start {} is older than Okta's 90-day System Log retention; starting at {} instead.",
-                    crate::time::format_seconds(start),
-                    crate::time::format_seconds(oldest)
-                );
-                start = oldest;
-            }
-            let c = LogsCursor::new(start);
-            p.commit(&[], c.encode()).await?;
-            log::warn!("{label} -> Persistence has been updated successfully");
-            c
         }
-    };
-    Ok(cursor)
+        Some(Err(e)) => {
+            log::error!("{label} -> The persisted state cannot be read ({e}); starting a new one.");
+        }
+        None => {
+            log::warn!(
+                "{label} -> Persistence will be overridden due to the retrieved state is empty"
+            );
+        }
+    }
+    let now = SystemTime::now();
+    let oldest = now.checked_sub(RETENTION).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut start = p.service.start.unwrap_or(now);
+    if start < oldest {
+        log::warn!(
+            "{label} -> start {} is older than Okta's 90-day System Log retention; starting at {} instead.",
+            crate::time::format_seconds(start),
+            crate::time::format_seconds(oldest)
+        );
+        start = oldest;
+    }
+    let mut c = LogsCursor::new(start);
+    c.configured_start = configured;
+    p.commit(&[], c.encode()).await?;
+    log::warn!("{label} -> Persistence has been updated successfully");
+    Ok(c)
 }
 
 /// One pull cycle: pages until an empty one (or an error, or shutdown).

@@ -128,12 +128,18 @@ inputs:
 
     /// [`Env::spawn`] with these environment variables (besides `PATH`).
     pub fn spawn_with_env(&mut self, vars: &[(&str, &str)]) -> Child {
+        let config = self.path().join("config.yaml");
+        self.spawn_at(&config, vars)
+    }
+
+    /// `okta-collector run --config <config>` with these environment variables.
+    pub fn spawn_at(&mut self, config: &Path, vars: &[(&str, &str)]) -> Child {
         self.runs += 1;
         let log =
             std::fs::File::create(self.path().join(format!("run-{}.log", self.runs))).unwrap();
         Command::new(bin())
             .args(["run", "--config"])
-            .arg(self.path().join("config.yaml"))
+            .arg(config)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(vars.iter().copied())
