@@ -75,6 +75,7 @@ struct RawGlobals {
     requests_per_minute: Option<u32>,
     #[serde(default)]
     spool: RawSpool,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -268,6 +269,8 @@ pub struct Config {
     pub requests_per_minute: Option<u32>,
     /// `globals.spool`.
     pub spool: SpoolLimits,
+    /// `globals.metrics_listen`: where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A Devo output.
@@ -707,6 +710,15 @@ impl Config {
             },
             min_free_bytes: raw.globals.spool.min_free_bytes,
         };
+        let metrics_listen = match raw.globals.metrics_listen.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                ConfigError(format!(
+                    "{}: {a:?} is not an address:port; write it like 127.0.0.1:9464",
+                    at("globals.metrics_listen")
+                ))
+            })?),
+        };
         let requests_per_minute = match raw.globals.requests_per_minute {
             None => Some(980),
             Some(0) => None,
@@ -729,6 +741,7 @@ impl Config {
             },
             requests_per_minute,
             spool,
+            metrics_listen,
         })
     }
 }

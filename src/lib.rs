@@ -5,7 +5,9 @@
 pub mod config;
 pub mod demo;
 pub mod forward;
+pub mod httpd;
 pub mod logging;
+pub mod metrics;
 pub mod okta;
 pub mod pipeline;
 pub mod shutdown;

@@ -5,7 +5,10 @@ use okta_collector::config::Config;
 use okta_collector::pipeline::Pipeline;
 use okta_collector::shutdown::Shutdown;
 use okta_collector::watch::ConfigWatcher;
-use okta_collector::{demo, logging, status, validate};
+use okta_collector::{demo, logging, metrics, status, validate};
+
+/// How often the memory line (`[GC] global: …`) is logged, as the seed collector does.
+const MEMORY_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,6 +132,27 @@ fn run(path: &std::path::Path) -> ExitCode {
     if let Some(w) = config.token_file_warning() {
         log::warn!("{w}");
     }
+    let registry = metrics::Registry::default();
+    if let Some(listen) = config.metrics_listen {
+        match metrics::serve(listen, registry.clone()) {
+            Ok(addr) => {
+                log::info!("Metrics on http://{addr}/metrics, probes on /healthz and /readyz.")
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    std::thread::spawn(|| {
+        let mut before = metrics::Memory::now();
+        loop {
+            std::thread::sleep(MEMORY_LOG_PERIOD);
+            let now = metrics::Memory::now();
+            log::info!("{}", now.line(&before));
+            before = now;
+        }
+    });
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let watcher = match ConfigWatcher::start(path, text) {
         Ok(w) => Some(w),
@@ -137,7 +161,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             None
         }
     };
-    match smol::block_on(supervise(config, shutdown, watcher)) {
+    match smol::block_on(supervise(config, shutdown, watcher, registry)) {
         Ok(()) => {
             log::info!("Stopped cleanly.");
             ExitCode::SUCCESS
@@ -194,9 +218,11 @@ async fn supervise(
     mut config: Config,
     shutdown: Shutdown,
     mut watcher: Option<ConfigWatcher>,
+    registry: metrics::Registry,
 ) -> Result<(), String> {
     loop {
         let pipeline = build_retrying(&config).await?;
+        registry.track(&pipeline);
         let generation = Shutdown::new();
         let mut task = smol::spawn(pipeline.run(generation.clone()));
         enum Next {

@@ -33,6 +33,10 @@ pub struct Pipeline {
     forwarder: Forwarder,
     /// Per-table figures.
     pub stats: Vec<TableStats>,
+    /// Whether the output's session is up.
+    pub connected: Arc<std::sync::atomic::AtomicBool>,
+    /// The output's name.
+    pub output: String,
 }
 
 impl Pipeline {
@@ -129,15 +133,19 @@ impl Pipeline {
                 counters,
             });
         }
+        let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let forwarder = Forwarder {
             output: config.output.clone(),
             tls,
             tables,
+            connected: connected.clone(),
         };
         Ok(Pipeline {
             pullers,
             forwarder,
             stats,
+            connected,
+            output: config.output.name.clone(),
         })
     }
 

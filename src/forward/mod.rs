@@ -61,6 +61,8 @@ pub struct Forwarder {
     pub tls: Arc<ClientConfig>,
     /// The tables.
     pub tables: Vec<Table>,
+    /// Whether a session with the peer is up (for `/readyz` and the metrics).
+    pub connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Inflight {
@@ -129,6 +131,7 @@ impl Forwarder {
             output,
             tls,
             tables,
+            connected,
         } = self;
         let name = format!(
             "DevoSender({},{}:{})",
@@ -179,7 +182,10 @@ impl Forwarder {
                 s.inflight.clear();
             }
             let before: u64 = states.iter().map(|s| s.acked.seq).sum();
-            let end = session_loop(&output, session, &mut states, &shutdown).await?;
+            connected.store(true, Ordering::Relaxed);
+            let end = session_loop(&output, session, &mut states, &shutdown).await;
+            connected.store(false, Ordering::Relaxed);
+            let end = end?;
             let progressed = states.iter().map(|s| s.acked.seq).sum::<u64>() > before;
             if progressed {
                 backoff = Duration::from_secs(2);

@@ -13,11 +13,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Counters shared with the demo and (later) metrics.
+/// Counters shared with the demo and the metrics endpoint.
 #[derive(Debug, Default)]
 pub struct Counters {
     /// Events written to the spool.
     pub spooled: AtomicU64,
+    /// Events dropped as duplicates (boundary uuids, re-listed objects, unchanged snapshots).
+    pub duplicates: AtomicU64,
+    /// Okta answers by HTTP status (0: no answer: connect error, timeout, reset).
+    pub requests: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// The last `X-Rate-Limit-Remaining` seen, plus one (0: none seen yet).
+    pub rate_remaining: AtomicU64,
+    /// When a cycle last caught up, Unix seconds (0: never).
+    pub last_pull: AtomicU64,
+}
+
+impl Counters {
+    fn answered(&self, status: u16) {
+        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(status).or_insert(0) += 1;
+    }
 }
 
 /// One running service: its client, spool and settings.
@@ -194,6 +209,15 @@ impl Puller {
                 return Got::Shutdown;
             };
             stats.requests += 1;
+            self.counters
+                .answered(resp.as_ref().map_or(0, |r| r.status));
+            if let Ok(r) = &resp
+                && let Some(left) = r.rate_remaining
+            {
+                self.counters
+                    .rate_remaining
+                    .store(left.saturating_add(1), Ordering::Relaxed);
+            }
             let resp = match resp {
                 Ok(r) => r,
                 Err(FetchError::Transport(e)) => {
@@ -468,7 +492,14 @@ impl Puller {
                 0.0
             }
         );
+        self.counters
+            .duplicates
+            .fetch_add(stats.duplicates, Ordering::Relaxed);
         if matches!(end, CycleEnd::UpToDate) {
+            self.counters.last_pull.store(
+                crate::time::unix_millis(SystemTime::now()) as u64 / 1000,
+                Ordering::Relaxed,
+            );
             log::info!("{} -> The data is up to date!", self.label);
         }
     }

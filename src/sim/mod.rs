@@ -3,6 +3,5 @@
 
 pub mod certs;
 pub mod devo;
-pub mod http;
 pub mod inventory;
 pub mod okta;

@@ -3,9 +3,9 @@
 //! SSWS auth, rate-limit headers, and realistic, deterministic events generated on demand
 //! (never all held in memory).
 
-use super::http::{Reply, Request};
 use super::inventory::{Counts, Inventory};
 use crate::config::ServiceKind;
+use crate::httpd::{Reply, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,7 +145,7 @@ impl OktaSim {
             page_requests: AtomicU64::new(0),
         });
         let s = shared.clone();
-        let addr = super::http::serve(listener, Arc::new(move |req: &Request| s.handle(req)));
+        let addr = crate::httpd::serve(listener, Arc::new(move |req: &Request| s.handle(req)));
         let _ = shared.addr.set(addr);
         Ok(OktaSim { addr, shared })
     }

@@ -16,6 +16,8 @@ mod faults;
 mod harness;
 /// The six inventory services: tags, incremental changes, emit: changes, refusals, kill -9.
 mod inventory;
+/// `/metrics`, `/healthz`, `/readyz`.
+mod observability;
 /// Live config: watcher, reloads, persistence reset on a `start` change.
 mod reload;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.

@@ -1,5 +1,5 @@
-//! A minimal blocking HTTP/1.1 server (keep-alive, Content-Length bodies) for the simulator.
-//! One thread per connection: the simulator serves a handful of clients.
+//! A tiny blocking HTTP/1.1 server (a thread per connection), for the metrics endpoint and the
+//! simulated Okta org. Enough HTTP for GET requests on loopback; not a general web server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

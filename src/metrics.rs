@@ -1,0 +1,230 @@
+//! Observability: Prometheus text at `/metrics`, `/healthz` and `/readyz` on
+//! `globals.metrics_listen`, and the seed's memory line (`[GC] global: … process: RSS(…)`).
+
+use crate::httpd::{Reply, Request};
+use crate::pipeline::{Pipeline, TableStats};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the endpoint reports: the running pipeline's figures (replaced at each reload, so
+/// counters restart from zero then, which Prometheus treats as a reset).
+#[derive(Debug, Clone, Default)]
+pub struct Registry(Arc<Mutex<Option<View>>>);
+
+#[derive(Debug, Clone)]
+struct View {
+    tables: Vec<TableStats>,
+    connected: Arc<AtomicBool>,
+    output: String,
+}
+
+impl Registry {
+    /// Reports on `p` from now on.
+    pub fn track(&self, p: &Pipeline) {
+        *lock(&self.0) = Some(View {
+            tables: p.stats.clone(),
+            connected: p.connected.clone(),
+            output: p.output.clone(),
+        });
+    }
+
+    fn connected(&self) -> bool {
+        lock(&self.0)
+            .as_ref()
+            .is_some_and(|v| v.connected.load(Ordering::Relaxed))
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let Some(v) = lock(&self.0).clone() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP okta_collector_{name} {help}");
+            let _ = writeln!(out, "# TYPE okta_collector_{name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "okta_collector_{name}{{{labels}}} {value}");
+            }
+        };
+        let labels = |t: &TableStats| format!("service=\"{}\",table=\"{}\"", t.service, t.tag);
+        let per_table = |f: &dyn Fn(&TableStats) -> String| {
+            v.tables
+                .iter()
+                .map(|t| (labels(t), f(t)))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "events_pulled_total",
+            "counter",
+            "Events written to the spool.",
+            per_table(&|t| t.pulled.spooled.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "events_sent_total",
+            "counter",
+            "Events the output's peer acknowledged.",
+            per_table(&|t| t.delivered.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "duplicates_dropped_total",
+            "counter",
+            "Events dropped as duplicates or unchanged before spooling.",
+            per_table(&|t| t.pulled.duplicates.load(Ordering::Relaxed).to_string()),
+        );
+        family(
+            "spool_bytes",
+            "gauge",
+            "Bytes of the table's spool files.",
+            per_table(&|t| t.spool.disk_bytes().unwrap_or(0).to_string()),
+        );
+        family(
+            "spool_waiting_events",
+            "gauge",
+            "Events in the spool not yet acknowledged by the output.",
+            per_table(&|t| t.spool.backlog().to_string()),
+        );
+        let mut requests = Vec::new();
+        for t in &v.tables {
+            let m = lock(&t.pulled.requests).clone();
+            for (status, n) in m {
+                requests.push((
+                    format!("service=\"{}\",status=\"{status}\"", t.service),
+                    n.to_string(),
+                ));
+            }
+        }
+        family(
+            "okta_requests_total",
+            "counter",
+            "Requests to Okta by HTTP status (0: no answer).",
+            requests,
+        );
+        let service = |t: &TableStats| format!("service=\"{}\"", t.service);
+        family(
+            "okta_rate_limit_remaining",
+            "gauge",
+            "The last X-Rate-Limit-Remaining Okta sent (-1: none yet).",
+            v.tables
+                .iter()
+                .map(|t| {
+                    let r = t.pulled.rate_remaining.load(Ordering::Relaxed);
+                    (service(t), (r as i64 - 1).to_string())
+                })
+                .collect(),
+        );
+        family(
+            "last_successful_pull_timestamp_seconds",
+            "gauge",
+            "When the service last caught up with Okta (0: not yet).",
+            v.tables
+                .iter()
+                .map(|t| {
+                    (
+                        service(t),
+                        t.pulled.last_pull.load(Ordering::Relaxed).to_string(),
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "output_connected",
+            "gauge",
+            "1 while a session with the output's peer is up.",
+            vec![(
+                format!("output=\"{}\"", v.output),
+                u8::from(v.connected.load(Ordering::Relaxed)).to_string(),
+            )],
+        );
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (the output is
+/// connected) on `listen`, from a background thread.
+///
+/// # Errors
+/// A message naming the address if it cannot be bound.
+pub fn serve(listen: SocketAddr, registry: Registry) -> Result<SocketAddr, String> {
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| format!("globals.metrics_listen: cannot listen on {listen}: {e}"))?;
+    let reply = |status: u16, ctype: &str, body: String| Reply {
+        status,
+        headers: vec![("content-type".into(), ctype.into())],
+        body: body.into_bytes(),
+    };
+    Ok(crate::httpd::serve(
+        listener,
+        Arc::new(move |req: &Request| match req.path() {
+            "/metrics" => reply(200, "text/plain; version=0.0.4", registry.render()),
+            "/healthz" => reply(200, "text/plain", "ok\n".into()),
+            "/readyz" if registry.connected() => reply(200, "text/plain", "ready\n".into()),
+            "/readyz" => reply(503, "text/plain", "the output is not connected\n".into()),
+            _ => reply(
+                404,
+                "text/plain",
+                "try /metrics, /healthz or /readyz\n".into(),
+            ),
+        }),
+    ))
+}
+
+/// Memory figures for the seed's `[GC]` line.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Memory {
+    /// Share of the machine's memory in use, percent.
+    pub global_pct: f64,
+    /// Resident set size, MiB.
+    pub rss_mib: f64,
+    /// Virtual size, MiB.
+    pub vms_mib: f64,
+}
+
+impl Memory {
+    /// Reads `/proc/meminfo` and `/proc/self/statm` (zeros where they cannot be read).
+    pub fn now() -> Memory {
+        let kib = |text: &str, key: &str| -> Option<f64> {
+            text.lines()
+                .find(|l| l.starts_with(key))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let global_pct = match (kib(&meminfo, "MemTotal:"), kib(&meminfo, "MemAvailable:")) {
+            (Some(t), Some(a)) if t > 0.0 => 100.0 * (t - a) / t,
+            _ => 0.0,
+        };
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let mut pages = statm
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0));
+        let (vms, rss) = (pages.next().unwrap_or(0.0), pages.next().unwrap_or(0.0));
+        let page_mib = 4096.0 / 1_048_576.0;
+        Memory {
+            global_pct,
+            rss_mib: rss * page_mib,
+            vms_mib: vms * page_mib,
+        }
+    }
+
+    /// `[GC] global: a% -> b%, process: RSS(x MiB -> y MiB), VMS(…)`, from `before` to `self`.
+    pub fn line(&self, before: &Memory) -> String {
+        format!(
+            "[GC] global: {:.1}% -> {:.1}%, process: RSS({:.2}MiB -> {:.2}MiB), VMS({:.2}MiB -> {:.2}MiB)",
+            before.global_pct,
+            self.global_pct,
+            before.rss_mib,
+            self.rss_mib,
+            before.vms_mib,
+            self.vms_mib
+        )
+    }
+}
