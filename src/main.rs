@@ -1,4 +1,4 @@
-//! The `okta-collector` command line: `run`, `validate`, `status` and `demo`.
+//! The `okta-collector` command line: `run`, `validate`, `status`, `health` and `demo`.
 
 use clap::{Parser, Subcommand};
 use okta_collector::config::Config;
@@ -50,6 +50,17 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Probe a running collector's health endpoint (for a container HEALTHCHECK, where there
+    /// is no curl): exit 0 if it answers 2xx within 5 s, else 1.
+    Health {
+        /// The URL, e.g. http://127.0.0.1:9464/healthz (globals.metrics_listen).
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:9464/healthz"
+        )]
+        url: String,
+    },
     /// Run the real pipeline against a built-in simulated Okta org and a local Devo receiver
     /// with throwaway certificates. Needs no config and no network.
     Demo {
@@ -70,6 +81,19 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Validate { config } => validate_cmd(&config),
+        Command::Health { url } => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .into();
+            match agent.get(&url).call() {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Status { config } => match load(&config).map(|c| status::report(&c)) {
             Ok(Ok(text)) => {
                 print!("{text}");

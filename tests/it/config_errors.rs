@@ -242,3 +242,31 @@ fn the_example_config_parses_and_only_lacks_the_token_variable() {
     );
     assert_eq!(c.output.address, "collector-eu.devo.io");
 }
+
+#[test]
+fn the_packaged_configs_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The .deb's /etc/okta-collector/config.yaml.
+    let p = root.join("packaging/config.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
+    let c = okta_collector::config::Config::parse(&p, &text).unwrap();
+    assert_eq!(c.data_dir, std::path::Path::new("/var/lib/okta-collector"));
+    // The ConfigMap of the Kubernetes example.
+    let k8s = std::fs::read_to_string(root.join("packaging/kubernetes.yaml")).unwrap();
+    let start = k8s.find("  config.yaml: |\n").unwrap() + "  config.yaml: |\n".len();
+    let block: String = k8s[start..]
+        .lines()
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let text = block.replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
+    let c = okta_collector::config::Config::parse(
+        std::path::Path::new("/etc/okta-collector/config/config.yaml"),
+        &text,
+    )
+    .unwrap();
+    assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9464));
+    assert_eq!(c.okta.services.len(), 3);
+}
