@@ -76,6 +76,17 @@ struct RawGlobals {
     #[serde(default)]
     spool: RawSpool,
     metrics_listen: Option<String>,
+    log_file: Option<PathBuf>,
+    log_max_bytes: Option<u64>,
+    log_keep: Option<u32>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Deserialize, Default)]
@@ -271,6 +282,8 @@ pub struct Config {
     pub spool: SpoolLimits,
     /// `globals.metrics_listen`: where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `globals.log_file`, `log_max_bytes`, `log_keep`, `log_format`.
+    pub log: crate::logging::Options,
 }
 
 /// A Devo output.
@@ -719,6 +732,12 @@ impl Config {
                 ))
             })?),
         };
+        let log = crate::logging::Options {
+            file: raw.globals.log_file.as_deref().map(resolve),
+            max_bytes: raw.globals.log_max_bytes.unwrap_or(10 << 20),
+            keep: raw.globals.log_keep.unwrap_or(5),
+            json: raw.globals.log_format == Some(LogFormat::Json),
+        };
         let requests_per_minute = match raw.globals.requests_per_minute {
             None => Some(980),
             Some(0) => None,
@@ -742,6 +761,7 @@ impl Config {
             requests_per_minute,
             spool,
             metrics_listen,
+            log,
         })
     }
 }

@@ -1,31 +1,175 @@
-//! Log output: one line per record on stderr, `2024-12-04T17:16:01.224 INFO -> message`,
-//! in the seed collector's shape so existing log searches keep working.
+//! Log output: one line per record, `2024-12-04T17:16:01.224    INFO message`, in the seed
+//! collector's shape so existing log searches keep working; or one JSON object per line for
+//! log pipelines. To stderr, or to a file rotated by size.
 
-/// Installs the logger at `level`. Later calls are ignored; use [`set_level`] to change it.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where and how log lines go (`globals.log_file`, `log_max_bytes`, `log_keep`, `log_format`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// A file instead of stderr.
+    pub file: Option<PathBuf>,
+    /// Size at which the file is rotated (`file` → `file.1` → … `file.<keep>`).
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+    /// One JSON object per line instead of the seed's text lines.
+    pub json: bool,
+}
+
+/// Installs the logger on stderr at `level`. Later calls are ignored; use [`set_level`] to
+/// change the level.
 pub fn init(level: log::LevelFilter) {
-    let installed = fern::Dispatch::new()
+    let _ = init_with(level, &Options::default());
+}
+
+/// Installs the logger at `level` with `opts`.
+///
+/// # Errors
+/// A message naming the log file if it cannot be opened.
+pub fn init_with(level: log::LevelFilter, opts: &Options) -> Result<(), String> {
+    let json = opts.json;
+    let dispatch = fern::Dispatch::new()
         .level(log::LevelFilter::Trace)
         // Library chatter (rustls, ureq): warnings and errors only.
         .level_for("rustls", log::LevelFilter::Warn)
         .level_for("ureq", log::LevelFilter::Warn)
         .level_for("ureq_proto", log::LevelFilter::Warn)
-        .format(|out, message, record| {
+        .format(move |out, message, record| {
             let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-            out.finish(format_args!(
-                "{} {:>7} {}",
-                now.trim_end_matches('Z'),
-                record.level(),
-                message
-            ))
-        })
-        .chain(std::io::stderr())
-        .apply();
-    if installed.is_ok() {
+            if json {
+                let line = serde_json::json!({
+                    "time": now,
+                    "level": record.level().as_str(),
+                    "message": message.to_string(),
+                });
+                out.finish(format_args!("{line}"))
+            } else {
+                out.finish(format_args!(
+                    "{} {:>7} {}",
+                    now.trim_end_matches('Z'),
+                    record.level(),
+                    message
+                ))
+            }
+        });
+    let dispatch = match &opts.file {
+        None => dispatch.chain(std::io::stderr()),
+        Some(path) => {
+            let w = Rotating::open(path, opts.max_bytes, opts.keep)
+                .map_err(|e| format!("globals.log_file: cannot open {}: {e}", path.display()))?;
+            dispatch.chain(Box::new(w) as Box<dyn Write + Send>)
+        }
+    };
+    if dispatch.apply().is_ok() {
         set_level(level);
     }
+    Ok(())
 }
 
 /// Changes the level of the installed logger (a config reload).
 pub fn set_level(level: log::LevelFilter) {
     log::set_max_level(level);
+}
+
+/// A log file that rotates itself by size: `file` → `file.1` → … → `file.<keep>` (dropped).
+#[derive(Debug)]
+struct Rotating {
+    path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+    max: u64,
+    keep: u32,
+    /// The last write ended a line: a rotation now never splits one.
+    at_line_start: bool,
+}
+
+impl Rotating {
+    fn open(path: &Path, max: u64, keep: u32) -> std::io::Result<Rotating> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Rotating {
+            path: path.to_path_buf(),
+            file,
+            len,
+            max: max.max(4096),
+            keep,
+            at_line_start: true,
+        })
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        if self.keep == 0 {
+            self.file.set_len(0)?;
+        } else {
+            let _ = std::fs::remove_file(self.rotated(self.keep));
+            for n in (1..self.keep).rev() {
+                let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+            *self = Rotating::open(&self.path.clone(), self.max, self.keep)?;
+        }
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl Write for Rotating {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.at_line_start && self.len > 0 && self.len + buf.len() as u64 > self.max {
+            self.rotate()?;
+        }
+        let n = self.file.write(buf)?;
+        self.len += n as u64;
+        self.at_line_start = buf[..n].ends_with(b"\n");
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_rotates_by_size_and_keeps_n() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("okc.log");
+        let mut w = Rotating::open(&p, 4096, 2).unwrap();
+        let mut line = vec![b'x'; 999];
+        line.push(b'\n');
+        for _ in 0..20 {
+            // fern writes a record and its newline separately: never split between files.
+            w.write_all(&line[..999]).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+        for f in ["okc.log", "okc.log.1", "okc.log.2"] {
+            let text = std::fs::read(dir.path().join(f)).unwrap();
+            assert!(text.len().is_multiple_of(1000), "{f} holds whole lines");
+        }
+        assert!(std::fs::metadata(&p).unwrap().len() <= 4096);
+        assert!(
+            std::fs::metadata(dir.path().join("okc.log.1"))
+                .unwrap()
+                .len()
+                <= 4096
+        );
+        assert!(dir.path().join("okc.log.2").exists());
+        assert!(!dir.path().join("okc.log.3").exists(), "only 2 kept");
+    }
 }

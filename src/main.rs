@@ -145,7 +145,10 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    logging::init(config.log_level.filter());
+    if let Err(e) = logging::init_with(config.log_level.filter(), &config.log) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
     log::info!(
         "okta-collector {} starting (id {}, config {}, data_dir {}).",
         env!("CARGO_PKG_VERSION"),

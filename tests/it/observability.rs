@@ -124,3 +124,38 @@ fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
     assert_eq!(get(&addr, "/readyz").0, 200);
     stop(&env, &mut child);
 }
+
+#[test]
+fn json_logs_go_to_a_file_rotated_by_size() {
+    let mut env = Env::new(okta::Options {
+        total: 10_000,
+        initial: 10_000,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    let text = env.config_text("").replace(
+        "  log_level: info\n",
+        "  log_level: debug\n  log_file: okc.log\n  log_max_bytes: 4096\n  log_keep: 2\n  log_format: json\n",
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    assert!(wait_until(Duration::from_secs(30), || devo.count() >= 10_000));
+    stop(&env, &mut child);
+    let log = env.path().join("okc.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.len() <= 4096 + 1024, "{} bytes", text.len());
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["time"].is_string() && v["level"].is_string() && v["message"].is_string());
+    }
+    assert!(env.path().join("okc.log.1").exists(), "rotated");
+    let all = format!(
+        "{}{}{}",
+        std::fs::read_to_string(env.path().join("okc.log.2")).unwrap_or_default(),
+        std::fs::read_to_string(env.path().join("okc.log.1")).unwrap(),
+        text
+    );
+    assert!(all.contains("Stopped cleanly."), "{all}");
+    assert!(!all.contains(TOKEN));
+    assert!(env.logs().is_empty(), "nothing on stderr: {}", env.logs());
+}
