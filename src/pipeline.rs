@@ -10,6 +10,10 @@ use crate::shutdown::Shutdown;
 use spool::Spool;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
+/// How often the output's send statistics line is logged.
+pub const SEND_STATS_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Live figures of one table, for the demo's display.
 #[derive(Debug, Clone)]
@@ -160,6 +164,33 @@ impl Pipeline {
             let sd = shutdown.clone();
             tasks.push(smol::spawn(async move { p.run(sd).await.map_err(|e| e.0) }));
         }
+        // A send statistics line for the output every SEND_STATS_PERIOD.
+        let (stats, output, sd) = (self.stats.clone(), self.output.clone(), shutdown.clone());
+        let _stats_task = smol::spawn(async move {
+            let mut last: Vec<u64> = stats
+                .iter()
+                .map(|t| t.delivered.load(Ordering::Relaxed))
+                .collect();
+            while !sd.sleep(SEND_STATS_PERIOD).await {
+                let now: Vec<u64> = stats
+                    .iter()
+                    .map(|t| t.delivered.load(Ordering::Relaxed))
+                    .collect();
+                let per_table: Vec<String> = stats
+                    .iter()
+                    .zip(now.iter().zip(&last))
+                    .map(|(t, (n, l))| format!("{} {}", t.tag, n - l))
+                    .collect();
+                let waiting: u64 = stats.iter().map(|t| t.spool.backlog()).sum();
+                log::info!(
+                    "DevoSender({output}) -> Send statistics for the last {}s: {} events sent ({}); {waiting} waiting in the spool.",
+                    SEND_STATS_PERIOD.as_secs(),
+                    now.iter().zip(&last).map(|(n, l)| n - l).sum::<u64>(),
+                    per_table.join(", ")
+                );
+                last = now;
+            }
+        });
         // The forwarder stops only after the pullers, so the frame in hand is sent.
         let pullers_done = Shutdown::new();
         let f = self.forwarder;
