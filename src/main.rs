@@ -224,14 +224,18 @@ async fn next_config(
     }
 }
 
-/// Opens the pipeline; the previous one's spool locks may take a moment to be released.
-async fn build_retrying(config: &Config) -> Result<Pipeline, String> {
-    let mut tries = 0;
+/// Opens the pipeline, retrying for `patience`: after a reload the previous pipeline's spool
+/// locks may take a moment to be released (everything else was checked before the switch).
+async fn build_retrying(
+    config: &Config,
+    patience: std::time::Duration,
+) -> Result<Pipeline, String> {
+    let deadline = std::time::Instant::now() + patience;
     loop {
         match Pipeline::build(config) {
             Ok(p) => return Ok(p),
-            Err(e) if tries < 25 && e.contains("another process") => {
-                tries += 1;
+            Err(e) if std::time::Instant::now() < deadline => {
+                log::debug!("Opening the pipeline failed ({e}); retrying.");
                 smol::Timer::after(std::time::Duration::from_millis(200)).await;
             }
             Err(e) => return Err(e),
@@ -247,8 +251,10 @@ async fn supervise(
     mut watcher: Option<ConfigWatcher>,
     registry: metrics::Registry,
 ) -> Result<(), String> {
+    let mut patience = std::time::Duration::ZERO;
     loop {
-        let pipeline = build_retrying(&config).await?;
+        let pipeline = build_retrying(&config, patience).await?;
+        patience = std::time::Duration::from_secs(5);
         registry.track(&pipeline);
         let generation = Shutdown::new();
         let mut task = smol::spawn(pipeline.run(generation.clone()));
