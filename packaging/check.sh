@@ -17,7 +17,7 @@ command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --quiet
 cargo deb --quiet --output "$tmp/okta-collector.deb" >/dev/null
 listing=$(dpkg-deb -c "$tmp/okta-collector.deb")
 for f in ./usr/bin/okta-collector ./etc/okta-collector/config.yaml \
-         ./lib/systemd/system/okta-collector.service ./usr/share/doc/okta-collector/config.example.yaml; do
+         ./usr/lib/systemd/system/okta-collector.service ./usr/share/doc/okta-collector/config.example.yaml; do
   grep -q " $f\$" <<<"$listing" || { echo "packaging: $f missing from the .deb" >&2; exit 1; }
 done
 echo "packaging: cargo deb builds $(dpkg-deb -f "$tmp/okta-collector.deb" Package) $(dpkg-deb -f "$tmp/okta-collector.deb" Version)"
