@@ -50,7 +50,7 @@ pub struct Puller {
     pub counters: Arc<Counters>,
     /// Request pacing (local budgets and Okta's headers).
     pub pacer: super::budget::Pacer,
-    /// Set by `run`: lets a retried spool write give up at shutdown.
+    /// The shutdown flag, set by `run` (a retried spool write gives up on it too).
     pub stop: Shutdown,
     /// When the spool counts as full.
     pub spool_limits: SpoolLimits,
@@ -130,15 +130,16 @@ impl Puller {
     /// # Errors
     /// [`Fatal`] when the spool cannot be written any more.
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), Fatal> {
-        self.stop = shutdown.clone();
-        match self.run_cycles(shutdown).await {
+        self.stop = shutdown;
+        match self.run_cycles().await {
             Ok(()) | Err(Halt::Shutdown) => Ok(()),
             Err(Halt::Fatal(e)) => Err(Fatal(e)),
         }
     }
 
-    async fn run_cycles(&self, shutdown: Shutdown) -> Result<(), Halt> {
+    async fn run_cycles(&self) -> Result<(), Halt> {
         use super::{inventory, logs};
+        let shutdown = &self.stop;
         enum State {
             Logs(super::cursor::LogsCursor),
             Incremental(inventory::IncrementalCursor),
@@ -162,9 +163,9 @@ impl Puller {
                 return Ok(());
             }
             let end = match &mut state {
-                State::Logs(c) => logs::cycle(self, c, &shutdown).await?,
-                State::Incremental(c) => inventory::incremental_cycle(self, c, &shutdown).await?,
-                State::Snapshot(c) => inventory::snapshot_cycle(self, c, &shutdown).await?,
+                State::Logs(c) => logs::cycle(self, c, shutdown).await?,
+                State::Incremental(c) => inventory::incremental_cycle(self, c, shutdown).await?,
+                State::Snapshot(c) => inventory::snapshot_cycle(self, c, shutdown).await?,
             };
             let wait = match end {
                 CycleEnd::Shutdown => return Ok(()),
