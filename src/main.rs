@@ -290,6 +290,7 @@ async fn supervise(
                 );
                 generation.trigger();
                 task.await?;
+                registry.clear();
                 logging::set_level(c.log_level.filter());
                 config = *c;
             }

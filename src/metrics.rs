@@ -30,6 +30,12 @@ impl Registry {
         });
     }
 
+    /// Stops reporting (and drops the handles on the stopped pipeline's spools, so their locks
+    /// are released before a reload opens them again).
+    pub fn clear(&self) {
+        *lock(&self.0) = None;
+    }
+
     fn connected(&self) -> bool {
         lock(&self.0)
             .as_ref()
