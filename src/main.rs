@@ -1,4 +1,4 @@
-//! The `okta-collector` command line: `run`, `validate`, `status`, `health` and `demo`.
+//! The `okta-collector` command line: `run`, `validate`, `status`, `health`, `sim` and `demo`.
 
 use clap::{Parser, Subcommand};
 use okta_collector::config::Config;
@@ -61,6 +61,35 @@ enum Command {
         )]
         url: String,
     },
+    /// Serve the built-in simulated Okta org over HTTP until SIGTERM or SIGINT: all seven
+    /// endpoints with realistic objects, a System Log backlog and live rate, optional rate
+    /// limits with real headers and 429s. Events are generated on demand, never all held.
+    Sim {
+        /// Address to listen on (loopback unless you mean otherwise).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The API token it accepts (as `SSWS <token>`).
+        #[arg(long, default_value = "sim-token", value_name = "TOKEN")]
+        token: String,
+        /// System Log events in all.
+        #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+        events: u64,
+        /// Events available at start (default: all of them).
+        #[arg(long, value_name = "N")]
+        initial: Option<u64>,
+        /// Events that become available per second after that.
+        #[arg(long, default_value_t = 0.0, value_name = "N")]
+        rate: f64,
+        /// Users (groups, apps, idps, zones and clients scale with it).
+        #[arg(long, default_value_t = 250, value_name = "N")]
+        users: u64,
+        /// Enforce this many requests per endpoint per window, with X-Rate-Limit-* and 429s.
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u64>,
+        /// The rate-limit window in seconds (Okta's is 60).
+        #[arg(long, default_value_t = 60, value_name = "S")]
+        rate_window: u64,
+    },
     /// Run the real pipeline against a built-in simulated Okta org and a local Devo receiver
     /// with throwaway certificates. Needs no config and no network.
     Demo {
@@ -105,6 +134,55 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Sim {
+            listen,
+            token,
+            events,
+            initial,
+            rate,
+            users,
+            rate_limit,
+            rate_window,
+        } => {
+            use okta_collector::sim;
+            let shutdown = Shutdown::new();
+            if let Err(e) = on_signals(shutdown.clone()) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            let opts = sim::okta::Options {
+                token: token.clone(),
+                total: events,
+                initial: initial.unwrap_or(events),
+                rate_per_sec: rate,
+                objects: sim::inventory::Counts {
+                    users,
+                    groups: (users / 6).max(1),
+                    apps: (users / 8).max(1),
+                    idps: 3,
+                    zones: 4,
+                    clients: (users / 20).max(1),
+                },
+                rate_limit,
+                rate_window: std::time::Duration::from_secs(rate_window.max(1)),
+                ..Default::default()
+            };
+            match sim::okta::OktaSim::start(listen, opts) {
+                Ok(org) => {
+                    println!(
+                        "Simulated Okta org at {} (token {token:?}): {events} System Log events, {users} users. Ctrl-C stops.",
+                        org.url()
+                    );
+                    println!("okta_url: {}   start: {}", org.url(), org.start_time());
+                    smol::block_on(shutdown.wait());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: cannot listen on {listen}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo {
             seconds,
             keep,

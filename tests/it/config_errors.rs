@@ -4,6 +4,7 @@ use crate::harness::*;
 use okta_collector::config::ServiceKind;
 use okta_collector::sim::okta::{self, Fault};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 /// `run` on a config that must be refused: killed (and the test failed) if it is still
 /// running after 20 s, i.e. if the config was accepted.
@@ -16,7 +17,7 @@ fn run_with(env: &Env, text: &str) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_exit(&mut child, std::time::Duration::from_secs(20));
+    wait_exit(&mut child, Duration::from_secs(20));
     child.wait_with_output().unwrap()
 }
 
@@ -269,4 +270,56 @@ fn the_packaged_configs_parse() {
     .unwrap();
     assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9464));
     assert_eq!(c.okta.services.len(), 3);
+}
+
+#[test]
+fn the_sim_command_serves_a_simulated_org_until_sigterm() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let mut child = Command::new(bin())
+        .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--events", "2500", "--users", "30", "--token", "t0k"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str, token: &str| -> (u16, Vec<serde_json::Value>) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: SSWS {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = s.read(&mut chunk).unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                    let items = serde_json::from_str(body).unwrap_or_default();
+                    return (status, items);
+                }
+            }
+            assert!(n > 0, "closed early");
+        }
+    };
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let (status, events) = get("/api/v1/logs?since=2000-01-01T00:00:00Z&limit=1000", "t0k");
+    assert_eq!((status, events.len()), (200, 1000));
+    assert!(events.iter().all(|e| e["uuid"].is_string()));
+    let (status, users) = get("/api/v1/users?limit=200", "t0k");
+    assert_eq!(status, 200);
+    assert!(!users.is_empty() && users.len() <= 30, "{}", users.len());
+    assert_eq!(get("/api/v1/logs", "wrong").0, 401);
+    signal(&child, 15);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
