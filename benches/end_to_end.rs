@@ -1,0 +1,191 @@
+//! Benchmarks 1 and 3: the real `okta-collector` binary pulls System Log events from the
+//! simulator and delivers them over mutual TLS to the receiver, all on 127.0.0.1.
+//!
+//! 1. end to end: events per second, CPU seconds per million events, peak RSS of the
+//!    collector process (the simulator and receiver run in this bench process, not in it);
+//! 3. outage drain: the same events pulled while Devo is down, then Devo comes up: the
+//!    backlog's drain rate.
+//!
+//! `cargo bench --bench end_to_end` (1,000,000 events); `-- --events 200000` for a quicker run.
+#![allow(clippy::expect_used)] // a benchmark: a panic is a failed run, with its message
+
+use okta_collector::sim::{certs, devo, okta};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (user + system CPU seconds, peak RSS in MiB) of a running process.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm / 1024.0)
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    pki: certs::Pki,
+    sim: okta::OktaSim,
+    port: u16,
+}
+
+impl Run {
+    fn new(events: u64) -> Run {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = certs::generate(&dir.path().join("certs"), "bench CA").expect("certs");
+        let sim = okta::OktaSim::start(
+            ([127, 0, 0, 1], 0).into(),
+            okta::Options {
+                token: "bench-token".into(),
+                total: events,
+                initial: events,
+                ..Default::default()
+            },
+        )
+        .expect("simulator");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let config = format!(
+            r#"globals:
+  data_dir: data
+  log_level: warn
+  requests_per_minute: 0
+  spool:
+    max_bytes_per_table: 8589934592
+outputs:
+  devo:
+    type: devo_platform
+    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
+inputs:
+  okta:
+    credentials: {{okta_url: "{url}", api_token: bench-token}}
+    services:
+      logs: {{start: "{start}", request_period_in_seconds: 1, requests_limits: []}}
+"#,
+            url = sim.url(),
+            start = sim.start_time(),
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+        Run {
+            dir,
+            pki,
+            sim,
+            port,
+        }
+    }
+
+    fn receiver(&self) -> devo::Receiver {
+        devo::Receiver::start(
+            ([127, 0, 0, 1], self.port).into(),
+            &self.pki,
+            devo::Options {
+                keep_lines: false,
+                verify_delay: Duration::ZERO,
+            },
+        )
+        .expect("receiver")
+    }
+
+    fn spawn(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_okta-collector"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("config.yaml"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("okta-collector")
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+fn main() {
+    let events = arg("--events", 1_000_000);
+    println!("end-to-end benchmarks: cargo bench --bench end_to_end -- --events {events}");
+
+    // 1. End to end.
+    let run = Run::new(events);
+    let rx = run.receiver();
+    let started = Instant::now();
+    let child = run.spawn();
+    let mut last = (0.0, 0.0);
+    while rx.count() < events {
+        last = usage(child.id());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu, rss) = usage(child.id());
+    let (cpu, rss) = (cpu.max(last.0), rss.max(last.1));
+    stop(child);
+    println!(
+        "  1. end to end: {events} events in {secs:.1}s = {:.0} events/s; {:.2} CPU s per million events; peak RSS {rss:.1} MiB; {} requests",
+        events as f64 / secs,
+        cpu * 1e6 / events as f64,
+        run.sim.requests()
+    );
+
+    // 3. Outage drain: pull everything with Devo down, then bring it up.
+    let run = Run::new(events);
+    let started = Instant::now();
+    let child = run.spawn();
+    let spool = run.dir.path().join("data/spool/logs");
+    // Pulled when the simulator has served every page and nothing more is being written.
+    let mut prev = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let bytes: u64 = std::fs::read_dir(&spool)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if bytes > 0 && bytes == prev {
+            break;
+        }
+        prev = bytes;
+    }
+    let pulled = started.elapsed().as_secs_f64();
+    let rx = run.receiver();
+    let drain = Instant::now();
+    while rx.count() < events {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let secs = drain.elapsed().as_secs_f64();
+    let (_, rss) = usage(child.id());
+    stop(child);
+    println!(
+        "  3. outage drain: {events} events pulled into the spool in {pulled:.1}s while Devo was down ({:.1} MiB on disk); drained in {secs:.1}s = {:.0} events/s; peak RSS {rss:.1} MiB",
+        prev as f64 / 1_048_576.0,
+        events as f64 / secs
+    );
+}
