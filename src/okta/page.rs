@@ -135,7 +135,10 @@ fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str
 /// whitespace between tokens, since JSON strings escape them), which is then removed along
 /// with the other whitespace between tokens. String contents are never touched.
 pub fn one_line(raw: &str) -> Cow<'_, str> {
-    if !raw.contains(['\n', '\r']) {
+    // Two single-byte searches (memchr) are far faster than one search for a set of chars,
+    // which decodes every char: this check ran on every byte of every event (a fifth of the
+    // puller's CPU in a profile).
+    if !raw.contains('\n') && !raw.contains('\r') {
         return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
