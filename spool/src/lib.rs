@@ -1,17 +1,19 @@
-//! An append-only, segmented, crash-safe on-disk spool with one producer and one consumer.
+//! An append-only, segmented, crash-safe on-disk spool with one producer and one or more
+//! consumers, each with its own durable ack position.
 //!
 //! The producer appends a *batch* of opaque events together with its *cursor* (the position
 //! in the source that the batch brings it to) as one frame. The frame is `fdatasync`ed before
 //! [`Spool::append`] returns, so after a crash at any instant the spool holds either the whole
 //! batch and its cursor or neither: the producer resumes from [`Spool::cursor`] and never loses
-//! or repeats a batch. The consumer reads frames up to the durable end only, and records its
-//! progress with [`Spool::ack`]; whole segments below the acked position are deleted.
+//! or repeats a batch. Each consumer reads frames up to the durable end only, and records its
+//! progress with [`Spool::ack_by`]; whole segments below the slowest consumer's ack are deleted.
 //!
 //! # Files (one directory per spool)
 //!
 //! ```text
 //! LOCK                       flock()ed while a Spool is open; a second opener gets Error::Locked
-//! ack.state                  consumer progress, two checksummed slots (see `ack.rs`)
+//! ack.state                  the default consumer's progress, two checksummed slots (`ack.rs`)
+//! ack.<name>.state           a named consumer's progress (see [`Spool::open_consumers`])
 //! 00000000000000000000.seg   segments, named by the sequence number of their first event
 //! 00000000000000052311.seg   (20 digits, u64, never wraps)
 //! *.corrupt                  segments whose header failed validation, set aside at startup
@@ -48,8 +50,10 @@
 //!
 //! # Recovery (at [`Spool::open`]; its cost does not grow with the backlog)
 //!
-//! 1. Take `LOCK`; read `ack.state` (no valid slot: start from the oldest segment).
-//! 2. Delete segments wholly below the acked position; set aside segments whose header is bad
+//! 1. Take `LOCK`; read each consumer's ack file (none, or no valid slot: that consumer starts
+//!    from the oldest segment).
+//! 2. Delete segments wholly below the slowest consumer's position; set aside segments whose
+//!    header is bad
 //!    (a last segment no longer than a header was created but never used: deleted).
 //! 3. Scan the *last* segment only: truncate it at the first invalid or incomplete frame (a torn
 //!    tail) or at the first pending frame not followed by a commit, `fdatasync`, and recover the
@@ -206,7 +210,8 @@ struct Inner {
     spool_id: [u8; 16],
     writer: Mutex<Writer>,
     durable: Mutex<Durable>,
-    acked: Mutex<Acked>,
+    /// One per consumer, in the order given to [`Spool::open_consumers`].
+    acked: Mutex<Vec<Acked>>,
     data_ready: event_listener::Event,
     /// Held (flock) for the lifetime of the spool; released when dropped.
     _lock: File,
@@ -249,7 +254,34 @@ impl Writer {
 #[derive(Debug)]
 struct Acked {
     file: ack::AckFile,
+    path: PathBuf,
     pos: Position,
+}
+
+/// The ack file of consumer `name` (`""` is the default consumer of [`Spool::open`]).
+fn ack_path(dir: &Path, name: &str) -> PathBuf {
+    if name.is_empty() {
+        dir.join("ack.state")
+    } else {
+        dir.join(format!("ack.{name}.state"))
+    }
+}
+
+/// The position of the slowest consumer.
+fn slowest(acked: &[Acked]) -> Position {
+    acked
+        .iter()
+        .map(|a| a.pos)
+        .min_by_key(|p| p.seq)
+        .unwrap_or_default()
+}
+
+/// True if `name` can name a consumer: letters, digits, `_` and `-` (it is part of a file name).
+pub fn valid_consumer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -366,12 +398,43 @@ fn scan_segment(file: &File, first_seq: u64, len: u64, max_body: u32) -> io::Res
 }
 
 impl Spool {
-    /// Opens (creating if needed) the spool in `dir`, recovering from any crash.
+    /// Opens (creating if needed) the spool in `dir` with one consumer (its ack file is
+    /// `ack.state`), recovering from any crash.
     ///
     /// # Errors
     /// [`Error::Locked`] if another process has it open; [`Error::Io`] if the directory or its
     /// files cannot be read or written.
     pub fn open(dir: &Path, opts: Options) -> Result<Spool> {
+        Spool::open_consumers(dir, opts, &[""])
+    }
+
+    /// Opens the spool with one consumer per name (ack file `ack.<name>.state`; the empty name
+    /// is `ack.state`). Consumers are then addressed by their index in `consumers`.
+    ///
+    /// A consumer with no ack file yet starts at the oldest segment, except that a spool which
+    /// had one consumer (`ack.state`) hands its position to each new named consumer (so naming
+    /// the one output of an older version neither re-sends nor skips anything); `ack.state` is
+    /// then removed. Ack files of consumers not named are left alone and do not hold segments
+    /// back.
+    ///
+    /// # Errors
+    /// As [`Spool::open`]; [`Error::Io`] (`op` "name consumer") for a name that is not
+    /// [`valid_consumer_name`] or an empty list.
+    pub fn open_consumers(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Spool> {
+        if consumers.is_empty()
+            || consumers
+                .iter()
+                .any(|c| !c.is_empty() && !valid_consumer_name(c))
+        {
+            return Err(Error::Io {
+                op: "name consumer",
+                path: dir.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("consumer names must be letters, digits, _ or -: {consumers:?}"),
+                ),
+            });
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -390,9 +453,33 @@ impl Spool {
             Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.into() }),
             Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
         }
-        let ack_path = dir.join("ack.state");
-        let (ack_file, ack_pos) =
-            ack::AckFile::open(&ack_path).map_err(io_err("open", &ack_path))?;
+        let legacy_path = ack_path(dir, "");
+        let legacy = if consumers.iter().all(|c| !c.is_empty()) {
+            ack::AckFile::read(&legacy_path).map_err(io_err("read", &legacy_path))?
+        } else {
+            None
+        };
+        let mut acks = Vec::with_capacity(consumers.len());
+        for name in consumers {
+            let path = ack_path(dir, name);
+            let fresh = !path.exists();
+            let (mut file, mut pos) = ack::AckFile::open(&path).map_err(io_err("open", &path))?;
+            if let (true, Some(l)) = (fresh, legacy) {
+                file.write(l).map_err(io_err("write", &path))?;
+                pos = Some(l);
+            }
+            acks.push((file, path, pos));
+        }
+        if legacy.is_some() {
+            sync_dir(dir)?;
+            fs::remove_file(&legacy_path).map_err(io_err("delete", &legacy_path))?;
+        }
+        // Segments go only once every consumer is past them; one with no position holds all.
+        let ack_pos = acks
+            .iter()
+            .map(|(_, _, p)| *p)
+            .collect::<Option<Vec<Position>>>()
+            .and_then(|v| v.into_iter().min_by_key(|p| p.seq));
 
         let mut segments = list_segments(dir)?;
         if let Some(a) = ack_pos {
@@ -546,11 +633,21 @@ impl Spool {
             }
         };
         let oldest = valid.first().copied().unwrap_or(writer.segment);
-        let pos = ack_pos.unwrap_or(Position {
+        let start = Position {
             seq: oldest,
             segment: oldest,
             offset: HEADER_LEN,
-        });
+        };
+        let acked = acks
+            .into_iter()
+            .map(|(file, path, pos)| Acked {
+                file,
+                path,
+                // A position in a segment that is gone (the other consumers were past it while
+                // this one was not configured) starts at the oldest segment.
+                pos: pos.filter(|p| p.seq >= oldest).unwrap_or(start),
+            })
+            .collect();
         let durable = Durable {
             segment: writer.segment,
             offset: writer.offset,
@@ -563,10 +660,7 @@ impl Spool {
                 spool_id,
                 writer: Mutex::new(writer),
                 durable: Mutex::new(durable),
-                acked: Mutex::new(Acked {
-                    file: ack_file,
-                    pos,
-                }),
+                acked: Mutex::new(acked),
                 data_ready: event_listener::Event::new(),
                 _lock: lock_file,
             }),
@@ -607,12 +701,32 @@ impl Spool {
         *lock(&self.inner.durable)
     }
 
-    /// The consumer's last durable ack.
+    /// The slowest consumer's last durable ack (the only one's, with one consumer).
     pub fn acked(&self) -> Position {
-        lock(&self.inner.acked).pos
+        slowest(&lock(&self.inner.acked))
     }
 
-    /// Number of events appended but not yet acked.
+    /// Consumer `consumer`'s last durable ack.
+    ///
+    /// # Panics
+    /// If `consumer` is not an index into the names the spool was opened with.
+    pub fn acked_by(&self, consumer: usize) -> Position {
+        lock(&self.inner.acked)[consumer].pos
+    }
+
+    /// Number of consumers.
+    pub fn consumers(&self) -> usize {
+        lock(&self.inner.acked).len()
+    }
+
+    /// Number of events appended but not yet acked by consumer `consumer`.
+    pub fn backlog_of(&self, consumer: usize) -> u64 {
+        self.durable()
+            .next_seq
+            .saturating_sub(self.acked_by(consumer).seq)
+    }
+
+    /// Number of events appended but not yet acked by every consumer.
     pub fn backlog(&self) -> u64 {
         self.durable().next_seq.saturating_sub(self.acked().seq)
     }
@@ -778,27 +892,40 @@ impl Spool {
         Ok(())
     }
 
-    /// Durably records that every event below `pos.seq` is delivered, then deletes the segments
-    /// that holds only such events. An ack below the current one is ignored.
+    /// [`Spool::ack_by`] for the first (with [`Spool::open`], the only) consumer.
+    ///
+    /// # Errors
+    /// As [`Spool::ack_by`].
+    pub fn ack(&self, pos: Position) -> Result<()> {
+        self.ack_by(0, pos)
+    }
+
+    /// Durably records that consumer `consumer` has every event below `pos.seq`, then deletes
+    /// the segments that hold only events every consumer has. An ack below the consumer's
+    /// current one is ignored.
     ///
     /// # Errors
     /// [`Error::Io`] if the ack file cannot be written or a segment cannot be deleted.
-    pub fn ack(&self, pos: Position) -> Result<()> {
+    ///
+    /// # Panics
+    /// If `consumer` is not an index into the names the spool was opened with.
+    pub fn ack_by(&self, consumer: usize, pos: Position) -> Result<()> {
         let inner = &*self.inner;
-        let mut a = lock(&inner.acked);
+        let mut all = lock(&inner.acked);
+        let before = slowest(&all);
+        let a = &mut all[consumer];
         if pos.seq < a.pos.seq || pos == a.pos {
             return Ok(());
         }
-        let ack_path = inner.dir.join("ack.state");
-        a.file.write(pos).map_err(io_err("write", &ack_path))?;
-        let moved_segment = pos.segment != a.pos.segment;
+        a.file.write(pos).map_err(io_err("write", &a.path))?;
         a.pos = pos;
-        drop(a);
-        if moved_segment {
+        let after = slowest(&all);
+        drop(all);
+        if after.segment != before.segment {
             let active = lock(&inner.durable).segment;
             let segs = list_segments(&inner.dir)?;
             for pair in segs.windows(2) {
-                if pair[1] <= pos.seq && pair[0] != active {
+                if pair[1] <= after.seq && pair[0] != active {
                     let p = segment_path(&inner.dir, pair[0]);
                     fs::remove_file(&p).map_err(io_err("delete", &p))?;
                 }
@@ -807,8 +934,16 @@ impl Spool {
         Ok(())
     }
 
-    /// A reader positioned at the consumer's last ack.
+    /// A reader positioned at the first consumer's last ack.
     pub fn reader(&self) -> Reader {
+        self.reader_for(0)
+    }
+
+    /// A reader positioned at consumer `consumer`'s last ack.
+    ///
+    /// # Panics
+    /// If `consumer` is not an index into the names the spool was opened with.
+    pub fn reader_for(&self, consumer: usize) -> Reader {
         let mut r = Reader {
             inner: self.inner.clone(),
             segment: 0,
@@ -818,16 +953,29 @@ impl Spool {
             corrupt_frames: 0,
             lost_events: 0,
         };
-        r.seek(self.acked());
+        r.seek(self.acked_by(consumer));
         r
     }
+}
+
+/// What [`inspect`] finds of one consumer.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerState {
+    /// The consumer's name.
+    pub name: String,
+    /// Every event below this sequence number has been delivered to it.
+    pub acked_seq: u64,
+    /// Last change of its ack file (its last recorded delivery), if it recorded one.
+    pub last_ack: Option<std::time::SystemTime>,
 }
 
 /// What [`inspect`] finds in a spool directory.
 #[derive(Debug, Clone, Default)]
 pub struct Inspection {
-    /// Every event below this sequence number has been delivered.
+    /// Every event below this sequence number has been delivered to every consumer.
     pub acked_seq: u64,
+    /// Each consumer's progress, in the order asked for.
+    pub consumers: Vec<ConsumerState>,
     /// The sequence number the next event will get (from the committed frames).
     pub next_seq: u64,
     /// Segment files.
@@ -844,7 +992,7 @@ pub struct Inspection {
     pub oldest_segment_created: Option<std::time::SystemTime>,
     /// Last change of the newest segment (the last append).
     pub last_append: Option<std::time::SystemTime>,
-    /// Last change of the ack file (the last recorded delivery).
+    /// The most recent recorded delivery, to any consumer.
     pub last_ack: Option<std::time::SystemTime>,
 }
 
@@ -857,19 +1005,43 @@ impl Inspection {
 
 /// Reads a spool directory without taking its lock or writing anything, so it works while the
 /// owning process runs (what it reads may be a moment old). Frames being written are ignored.
+/// `consumers` are named as for [`Spool::open_consumers`].
 ///
 /// # Errors
 /// [`Error::Io`] if the directory or a file cannot be read.
-pub fn inspect(dir: &Path, opts: Options) -> Result<Inspection> {
+pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspection> {
     let segments = list_segments(dir)?;
-    let ack_path = dir.join("ack.state");
-    let ack = ack::AckFile::read(&ack_path).map_err(io_err("read", &ack_path))?;
+    let mut acks = Vec::with_capacity(consumers.len());
     let mut out = Inspection {
         segments: segments.len(),
-        // The file exists from the first open on; only a recorded position is a send.
-        last_ack: ack.and_then(|_| fs::metadata(&ack_path).and_then(|m| m.modified()).ok()),
         ..Inspection::default()
     };
+    for name in consumers {
+        let path = ack_path(dir, name);
+        let pos = ack::AckFile::read(&path).map_err(io_err("read", &path))?;
+        // The file exists from the first open on; only a recorded position is a send.
+        let last_ack = pos.and_then(|_| fs::metadata(&path).and_then(|m| m.modified()).ok());
+        out.last_ack = out.last_ack.max(last_ack);
+        acks.push((name.to_string(), pos, last_ack));
+    }
+    let oldest = segments.first().copied().unwrap_or(0);
+    let start = Position {
+        seq: oldest,
+        segment: oldest,
+        offset: HEADER_LEN,
+    };
+    for (name, pos, last_ack) in &acks {
+        out.consumers.push(ConsumerState {
+            name: name.clone(),
+            acked_seq: pos.filter(|p| p.seq >= oldest).unwrap_or(start).seq,
+            last_ack: *last_ack,
+        });
+    }
+    let ack = acks
+        .iter()
+        .map(|(_, p, _)| p.filter(|p| p.seq >= oldest))
+        .collect::<Option<Vec<Position>>>()
+        .and_then(|v| v.into_iter().min_by_key(|p| p.seq));
     let mut sizes = Vec::with_capacity(segments.len());
     for &seg in &segments {
         let len = fs::metadata(segment_path(dir, seg)).map_or(0, |m| m.len());
@@ -879,6 +1051,9 @@ pub fn inspect(dir: &Path, opts: Options) -> Result<Inspection> {
     let Some(&last) = segments.last() else {
         out.acked_seq = ack.map_or(0, |a| a.seq);
         out.next_seq = out.acked_seq;
+        for c in &mut out.consumers {
+            c.acked_seq = out.acked_seq;
+        }
         return Ok(out);
     };
     let last_path = segment_path(dir, last);

@@ -594,3 +594,99 @@ fn a_torn_ack_file_falls_back_to_the_older_slot_and_loses_nothing() {
     let s = Spool::open(dir.path(), small()).unwrap();
     assert!(read_all(&s).len() >= 30 - 12);
 }
+
+/// Reads everything consumer `c` has not acked and returns its last position and event count.
+fn drain(s: &Spool, c: usize) -> (Position, usize) {
+    let mut r = s.reader_for(c);
+    let (mut last, mut n) = (s.acked_by(c), 0);
+    while let Some(f) = r.next_frame().unwrap() {
+        n += f.len();
+        last = f.position(f.end_seq());
+    }
+    (last, n)
+}
+
+#[test]
+fn segments_stay_until_every_consumer_has_acked_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spool::open_consumers(dir.path(), small(), &["devo", "relay"]).unwrap();
+    fill(&s, 0, 20);
+    let segs = list_segments(dir.path()).unwrap().len();
+    let (end_a, n_a) = drain(&s, 0);
+    assert_eq!(n_a, 60);
+    s.ack_by(0, end_a).unwrap();
+    assert_eq!(
+        list_segments(dir.path()).unwrap().len(),
+        segs,
+        "relay still needs them"
+    );
+    assert_eq!(s.backlog_of(0), 0);
+    assert_eq!(s.backlog_of(1), 60);
+    assert_eq!(s.backlog(), 60, "the slowest consumer counts");
+    let (end_b, n_b) = drain(&s, 1);
+    assert_eq!(n_b, 60, "the second consumer reads everything on its own");
+    s.ack_by(1, end_b).unwrap();
+    assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    drop(s);
+    assert!(dir.path().join("ack.devo.state").exists());
+    assert!(dir.path().join("ack.relay.state").exists());
+    let s = Spool::open_consumers(dir.path(), small(), &["devo", "relay"]).unwrap();
+    assert_eq!((s.backlog_of(0), s.backlog_of(1)), (0, 0));
+    let i = inspect(dir.path(), small(), &["devo", "relay"]).unwrap();
+    assert_eq!(i.consumers.len(), 2);
+    assert!(i.consumers.iter().all(|c| c.acked_seq == 60));
+}
+
+#[test]
+fn a_consumer_added_later_starts_at_the_oldest_segment_and_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Spool::open_consumers(dir.path(), small(), &["devo"]).unwrap();
+        fill(&s, 0, 20);
+        let (mid, _) = {
+            let mut r = s.reader_for(0);
+            let f = r.next_frame().unwrap().unwrap();
+            (f.position(f.end_seq()), ())
+        };
+        s.ack_by(0, mid).unwrap();
+    }
+    let s = Spool::open_consumers(dir.path(), small(), &["devo", "console"]).unwrap();
+    assert_eq!(
+        s.acked_by(1).seq,
+        0,
+        "the new consumer starts at the oldest event"
+    );
+    assert_eq!(s.acked_by(0).seq, 3);
+    let (end, n) = drain(&s, 0);
+    assert_eq!(n, 57);
+    s.ack_by(0, end).unwrap();
+    assert_eq!(
+        drain(&s, 1).1,
+        60,
+        "nothing was deleted under the new consumer"
+    );
+    // Removing a consumer from the list stops it holding segments.
+    drop(s);
+    let s = Spool::open_consumers(dir.path(), small(), &["devo"]).unwrap();
+    assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+    assert_eq!(s.backlog(), 0);
+}
+
+#[test]
+fn the_single_consumer_position_passes_to_named_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Spool::open(dir.path(), small()).unwrap();
+        fill(&s, 0, 10);
+        let (end, _) = drain(&s, 0);
+        s.ack(end).unwrap();
+        fill(&s, 10, 2);
+    }
+    assert!(dir.path().join("ack.state").exists());
+    let s = Spool::open_consumers(dir.path(), small(), &["devo_1", "http-2"]).unwrap();
+    assert!(!dir.path().join("ack.state").exists(), "migrated");
+    assert_eq!(s.acked_by(0).seq, 30);
+    assert_eq!(s.acked_by(1).seq, 30);
+    assert_eq!(drain(&s, 1).1, 6);
+    assert!(Spool::open_consumers(dir.path(), small(), &["bad/name"]).is_err());
+}
