@@ -140,6 +140,40 @@ impl LogLevel {
 enum RawOutput {
     #[serde(rename = "devo_platform")]
     DevoPlatform(RawDevo),
+    #[serde(rename = "relay")]
+    Relay(RawRelay),
+    #[serde(rename = "devo_http")]
+    DevoHttp(RawDevoHttp),
+    #[serde(rename = "console")]
+    Console(Option<RawConsole>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    #[serde(alias = "url", alias = "location")]
+    address: String,
+    port: Option<u16>,
+    hostname: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevoHttp {
+    url: String,
+    domain: String,
+    token: Option<Secret>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    hostname: Option<String>,
+    batch_bytes: Option<u64>,
+    request_timeout_in_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    hostname: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -272,8 +306,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log level.
     pub log_level: LogLevel,
-    /// The output (exactly one for now).
-    pub output: Output,
+    /// The outputs, by name; each gets every table and keeps its own ack position per table.
+    pub outputs: Vec<Output>,
     /// The Okta input.
     pub okta: Okta,
     /// `globals.requests_per_minute`: all services together (`None`: no global budget).
@@ -286,11 +320,42 @@ pub struct Config {
     pub log: crate::logging::Options,
 }
 
-/// A Devo output.
+/// An output: where every table is delivered.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// The key under `outputs`.
+    /// The key under `outputs` (letters, digits, `_`, `-`: it names the ack files).
     pub name: String,
+    /// The syslog HOSTNAME field (devo_http: the `<host>` part of the URL).
+    pub hostname: String,
+    /// What kind of output, with its settings.
+    pub kind: OutputKind,
+}
+
+/// The output types.
+#[derive(Debug, Clone)]
+pub enum OutputKind {
+    /// Syslog lines over mutual TLS to a Devo load balancer (`devo_platform`).
+    Devo(DevoTls),
+    /// Syslog lines over plain TCP to a Devo in-house relay (`relay`).
+    Relay(Address),
+    /// Devo's HTTP ingestion, `/stream` mode (`devo_http`).
+    Http(DevoHttp),
+    /// The syslog lines on standard output (`console`).
+    Console,
+}
+
+/// A host and port.
+#[derive(Debug, Clone)]
+pub struct Address {
+    /// Host name or IP; for TLS also the SNI and the name verified.
+    pub address: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// A `devo_platform` output's endpoint and TLS material.
+#[derive(Debug, Clone)]
+pub struct DevoTls {
     /// Host name or IP of the Devo relay or load balancer; also the TLS SNI.
     pub address: String,
     /// TCP port.
@@ -301,8 +366,33 @@ pub struct Output {
     pub cert: PathBuf,
     /// Client key.
     pub key: PathBuf,
-    /// The syslog HOSTNAME field.
-    pub hostname: String,
+}
+
+/// A `devo_http` output.
+#[derive(Debug, Clone)]
+pub struct DevoHttp {
+    /// The endpoint's base URL without a trailing slash, e.g. `https://http-eu.devo.io`.
+    pub url: String,
+    /// The Devo domain.
+    pub domain: String,
+    /// The HTTP ingestion token (part of every request's path).
+    pub token: Secret,
+    /// Uncompressed bytes of events per request (Devo takes at most 32 MB per request).
+    pub batch_bytes: usize,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+}
+
+impl Output {
+    /// The output's type as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            OutputKind::Devo(_) => "devo_platform",
+            OutputKind::Relay(_) => "relay",
+            OutputKind::Http(_) => "devo_http",
+            OutputKind::Console => "console",
+        }
+    }
 }
 
 /// The Okta input.
@@ -614,45 +704,16 @@ impl Config {
         let data_dir = resolve(raw.globals.data_dir.as_deref().unwrap_or(Path::new("data")));
         let log_level = raw.globals.log_level.unwrap_or(LogLevel::Info);
 
-        let mut outputs = raw.outputs.into_iter();
-        let Some((name, RawOutput::DevoPlatform(d))) = outputs.next() else {
+        if raw.outputs.is_empty() {
             return err(format!(
-                "{}: no output is configured; add one under `outputs:` (type: devo_platform, see config/config.example.yaml)",
-                path.display()
-            ));
-        };
-        if let Some((extra, _)) = outputs.next() {
-            return err(format!(
-                "{}: only one output is supported for now; remove `outputs.{extra}` or `outputs.{name}`",
+                "{}: no output is configured; add one under `outputs:` (type: devo_platform, relay, devo_http or console; see config/config.example.yaml)",
                 path.display()
             ));
         }
-        if d.address.trim().is_empty() || d.address.contains(char::is_whitespace) {
-            return err(format!(
-                "{}: {:?} is not a host name",
-                at(&format!("outputs.{name}.config.address")),
-                d.address
-            ));
+        let mut outputs = Vec::new();
+        for (name, o) in raw.outputs {
+            outputs.push(resolve_output(name, o, &resolve, &at)?);
         }
-        let hostname = match d.hostname {
-            Some(h) => h,
-            None => machine_hostname(),
-        };
-        if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
-            return err(format!(
-                "{}: {hostname:?} cannot be a syslog HOSTNAME (one word, no spaces)",
-                at(&format!("outputs.{name}.config.hostname"))
-            ));
-        }
-        let output = Output {
-            address: d.address,
-            port: d.port.unwrap_or(443),
-            chain: resolve(&d.chain),
-            cert: resolve(&d.cert),
-            key: resolve(&d.key),
-            hostname,
-            name,
-        };
 
         let o = raw.inputs.okta;
         let url = OktaUrl::parse(&o.credentials.okta_url)
@@ -748,7 +809,7 @@ impl Config {
             id,
             data_dir,
             log_level,
-            output,
+            outputs,
             okta: Okta {
                 id: o.id.map(Scalar::text).unwrap_or_else(|| "okta".into()),
                 enabled: o.enabled.unwrap_or(true),
@@ -815,6 +876,148 @@ fn resolve_token(
         ));
     }
     Ok(Secret::new(trimmed.to_string()))
+}
+
+fn resolve_output(
+    name: String,
+    o: RawOutput,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Output, ConfigError> {
+    let key = |k: &str| at(&format!("outputs.{name}.config.{k}"));
+    if !spool::valid_consumer_name(&name) {
+        return err(format!(
+            "{}: {name:?} cannot name an output: use letters, digits, _ and - only (it names the output's ack files)",
+            at(&format!("outputs.{name}"))
+        ));
+    }
+    let host = |a: &str, k: &str| {
+        if a.trim().is_empty() || a.contains(char::is_whitespace) {
+            err(format!("{}: {a:?} is not a host name", key(k)))
+        } else {
+            Ok(a.to_string())
+        }
+    };
+    let (hostname, kind) = match o {
+        RawOutput::DevoPlatform(d) => (
+            d.hostname,
+            OutputKind::Devo(DevoTls {
+                address: host(&d.address, "address")?,
+                port: d.port.unwrap_or(443),
+                chain: resolve(&d.chain),
+                cert: resolve(&d.cert),
+                key: resolve(&d.key),
+            }),
+        ),
+        RawOutput::Relay(r) => (
+            r.hostname,
+            OutputKind::Relay(Address {
+                address: host(&r.address, "address")?,
+                port: r.port.unwrap_or(13000),
+            }),
+        ),
+        RawOutput::Console(c) => (c.unwrap_or_default().hostname, OutputKind::Console),
+        RawOutput::DevoHttp(h) => {
+            let url = h.url.trim().trim_end_matches('/').to_string();
+            if let Err(e) = OktaUrl::parse(&url) {
+                return err(format!(
+                    "{}: {e}; give the endpoint's base URL, e.g. https://http-eu.devo.io (the token travels in the path, so http:// is accepted only for loopback hosts)",
+                    key("url")
+                ));
+            }
+            if h.domain.is_empty() || h.domain.contains(['/', ' ', '?', '#']) {
+                return err(format!(
+                    "{}: {:?} is not a Devo domain name",
+                    key("domain"),
+                    h.domain
+                ));
+            }
+            let token = match (h.token, h.token_env, h.token_file) {
+                (Some(t), None, None) => t,
+                (None, Some(var), None) => match std::env::var(&var) {
+                    Ok(v) => Secret::new(v),
+                    Err(_) => {
+                        return err(format!(
+                            "{}: the environment variable {var} is not set",
+                            key("token_env")
+                        ));
+                    }
+                },
+                (None, None, Some(f)) => {
+                    let p = resolve(&f);
+                    match std::fs::read_to_string(&p) {
+                        Ok(v) => Secret::new(v),
+                        Err(e) => {
+                            return err(format!(
+                                "{}: cannot read {}: {e}",
+                                key("token_file"),
+                                p.display()
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return err(format!(
+                        "{}: set exactly one of token, token_env and token_file (an HTTP ingestion token from Administration → Credentials → Authentication tokens)",
+                        at(&format!("outputs.{name}.config"))
+                    ));
+                }
+            };
+            let t = token.expose().trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return err(format!(
+                    "{}: the ingestion token must be letters and digits; check that it was copied whole",
+                    key("token")
+                ));
+            }
+            let token = Secret::new(t.to_string());
+            const MAX_BATCH: u64 = 30 << 20;
+            let batch_bytes = match h.batch_bytes {
+                None => 4 << 20,
+                Some(n) if (64 << 10..=MAX_BATCH).contains(&n) => n,
+                Some(n) => {
+                    return err(format!(
+                        "{}: {n} is out of range; give 65536 to {MAX_BATCH} (Devo takes at most 32 MB per request)",
+                        key("batch_bytes")
+                    ));
+                }
+            };
+            let request_timeout = match h.request_timeout_in_seconds {
+                None => Duration::from_secs(60),
+                Some(0) => {
+                    return err(format!(
+                        "{}: must be at least 1",
+                        key("request_timeout_in_seconds")
+                    ));
+                }
+                Some(n) => Duration::from_secs(n),
+            };
+            (
+                h.hostname,
+                OutputKind::Http(DevoHttp {
+                    url,
+                    domain: h.domain,
+                    token,
+                    batch_bytes: batch_bytes as usize,
+                    request_timeout,
+                }),
+            )
+        }
+    };
+    let hostname = hostname.unwrap_or_else(machine_hostname);
+    if hostname.is_empty()
+        || hostname.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return err(format!(
+            "{}: {hostname:?} cannot be a syslog HOSTNAME (one word, no spaces)",
+            key("hostname")
+        ));
+    }
+    Ok(Output {
+        name,
+        hostname,
+        kind,
+    })
 }
 
 fn resolve_service(
@@ -979,8 +1182,11 @@ inputs:
     fn a_full_config_resolves() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.data_dir, Path::new("/etc/okc/data"));
-        assert_eq!(c.output.chain, Path::new("/etc/okc/certs/chain.crt"));
-        assert_eq!(c.output.port, 443);
+        let OutputKind::Devo(d) = &c.outputs[0].kind else {
+            panic!("a devo_platform output")
+        };
+        assert_eq!(d.chain, Path::new("/etc/okc/certs/chain.crt"));
+        assert_eq!(d.port, 443);
         assert_eq!(c.okta.id, "65294");
         assert_eq!(c.okta.url.base(), "https://acme.okta.com");
         assert_eq!(c.okta.services.len(), 1);

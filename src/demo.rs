@@ -101,7 +101,7 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
         }
         for (i, s) in stats.iter().enumerate() {
             let pulled = s.pulled.spooled.load(Ordering::Relaxed);
-            let delivered = s.delivered.load(Ordering::Relaxed);
+            let delivered = s.delivered_everywhere();
             let moved = (pulled, delivered) != last[i] || pulled > delivered;
             if s.service != "logs" && tick > 1 && !moved {
                 continue;

@@ -15,8 +15,9 @@ use std::process::ExitCode;
 /// Pulls an Okta org's System Log and delivers it to Devo, losing nothing on the way.
 ///
 /// Events are written to an on-disk spool (one per Devo table, under `globals.data_dir`)
-/// before anything is acknowledged to Okta, and sent to Devo as syslog lines over mutual TLS.
-/// Restarts, crashes and Devo outages resume from the spool.
+/// before anything is acknowledged to Okta, and sent to each configured output: Devo over
+/// mutual TLS (devo_platform), an in-house relay over TCP (relay), Devo's HTTP ingestion
+/// (devo_http) or stdout (console). Restarts, crashes and outages resume from the spool.
 #[derive(Parser)]
 #[command(name = "okta-collector", version, propagate_version = true)]
 struct Cli {
@@ -35,8 +36,10 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Check the config, the Okta token (one limit=1 request per service) and the Devo TLS
-    /// handshake, one line per check; exit 0 only if all pass. Pulls and sends nothing.
+    /// Check the config, the Okta token (one limit=1 request per service) and each output (a
+    /// TLS handshake with the client certificate, a TCP connection to a relay, an empty batch
+    /// to an HTTP endpoint), one line per check; exit 0 only if all pass. Pulls and sends no
+    /// event.
     Validate {
         /// The YAML config file.
         #[arg(short, long, value_name = "FILE")]

@@ -2,10 +2,10 @@
 //! `globals.metrics_listen`, and the seed's memory line (`[GC] global: … process: RSS(…)`).
 
 use crate::httpd::{Reply, Request};
-use crate::pipeline::{Pipeline, TableStats};
+use crate::pipeline::{OutputStats, Pipeline, TableStats};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// What the endpoint reports: the running pipeline's figures (replaced at each reload, so
@@ -16,8 +16,7 @@ pub struct Registry(Arc<Mutex<Option<View>>>);
 #[derive(Debug, Clone)]
 struct View {
     tables: Vec<TableStats>,
-    connected: Arc<AtomicBool>,
-    output: String,
+    outputs: Vec<OutputStats>,
 }
 
 impl Registry {
@@ -25,8 +24,7 @@ impl Registry {
     pub fn track(&self, p: &Pipeline) {
         *lock(&self.0) = Some(View {
             tables: p.stats.clone(),
-            connected: p.connected.clone(),
-            output: p.output.clone(),
+            outputs: p.outputs.clone(),
         });
     }
 
@@ -36,10 +34,13 @@ impl Registry {
         *lock(&self.0) = None;
     }
 
+    /// True while every output's peer is reachable.
     fn connected(&self) -> bool {
-        lock(&self.0)
-            .as_ref()
-            .is_some_and(|v| v.connected.load(Ordering::Relaxed))
+        lock(&self.0).as_ref().is_some_and(|v| {
+            v.outputs
+                .iter()
+                .all(|o| o.connected.load(Ordering::Relaxed))
+        })
     }
 
     /// The Prometheus text exposition.
@@ -68,11 +69,20 @@ impl Registry {
             "Events written to the spool.",
             per_table(&|t| t.pulled.spooled.load(Ordering::Relaxed).to_string()),
         );
+        let mut sent = Vec::new();
+        for t in &v.tables {
+            for (o, d) in v.outputs.iter().zip(&t.delivered) {
+                sent.push((
+                    format!("{},output=\"{}\"", labels(t), o.name),
+                    d.load(Ordering::Relaxed).to_string(),
+                ));
+            }
+        }
         family(
             "events_sent_total",
             "counter",
-            "Events the output's peer acknowledged.",
-            per_table(&|t| t.delivered.load(Ordering::Relaxed).to_string()),
+            "Events the output acknowledged (its peer's TCP stack, or a 2xx), per output.",
+            sent,
         );
         family(
             "duplicates_dropped_total",
@@ -89,7 +99,7 @@ impl Registry {
         family(
             "spool_waiting_events",
             "gauge",
-            "Events in the spool not yet acknowledged by the output.",
+            "Events in the spool not yet acknowledged by every output.",
             per_table(&|t| t.spool.backlog().to_string()),
         );
         let mut requests = Vec::new();
@@ -138,11 +148,16 @@ impl Registry {
         family(
             "output_connected",
             "gauge",
-            "1 while a session with the output's peer is up.",
-            vec![(
-                format!("output=\"{}\"", v.output),
-                u8::from(v.connected.load(Ordering::Relaxed)).to_string(),
-            )],
+            "1 while the output's peer is reachable (a session up, or the last batch taken).",
+            v.outputs
+                .iter()
+                .map(|o| {
+                    (
+                        format!("output=\"{}\",type=\"{}\"", o.name, o.kind),
+                        u8::from(o.connected.load(Ordering::Relaxed)).to_string(),
+                    )
+                })
+                .collect(),
         );
         out
     }
@@ -171,7 +186,7 @@ pub fn serve(listen: SocketAddr, registry: Registry) -> Result<SocketAddr, Strin
             "/metrics" => reply(200, "text/plain; version=0.0.4", registry.render()),
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
             "/readyz" if registry.connected() => reply(200, "text/plain", "ready\n".into()),
-            "/readyz" => reply(503, "text/plain", "the output is not connected\n".into()),
+            "/readyz" => reply(503, "text/plain", "an output is not connected\n".into()),
             _ => reply(
                 404,
                 "text/plain",

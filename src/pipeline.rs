@@ -1,5 +1,6 @@
 //! Builds and runs the pipeline from a [`Config`]: one spool and one puller per service, one
-//! forwarder for the output. `main` (run), the demo and the tests all start it here.
+//! forwarder per output (each a consumer of every spool, with its own ack files). `main`
+//! (run), the demo and the tests all start it here.
 
 use crate::config::{Config, Limit};
 use crate::forward::{self, Forwarder, Table};
@@ -9,8 +10,7 @@ use crate::okta::pull::{Counters, Puller};
 use crate::shutdown::Shutdown;
 use spool::Spool;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How often the output's send statistics line is logged.
 pub const SEND_STATS_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
@@ -26,21 +26,41 @@ pub struct TableStats {
     pub spool: Spool,
     /// Puller counters.
     pub pulled: Arc<Counters>,
-    /// Events the peer acknowledged.
-    pub delivered: Arc<AtomicU64>,
+    /// Events each output delivered, in the order of [`Pipeline::outputs`].
+    pub delivered: Vec<Arc<AtomicU64>>,
+}
+
+impl TableStats {
+    /// Events every output has delivered (the slowest output's count).
+    pub fn delivered_everywhere(&self) -> u64 {
+        self.delivered
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// Live state of one output.
+#[derive(Debug, Clone)]
+pub struct OutputStats {
+    /// The key under `outputs`.
+    pub name: String,
+    /// Its type (`devo_platform`, `relay`, `devo_http`, `console`).
+    pub kind: &'static str,
+    /// Whether its peer is reachable (a session up, or the last request answered).
+    pub connected: Arc<AtomicBool>,
 }
 
 /// A built, not yet running pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
     pullers: Vec<Puller>,
-    forwarder: Forwarder,
+    forwarders: Vec<Forwarder>,
     /// Per-table figures.
     pub stats: Vec<TableStats>,
-    /// Whether the output's session is up.
-    pub connected: Arc<std::sync::atomic::AtomicBool>,
-    /// The output's name.
-    pub output: String,
+    /// The outputs, in the config's order.
+    pub outputs: Vec<OutputStats>,
 }
 
 impl Pipeline {
@@ -50,7 +70,9 @@ impl Pipeline {
     /// # Errors
     /// A message naming what cannot be loaded.
     pub fn check(config: &Config) -> Result<(), String> {
-        forward::tls::client_config(&config.output)?;
+        for o in &config.outputs {
+            forward::check(o)?;
+        }
         Client::new(
             config.okta.url.clone(),
             config.okta.token.clone(),
@@ -64,7 +86,9 @@ impl Pipeline {
     /// # Errors
     /// A message naming what cannot be opened or loaded.
     pub fn build(config: &Config) -> Result<Pipeline, String> {
-        let tls = forward::tls::client_config(&config.output)?;
+        for o in &config.outputs {
+            forward::check(o)?;
+        }
         let client = Arc::new(Client::new(
             config.okta.url.clone(),
             config.okta.token.clone(),
@@ -81,8 +105,9 @@ impl Pipeline {
                 .collect::<Vec<_>>(),
         )));
         let mut pullers = Vec::new();
-        let mut tables = Vec::new();
+        let mut tables: Vec<Vec<Table>> = config.outputs.iter().map(|_| Vec::new()).collect();
         let mut stats = Vec::new();
+        let consumers: Vec<&str> = config.outputs.iter().map(|o| o.name.as_str()).collect();
         let services = if config.okta.enabled {
             config.okta.services.clone()
         } else {
@@ -102,8 +127,11 @@ impl Pipeline {
                 segment_bytes: (config.spool.max_bytes_per_table / 8).clamp(256 << 10, 32 << 20),
                 ..spool::Options::default()
             };
-            let spool = Spool::open(&dir, opts).map_err(|e| e.to_string())?;
-            let delivered = Arc::new(AtomicU64::new(0));
+            let spool = Spool::open_consumers(&dir, opts, &consumers).map_err(|e| e.to_string())?;
+            let delivered: Vec<_> = consumers
+                .iter()
+                .map(|_| Arc::new(AtomicU64::new(0)))
+                .collect();
             let counters = Arc::new(Counters::default());
             log::info!(
                 "Spool {} opened: {} events waiting to be sent.",
@@ -117,11 +145,14 @@ impl Pipeline {
                 pulled: counters.clone(),
                 delivered: delivered.clone(),
             });
-            tables.push(Table {
-                tag: service.tag.clone(),
-                spool: spool.clone(),
-                delivered,
-            });
+            for (consumer, (t, d)) in tables.iter_mut().zip(delivered).enumerate() {
+                t.push(Table {
+                    tag: service.tag.clone(),
+                    spool: spool.clone(),
+                    consumer,
+                    delivered: d,
+                });
+            }
             pullers.push(Puller {
                 client: client.clone(),
                 label: format!(
@@ -137,19 +168,22 @@ impl Pipeline {
                 counters,
             });
         }
-        let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let forwarder = Forwarder {
-            output: config.output.clone(),
-            tls,
-            tables,
-            connected: connected.clone(),
-        };
+        let mut forwarders = Vec::new();
+        let mut outputs = Vec::new();
+        for (o, t) in config.outputs.iter().zip(tables) {
+            let connected = Arc::new(AtomicBool::new(false));
+            outputs.push(OutputStats {
+                name: o.name.clone(),
+                kind: o.type_name(),
+                connected: connected.clone(),
+            });
+            forwarders.push(Forwarder::new(o.clone(), t, connected, &config.data_dir)?);
+        }
         Ok(Pipeline {
             pullers,
-            forwarder,
+            forwarders,
             stats,
-            connected,
-            output: config.output.name.clone(),
+            outputs,
         })
     }
 
@@ -164,45 +198,52 @@ impl Pipeline {
             let sd = shutdown.clone();
             tasks.push(smol::spawn(async move { p.run(sd).await.map_err(|e| e.0) }));
         }
-        // A send statistics line for the output every SEND_STATS_PERIOD.
-        let (stats, output, sd) = (self.stats.clone(), self.output.clone(), shutdown.clone());
+        // A send statistics line per output every SEND_STATS_PERIOD.
+        let (stats, outputs, sd) = (self.stats.clone(), self.outputs.clone(), shutdown.clone());
         let _stats_task = smol::spawn(async move {
-            let mut last: Vec<u64> = stats
-                .iter()
-                .map(|t| t.delivered.load(Ordering::Relaxed))
-                .collect();
+            let count = |o: usize| -> Vec<u64> {
+                stats
+                    .iter()
+                    .map(|t| t.delivered[o].load(Ordering::Relaxed))
+                    .collect()
+            };
+            let mut last: Vec<Vec<u64>> = (0..outputs.len()).map(count).collect();
             while !sd.sleep(SEND_STATS_PERIOD).await {
-                let now: Vec<u64> = stats
-                    .iter()
-                    .map(|t| t.delivered.load(Ordering::Relaxed))
-                    .collect();
-                let per_table: Vec<String> = stats
-                    .iter()
-                    .zip(now.iter().zip(&last))
-                    .map(|(t, (n, l))| format!("{} {}", t.tag, n - l))
-                    .collect();
-                let waiting: u64 = stats.iter().map(|t| t.spool.backlog()).sum();
-                log::info!(
-                    "DevoSender({output}) -> Send statistics for the last {}s: {} events sent ({}); {waiting} waiting in the spool.",
-                    SEND_STATS_PERIOD.as_secs(),
-                    now.iter().zip(&last).map(|(n, l)| n - l).sum::<u64>(),
-                    per_table.join(", ")
-                );
-                last = now;
+                for (o, out) in outputs.iter().enumerate() {
+                    let now = count(o);
+                    let per_table: Vec<String> = stats
+                        .iter()
+                        .zip(now.iter().zip(&last[o]))
+                        .map(|(t, (n, l))| format!("{} {}", t.tag, n - l))
+                        .collect();
+                    let waiting: u64 = stats.iter().map(|t| t.spool.backlog_of(o)).sum();
+                    log::info!(
+                        "DevoSender({}) -> Send statistics for the last {}s: {} events sent ({}); {waiting} waiting in the spool.",
+                        out.name,
+                        SEND_STATS_PERIOD.as_secs(),
+                        now.iter().zip(&last[o]).map(|(n, l)| n - l).sum::<u64>(),
+                        per_table.join(", ")
+                    );
+                    last[o] = now;
+                }
             }
         });
-        // The forwarder stops only after the pullers, so the frame in hand is sent.
+        // The forwarders stop only after the pullers, so the frame in hand is sent.
         let pullers_done = Shutdown::new();
-        let f = self.forwarder;
-        let fsd = pullers_done.clone();
-        let stop_all = shutdown.clone();
-        let forwarder = smol::spawn(async move {
-            let r = f.run(fsd).await.map_err(|e| e.0);
-            if r.is_err() {
-                stop_all.trigger();
-            }
-            r
-        });
+        let forwarders: Vec<_> = self
+            .forwarders
+            .into_iter()
+            .map(|f| {
+                let (fsd, stop_all) = (pullers_done.clone(), shutdown.clone());
+                smol::spawn(async move {
+                    let r = f.run(fsd).await.map_err(|e| e.0);
+                    if r.is_err() {
+                        stop_all.trigger();
+                    }
+                    r
+                })
+            })
+            .collect();
         let mut first_error = None;
         for t in tasks {
             if let Err(e) = t.await {
@@ -213,9 +254,11 @@ impl Pipeline {
         }
         shutdown.wait().await;
         pullers_done.trigger();
-        if let Err(e) = forwarder.await {
-            log::error!("Stopping: {e}");
-            first_error.get_or_insert(e);
+        for f in forwarders {
+            if let Err(e) = f.await {
+                log::error!("Stopping: {e}");
+                first_error.get_or_insert(e);
+            }
         }
         match first_error {
             Some(e) => Err(e),

@@ -26,7 +26,9 @@ pub fn report(config: &Config) -> Result<String, String> {
             let _ = writeln!(out, "  no spool yet: the service has not run");
             continue;
         }
-        let i = spool::inspect(&dir, spool::Options::default()).map_err(|e| e.to_string())?;
+        let names: Vec<&str> = config.outputs.iter().map(|o| o.name.as_str()).collect();
+        let i =
+            spool::inspect(&dir, spool::Options::default(), &names).map_err(|e| e.to_string())?;
         let _ = writeln!(
             out,
             "  waiting:     {} events, {} ({} segments, {} on disk)",
@@ -71,6 +73,17 @@ pub fn report(config: &Config) -> Result<String, String> {
         };
         let _ = writeln!(out, "  last pull:   {}", when(i.last_append));
         let _ = writeln!(out, "  last send:   {}", when(i.last_ack));
+        if i.consumers.len() > 1 {
+            for c in &i.consumers {
+                let _ = writeln!(
+                    out,
+                    "  output {}: {} events waiting, last send {}",
+                    c.name,
+                    i.next_seq.saturating_sub(c.acked_seq),
+                    when(c.last_ack)
+                );
+            }
+        }
     }
     if out.is_empty() {
         out.push_str("No Okta service is enabled.\n");

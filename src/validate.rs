@@ -1,8 +1,10 @@
 //! `okta-collector validate`: checks the config, asks each enabled service's endpoint for one item,
-//! and opens one TLS session to the output (with a short read, since a rejected client
-//! certificate shows only then under TLS 1.3). Pulls nothing and sends nothing.
+//! and checks each output: one TLS session to a Devo load balancer (with a short read, since a
+//! rejected client certificate shows only then under TLS 1.3), one TCP connection to a relay,
+//! one empty batch to an HTTP endpoint. Pulls nothing and sends no event.
 
-use crate::config::Config;
+use crate::config::{Config, Output, OutputKind};
+use crate::forward::Delivery;
 use crate::forward::tls;
 use crate::okta::client::Client;
 use crate::okta::page;
@@ -72,42 +74,70 @@ pub fn run(config: &Config) -> Vec<Check> {
             result,
         });
     }
-    let o = &config.output;
-    let result = match tls::client_config(o) {
-        Err(e) => Err(e),
-        Ok(tls_config) => smol::block_on(async {
-            let mut session = tls::connect(o, tls_config, Duration::from_secs(10)).await?;
-            let version = session.protocol();
-            let mut buf = [0u8; 64];
-            let read =
-                crate::time::timeout(Duration::from_millis(1500), session.tls.read(&mut buf)).await;
-            match read {
-                None | Some(Ok(1..)) => {
-                    let _ = smol::io::AsyncWriteExt::close(&mut session.tls).await;
-                    Ok(format!(
-                        "{}:{} accepted the client certificate ({version})",
-                        o.address, o.port
-                    ))
-                }
-                Some(Ok(0)) => Err(format!(
-                    "{}:{} closed the connection right after the handshake: it probably rejected the client certificate {}",
-                    o.address,
-                    o.port,
-                    o.cert.display()
-                )),
-                Some(Err(e)) => Err(format!(
-                    "{}:{} rejected the session: {e} (check the client certificate {} and key {})",
-                    o.address,
-                    o.port,
-                    o.cert.display(),
-                    o.key.display()
-                )),
-            }
-        }),
-    };
-    out.push(Check {
-        what: format!("output {} (devo_platform)", o.name),
-        result,
-    });
+    for o in &config.outputs {
+        out.push(Check {
+            what: format!("output {} ({})", o.name, o.type_name()),
+            result: check_output(config, o),
+        });
+    }
     out
+}
+
+/// Checks one output without sending an event.
+fn check_output(config: &Config, o: &Output) -> Result<String, String> {
+    match &o.kind {
+        OutputKind::Devo(d) => {
+            let tls_config = tls::client_config(&o.name, d)?;
+            smol::block_on(async {
+                let mut session =
+                    tls::connect(&d.address, d.port, tls_config, Duration::from_secs(10)).await?;
+                let version = session.protocol.clone();
+                let mut buf = [0u8; 64];
+                let read = crate::time::timeout(
+                    Duration::from_millis(1500),
+                    session.stream.read(&mut buf),
+                )
+                .await;
+                match read {
+                    None | Some(Ok(1..)) => {
+                        let _ = smol::io::AsyncWriteExt::close(&mut session.stream).await;
+                        Ok(format!(
+                            "{}:{} accepted the client certificate ({version})",
+                            d.address, d.port
+                        ))
+                    }
+                    Some(Ok(0)) => Err(format!(
+                        "{}:{} closed the connection right after the handshake: it probably rejected the client certificate {}",
+                        d.address,
+                        d.port,
+                        d.cert.display()
+                    )),
+                    Some(Err(e)) => Err(format!(
+                        "{}:{} rejected the session: {e} (check the client certificate {} and key {})",
+                        d.address,
+                        d.port,
+                        d.cert.display(),
+                        d.key.display()
+                    )),
+                }
+            })
+        }
+        OutputKind::Relay(r) => smol::block_on(async {
+            tls::connect_tcp(&r.address, r.port, Duration::from_secs(10)).await?;
+            Ok(format!("{}:{} accepts TCP connections", r.address, r.port))
+        }),
+        OutputKind::Http(h) => {
+            let sink = crate::forward::http::Sink::new(&o.hostname, h)?;
+            let tag = config
+                .okta
+                .services
+                .first()
+                .map_or("auth.okta.system", |s| s.tag.as_str());
+            match sink.post(tag, b"") {
+                Delivery::Done => Ok(format!("{} took an empty batch for {tag}", sink.shown())),
+                Delivery::Retry(e) | Delivery::Rejected(e) => Err(format!("{}: {e}", sink.shown())),
+            }
+        }
+        OutputKind::Console => Ok("standard output".into()),
+    }
 }

@@ -1,21 +1,18 @@
-//! The forwarder: reads every table's spool up to its durable end, sends syslog lines to one
-//! Devo output over one mutual-TLS connection, and acks only what the peer's TCP stack has
-//! acknowledged (bytes written minus `SIOCOUTQ`), rewinding to that point on reconnect.
+//! The byte-stream outputs: `devo_platform` (syslog lines over mutual TLS) and `relay` (the
+//! same lines over plain TCP). Syslog has no application ack, so only what the peer's TCP stack
+//! acknowledged counts (bytes written minus `SIOCOUTQ`), and a reconnect rewinds to that point.
 
-pub mod syslog;
-pub mod tls;
-
-use crate::config::Output;
+use super::tls::{self, Session};
+use super::{Fatal, TableState, next_frame, persist, persist_due, syslog, wait_for_work};
+use crate::config::{Output, OutputKind};
 use crate::shutdown::Shutdown;
 use crate::time::{jitter, timeout};
 use futures_rustls::rustls::ClientConfig;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use spool::{Position, Reader, Spool};
+use spool::Position;
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Bytes of syslog lines gathered before one write.
@@ -24,11 +21,6 @@ const BATCH_BYTES: usize = 256 << 10;
 const MAX_IDLE: Duration = Duration::from_secs(30);
 /// Reconnect before sending on a connection older than this.
 const MAX_AGE: Duration = Duration::from_secs(3600);
-/// The ack position is made durable at least this often while it moves...
-const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
-/// ...and as soon as this many events are acknowledged but not yet recorded. Together they
-/// bound the events re-sent after a crash (the unacknowledged window).
-pub const ACK_PERSIST_EVENTS: u64 = 2_000;
 /// Bound on each step of a clean close.
 const CLOSE_STEP: Duration = Duration::from_secs(5);
 /// Under TLS 1.3 the server judges the client certificate only after the client's handshake
@@ -37,50 +29,18 @@ const CLOSE_STEP: Duration = Duration::from_secs(5);
 /// delivered only once it has lived this long without an alert, or after a clean close.
 const PROBATION: Duration = Duration::from_secs(2);
 
-/// One table: a spool and the tag its events are sent with.
-#[derive(Debug)]
-pub struct Table {
-    /// The Devo tag.
-    pub tag: String,
-    /// The table's spool.
-    pub spool: Spool,
-    /// Events acknowledged by the peer so far (for the demo and statistics).
-    pub delivered: Arc<AtomicU64>,
-}
-
-/// A fatal forwarder error (the ack file cannot be written).
-#[derive(Debug)]
-pub struct Fatal(pub String);
-
-/// Sends all tables to one output until shutdown.
-#[derive(Debug)]
-pub struct Forwarder {
-    /// The output.
-    pub output: Output,
-    /// Its TLS client config.
-    pub tls: Arc<ClientConfig>,
-    /// The tables.
-    pub tables: Vec<Table>,
-    /// Whether a session with the peer is up (for `/readyz` and the metrics).
-    pub connected: Arc<std::sync::atomic::AtomicBool>,
-}
-
 struct Inflight {
-    /// Ciphertext offset at which the batch holding the frame ends.
+    /// Stream offset at which the batch holding the frame ends.
     cipher_end: u64,
     /// Ack position once that offset is acknowledged.
     pos: Position,
     events: u64,
 }
 
-struct TableState {
-    table: Table,
-    reader: Option<Reader>,
+/// A table and the frames written to the current connection but not yet acknowledged.
+struct StreamTable {
+    state: TableState,
     inflight: VecDeque<Inflight>,
-    /// Peer-acknowledged position (in memory).
-    acked: Position,
-    /// Last position written to the ack file.
-    persisted: Position,
 }
 
 enum End {
@@ -99,7 +59,7 @@ struct Probe {
 
 /// How the server's side of the connection ended, as seen by the reading task.
 enum PeerEnd {
-    /// EOF after a close_notify: the server read everything and closed.
+    /// EOF after a close_notify (or a plain FIN): the server read everything and closed.
     Clean,
     /// An alert, a reset, or EOF without close_notify.
     Failed(String),
@@ -121,122 +81,140 @@ impl Probe {
     }
 }
 
-impl Forwarder {
-    /// Runs until shutdown: connect, send, reconnect with backoff (2 s doubling to 60 s).
-    ///
-    /// # Errors
-    /// [`Fatal`] if progress can no longer be recorded.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
-        let Forwarder {
-            output,
-            tls,
-            tables,
-            connected,
-        } = self;
-        let name = format!(
-            "DevoSender({},{}:{})",
-            output.name, output.address, output.port
-        );
-        let mut states: Vec<TableState> = tables
-            .into_iter()
-            .map(|t| {
-                let acked = t.spool.acked();
-                TableState {
-                    reader: Some(t.spool.reader()),
-                    table: t,
-                    inflight: VecDeque::new(),
-                    acked,
-                    persisted: acked,
-                }
-            })
-            .collect();
-        let mut backoff = Duration::from_secs(2);
-        loop {
-            if shutdown.is_set() {
-                return persist(&mut states).await;
-            }
-            let session = match tls::connect(&output, tls.clone(), Duration::from_secs(10)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let wait = jitter(backoff);
-                    log::error!(
-                        "{name} -> Cannot connect: {e}. Events stay in the spool; retrying in {:.0}s.",
-                        wait.as_secs_f64()
-                    );
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
-                    if shutdown.sleep(wait).await {
-                        return persist(&mut states).await;
-                    }
-                    continue;
-                }
-            };
-            let version = session.protocol();
-            log::info!(
-                "{name} -> Connected ({version}, client certificate {}).",
-                output.cert.display()
-            );
-            for s in &mut states {
-                if let Some(r) = s.reader.as_mut() {
-                    r.seek(s.acked);
-                }
-                s.inflight.clear();
-            }
-            let before: u64 = states.iter().map(|s| s.acked.seq).sum();
-            connected.store(true, Ordering::Relaxed);
-            let end = session_loop(&output, session, &mut states, &shutdown).await;
-            connected.store(false, Ordering::Relaxed);
-            let end = end?;
-            let progressed = states.iter().map(|s| s.acked.seq).sum::<u64>() > before;
-            if progressed {
-                backoff = Duration::from_secs(2);
-            }
-            match end {
-                End::Shutdown => {
-                    log::info!("{name} -> Closed cleanly.");
+/// Runs a byte-stream output until shutdown: connect, send, reconnect with backoff (2 s
+/// doubling to 60 s). `tls` is the client config for `devo_platform`, `None` for `relay`.
+pub(super) async fn run(
+    output: &Output,
+    tls: Option<Arc<ClientConfig>>,
+    states: Vec<TableState>,
+    connected: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) -> Result<(), Fatal> {
+    let (address, port) = match &output.kind {
+        OutputKind::Devo(d) => (d.address.clone(), d.port),
+        OutputKind::Relay(r) => (r.address.clone(), r.port),
+        _ => {
+            return Err(Fatal(format!(
+                "output {} is not a byte stream",
+                output.name
+            )));
+        }
+    };
+    let name = format!("DevoSender({},{address}:{port})", output.name);
+    let mut states: Vec<StreamTable> = states
+        .into_iter()
+        .map(|state| StreamTable {
+            state,
+            inflight: VecDeque::new(),
+        })
+        .collect();
+    let mut backoff = Duration::from_secs(2);
+    loop {
+        if shutdown.is_set() {
+            return persist(&mut states).await;
+        }
+        let connecting = Duration::from_secs(10);
+        let session = match &tls {
+            Some(config) => tls::connect(&address, port, config.clone(), connecting).await,
+            None => tls::connect_plain(&address, port, connecting).await,
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let wait = jitter(backoff);
+                log::error!(
+                    "{name} -> Cannot connect: {e}. Events stay in the spool; retrying in {:.0}s.",
+                    wait.as_secs_f64()
+                );
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                if shutdown.sleep(wait).await {
                     return persist(&mut states).await;
                 }
-                End::Recycle => log::info!("{name} -> Reconnecting (connection idle or old)."),
-                End::Failed(e) => {
-                    let wait = jitter(backoff);
-                    log::warn!(
-                        "{name} -> Connection lost: {e}. Resending from the last acknowledged event after {:.0}s.",
-                        wait.as_secs_f64()
-                    );
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
-                    if shutdown.sleep(wait).await {
-                        return persist(&mut states).await;
-                    }
+                continue;
+            }
+        };
+        match &output.kind {
+            OutputKind::Devo(d) => log::info!(
+                "{name} -> Connected ({}, client certificate {}).",
+                session.protocol,
+                d.cert.display()
+            ),
+            _ => log::info!("{name} -> Connected (plain TCP to a relay)."),
+        }
+        for s in &mut states {
+            let acked = s.state.acked;
+            if let Some(r) = s.state.reader.as_mut() {
+                r.seek(acked);
+            }
+            s.inflight.clear();
+        }
+        let before: u64 = states.iter().map(|s| s.state.acked.seq).sum();
+        connected.store(true, Ordering::Relaxed);
+        let end = session_loop(output, session, &mut states, &shutdown).await;
+        connected.store(false, Ordering::Relaxed);
+        let end = end?;
+        let progressed = states.iter().map(|s| s.state.acked.seq).sum::<u64>() > before;
+        if progressed {
+            backoff = Duration::from_secs(2);
+        }
+        match end {
+            End::Shutdown => {
+                log::info!("{name} -> Closed cleanly.");
+                return persist(&mut states).await;
+            }
+            End::Recycle => log::info!("{name} -> Reconnecting (connection idle or old)."),
+            End::Failed(e) => {
+                let wait = jitter(backoff);
+                log::warn!(
+                    "{name} -> Connection lost: {e}. Resending from the last acknowledged event after {:.0}s.",
+                    wait.as_secs_f64()
+                );
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                if shutdown.sleep(wait).await {
+                    return persist(&mut states).await;
                 }
             }
         }
     }
 }
 
+impl AsRef<TableState> for StreamTable {
+    fn as_ref(&self) -> &TableState {
+        &self.state
+    }
+}
+
+impl AsMut<TableState> for StreamTable {
+    fn as_mut(&mut self) -> &mut TableState {
+        &mut self.state
+    }
+}
+
 async fn session_loop(
     output: &Output,
-    session: tls::Session,
-    states: &mut [TableState],
+    session: Session,
+    states: &mut [StreamTable],
     shutdown: &Shutdown,
 ) -> Result<End, Fatal> {
-    let tls::Session {
-        tls,
+    // TLS 1.2 verifies the client certificate inside the handshake, and plain TCP has none:
+    // no probation needed.
+    let trusted_from = if session.judged_late() {
+        Instant::now() + PROBATION
+    } else {
+        Instant::now()
+    };
+    let Session {
+        stream,
         written,
         socket,
+        ..
     } = session;
-    // TLS 1.2 verifies the client certificate inside the handshake: no probation needed.
-    let tls12 = tls.get_ref().1.protocol_version()
-        == Some(futures_rustls::rustls::ProtocolVersion::TLSv1_2);
-    let trusted_from = if tls12 {
-        Instant::now()
-    } else {
-        Instant::now() + PROBATION
-    };
     let mut probe = Probe {
         written,
         socket,
         trusted_from,
     };
-    let (mut rd, mut wr) = smol::io::split(tls);
+    let (mut rd, mut wr) = smol::io::split(stream);
     let (peer_tx, peer_rx) = smol::channel::bounded::<PeerEnd>(1);
     // Devo sends nothing; a read returns only the server's EOF or alert (a rejected client
     // certificate under TLS 1.3 shows only here).
@@ -247,7 +225,7 @@ async fn session_loop(
                 // futures-rustls reports EOF without close_notify as an error.
                 Ok(0) => break PeerEnd::Clean,
                 Ok(_) => continue,
-                Err(e) => break PeerEnd::Failed(format!("the server ended the TLS session: {e}")),
+                Err(e) => break PeerEnd::Failed(format!("the server ended the session: {e}")),
             }
         };
         let _ = peer_tx.send(reason).await;
@@ -275,8 +253,9 @@ async fn session_loop(
         batch.clear();
         let date = crate::time::syslog_date(SystemTime::now());
         for (i, s) in states.iter_mut().enumerate() {
+            let s = &mut s.state;
             while buf.len() < BATCH_BYTES {
-                let Some(frame) = next_frame(s).await? else {
+                let Some(frame) = next_frame(s).await else {
                     break;
                 };
                 for (_, ev) in frame.events() {
@@ -336,39 +315,8 @@ async fn session_loop(
     }
 }
 
-/// True when an acked position moved and the time or event bound is reached.
-fn persist_due(states: &[TableState], last_persist: Instant) -> bool {
-    states.iter().any(|s| {
-        let behind = s.acked.seq.saturating_sub(s.persisted.seq);
-        behind >= ACK_PERSIST_EVENTS || (behind > 0 && last_persist.elapsed() >= ACK_PERSIST_EVERY)
-    })
-}
-
-/// Reads the table's next frame off the reactor.
-async fn next_frame(s: &mut TableState) -> Result<Option<spool::Frame>, Fatal> {
-    let Some(mut reader) = s.reader.take() else {
-        return Ok(None);
-    };
-    let (reader, r) = smol::unblock(move || {
-        let r = reader.next_frame();
-        (reader, r)
-    })
-    .await;
-    s.reader = Some(reader);
-    match r {
-        Ok(f) => Ok(f),
-        Err(e) => {
-            log::error!(
-                "Cannot read the spool {}: {e}",
-                s.table.spool.dir().display()
-            );
-            Ok(None)
-        }
-    }
-}
-
 /// Moves each table's acked position over the batches the peer has acknowledged.
-fn settle(states: &mut [TableState], probe: &Probe) {
+fn settle(states: &mut [StreamTable], probe: &Probe) {
     let Some(acked) = probe.peer_acked() else {
         return;
     };
@@ -377,32 +325,14 @@ fn settle(states: &mut [TableState], probe: &Probe) {
             if f.cipher_end > acked {
                 break;
             }
-            s.acked = f.pos;
-            s.table.delivered.fetch_add(f.events, Ordering::Relaxed);
+            s.state.acked = f.pos;
+            s.state
+                .table
+                .delivered
+                .fetch_add(f.events, Ordering::Relaxed);
             s.inflight.pop_front();
         }
     }
-}
-
-/// Writes acked positions that moved to the ack files.
-async fn persist(states: &mut [TableState]) -> Result<(), Fatal> {
-    for s in states.iter_mut() {
-        if s.acked == s.persisted {
-            continue;
-        }
-        let spool = s.table.spool.clone();
-        let pos = s.acked;
-        match smol::unblock(move || spool.ack(pos)).await {
-            Ok(()) => s.persisted = pos,
-            Err(e) => {
-                return Err(Fatal(format!(
-                    "cannot record delivery progress in {}: {e}",
-                    s.table.spool.dir().display()
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Clean close: close_notify and half-close, wait (bounded) for the server's EOF and for the
@@ -412,7 +342,7 @@ async fn close<W: smol::io::AsyncWrite + Unpin>(
     wr: &mut W,
     peer_rx: &smol::channel::Receiver<PeerEnd>,
     probe: &mut Probe,
-    states: &mut [TableState],
+    states: &mut [StreamTable],
 ) {
     let _ = timeout(CLOSE_STEP, wr.close()).await;
     if let Some(Ok(PeerEnd::Clean)) = timeout(CLOSE_STEP, peer_rx.recv()).await {
@@ -425,26 +355,4 @@ async fn close<W: smol::io::AsyncWrite + Unpin>(
         smol::Timer::after(Duration::from_millis(20)).await;
     }
     settle(states, probe);
-}
-
-/// Waits for a spool append, shutdown, or 200 ms.
-async fn wait_for_work(states: &[TableState], shutdown: &Shutdown) {
-    let mut listeners: Vec<_> = states.iter().map(|s| s.table.spool.listen()).collect();
-    let any_append = std::future::poll_fn(|cx| {
-        for l in listeners.iter_mut() {
-            if Pin::new(l).poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
-    });
-    // A message from the server stays in the channel for the loop to read; the timer bounds
-    // how long it waits there.
-    smol::future::or(
-        smol::future::or(any_append, async {
-            smol::Timer::after(Duration::from_millis(200)).await;
-        }),
-        shutdown.wait(),
-    )
-    .await;
 }

@@ -1,7 +1,8 @@
-//! Mutual TLS to Devo: loads the CA chain, client certificate and key (errors name the file),
-//! and opens connections whose ciphertext bytes are counted for the kernel-ack watermark.
+//! Connections of the byte-stream outputs: mutual TLS to Devo (loads the CA chain, client
+//! certificate and key, errors naming the file) and plain TCP to a relay, both counting the
+//! bytes written to the socket for the kernel-ack watermark.
 
-use crate::config::Output;
+use crate::config::DevoTls;
 use futures_rustls::rustls::pki_types::pem::PemObject;
 use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use futures_rustls::rustls::{self, ClientConfig, RootCertStore};
@@ -18,12 +19,12 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Loads the output's TLS material into a client config (TLS 1.3 and 1.2 only).
+/// Loads output `name`'s TLS material into a client config (TLS 1.3 and 1.2 only).
 ///
 /// # Errors
 /// A message naming the config key and the file that is missing, unreadable or invalid.
-pub fn client_config(o: &Output) -> Result<Arc<ClientConfig>, String> {
-    let key_name = |k: &str| format!("outputs.{}.config.{k}", o.name);
+pub fn client_config(name: &str, o: &DevoTls) -> Result<Arc<ClientConfig>, String> {
+    let key_name = |k: &str| format!("outputs.{name}.config.{k}");
     let mut roots = RootCertStore::empty();
     for c in read_certs(&o.chain, &key_name("chain"))? {
         roots.add(c).map_err(|e| {
@@ -118,27 +119,83 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// An open TLS session and what is needed to know how much of it the peer has received.
-#[derive(Debug)]
+/// A byte stream the forwarder can split and share with a reading task.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// An open session (TLS or plain TCP) and what is needed to know how much of it the peer has
+/// received.
 pub struct Session {
-    /// The TLS stream.
-    pub tls: futures_rustls::client::TlsStream<Counted>,
-    /// Ciphertext bytes written to the socket so far.
+    /// The stream (TLS over the counted socket, or the counted socket itself).
+    pub stream: Box<dyn Stream>,
+    /// Bytes written to the socket so far (ciphertext, for TLS).
     pub written: Arc<AtomicU64>,
     /// A second handle on the socket, for `SIOCOUTQ`.
     pub socket: smol::net::TcpStream,
+    /// `TLSv1_3`, `TLSv1_2` or `TCP`.
+    pub protocol: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
-    /// The negotiated TLS version, e.g. `TLSv1_3`.
-    pub fn protocol(&self) -> String {
-        self.tls
-            .get_ref()
-            .1
-            .protocol_version()
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default()
+    /// True on TLS 1.3, where the server judges the client certificate only after the client's
+    /// handshake is complete (see the forwarder's probation).
+    pub fn judged_late(&self) -> bool {
+        self.protocol == "TLSv1_3"
     }
+}
+
+/// Connects over TCP to `address:port`, trying each resolved address, bounded by `timeout`;
+/// sets `TCP_NODELAY` and `TCP_USER_TIMEOUT` (30 s).
+///
+/// # Errors
+/// A message saying which step failed and why.
+pub async fn connect_tcp(
+    address: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<smol::net::TcpStream, String> {
+    let addrs = smol::net::resolve((address, port))
+        .await
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?;
+    let mut last = format!("{address} resolves to no address");
+    for a in addrs {
+        match crate::time::timeout(timeout, smol::net::TcpStream::connect(a)).await {
+            Some(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                crate::sys::set_user_timeout(&tcp, Duration::from_secs(30));
+                return Ok(tcp);
+            }
+            Some(Err(e)) => last = format!("cannot connect to {a}: {e}"),
+            None => last = format!("connecting to {a} timed out after {}s", timeout.as_secs()),
+        }
+    }
+    Err(last)
+}
+
+/// A plain TCP session (the relay output).
+///
+/// # Errors
+/// As [`connect_tcp`].
+pub async fn connect_plain(address: &str, port: u16, timeout: Duration) -> Result<Session, String> {
+    let tcp = connect_tcp(address, port, timeout).await?;
+    let written = Arc::new(AtomicU64::new(0));
+    Ok(Session {
+        stream: Box::new(Counted {
+            inner: tcp.clone(),
+            written: written.clone(),
+        }),
+        written,
+        socket: tcp,
+        protocol: "TCP".into(),
+    })
 }
 
 /// Connects (TCP, then the TLS handshake with SNI = `address`), each step bounded by `timeout`.
@@ -146,30 +203,14 @@ impl Session {
 /// # Errors
 /// A message saying which step failed and why.
 pub async fn connect(
-    o: &Output,
+    address: &str,
+    port: u16,
     config: Arc<ClientConfig>,
     timeout: Duration,
 ) -> Result<Session, String> {
-    let addrs = smol::net::resolve((o.address.as_str(), o.port))
-        .await
-        .map_err(|e| format!("cannot resolve {}: {e}", o.address))?;
-    let mut last = format!("{} resolves to no address", o.address);
-    let mut tcp = None;
-    for a in addrs {
-        match crate::time::timeout(timeout, smol::net::TcpStream::connect(a)).await {
-            Some(Ok(s)) => {
-                tcp = Some(s);
-                break;
-            }
-            Some(Err(e)) => last = format!("cannot connect to {a}: {e}"),
-            None => last = format!("connecting to {a} timed out after {}s", timeout.as_secs()),
-        }
-    }
-    let tcp = tcp.ok_or(last)?;
-    let _ = tcp.set_nodelay(true);
-    crate::sys::set_user_timeout(&tcp, Duration::from_secs(30));
-    let name = ServerName::try_from(o.address.clone())
-        .map_err(|e| format!("{:?} is not a valid TLS server name: {e}", o.address))?;
+    let tcp = connect_tcp(address, port, timeout).await?;
+    let name = ServerName::try_from(address.to_string())
+        .map_err(|e| format!("{address:?} is not a valid TLS server name: {e}"))?;
     let written = Arc::new(AtomicU64::new(0));
     let counted = Counted {
         inner: tcp.clone(),
@@ -177,18 +218,21 @@ pub async fn connect(
     };
     let connector = futures_rustls::TlsConnector::from(config);
     match crate::time::timeout(timeout, connector.connect(name, counted)).await {
-        Some(Ok(tls)) => Ok(Session {
-            tls,
-            written,
-            socket: tcp,
-        }),
-        Some(Err(e)) => Err(format!(
-            "TLS handshake with {}:{} failed: {e}",
-            o.address, o.port
-        )),
-        None => Err(format!(
-            "TLS handshake with {}:{} timed out",
-            o.address, o.port
-        )),
+        Some(Ok(tls)) => {
+            let protocol = tls
+                .get_ref()
+                .1
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            Ok(Session {
+                stream: Box::new(tls),
+                written,
+                socket: tcp,
+                protocol,
+            })
+        }
+        Some(Err(e)) => Err(format!("TLS handshake with {address}:{port} failed: {e}")),
+        None => Err(format!("TLS handshake with {address}:{port} timed out")),
     }
 }

@@ -241,7 +241,10 @@ fn the_example_config_parses_and_only_lacks_the_token_variable() {
         c.okta.services[3].emit,
         okta_collector::config::Emit::Changes
     );
-    assert_eq!(c.output.address, "collector-eu.devo.io");
+    let okta_collector::config::OutputKind::Devo(d) = &c.outputs[0].kind else {
+        panic!("the example's output is devo_platform")
+    };
+    assert_eq!(d.address, "collector-eu.devo.io");
 }
 
 #[test]

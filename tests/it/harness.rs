@@ -284,7 +284,7 @@ pub fn check_spool_is_exact_prefix(env: &Env) -> SpoolState {
             unacked: 0,
         };
     }
-    let s = spool::Spool::open(&dir, spool::Options::default()).unwrap();
+    let s = spool::Spool::open_consumers(&dir, spool::Options::default(), &["devo_1"]).unwrap();
     let unacked = s.backlog();
     let mut n = 0;
     for_each_spooled(&s, |seq, e| {

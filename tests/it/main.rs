@@ -18,6 +18,8 @@ mod harness;
 mod inventory;
 /// `/metrics`, `/healthz`, `/readyz`.
 mod observability;
+/// relay, devo_http and console outputs, several side by side.
+mod outputs;
 /// Live config: watcher, reloads, persistence reset on a `start` change.
 mod reload;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.

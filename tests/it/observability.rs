@@ -88,10 +88,10 @@ fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
         env.logs()
     );
     let labels = r#"{service="logs",table="auth.okta.system"}"#;
-    let sent = format!("okta_collector_events_sent_total{labels}");
+    let sent = r#"okta_collector_events_sent_total{service="logs",table="auth.okta.system",output="devo_1"}"#;
     assert!(
         wait_until(Duration::from_secs(10), || parse(&get(&addr, "/metrics").1)
-            .get(&sent)
+            .get(sent)
             .copied()
             == Some(TOTAL as f64)),
         "{}",
@@ -118,7 +118,7 @@ fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
     assert!(m[r#"okta_collector_okta_rate_limit_remaining{service="logs"}"#] > 0.0);
     assert!(m[r#"okta_collector_last_successful_pull_timestamp_seconds{service="logs"}"#] > 1.7e9);
     assert_eq!(
-        m[r#"okta_collector_output_connected{output="devo_1"}"#],
+        m[r#"okta_collector_output_connected{output="devo_1",type="devo_platform"}"#],
         1.0
     );
     assert_eq!(get(&addr, "/readyz").0, 200);

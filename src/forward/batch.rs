@@ -1,0 +1,234 @@
+//! The request/response outputs: `devo_http` (a 2xx is Devo's acknowledgement) and `console`
+//! (a flushed write to stdout). Each batch belongs to one table and is acked only once the
+//! output has it. A batch the output rejects for good (an HTTP 4xx about the batch itself) is
+//! written to a rejected-batch file and logged with its count, so the table goes on and
+//! nothing is dropped unseen.
+
+use super::{Fatal, TableState, http, next_frame, persist, persist_due, syslog, wait_for_work};
+use crate::config::Output;
+use crate::shutdown::Shutdown;
+use crate::time::jitter;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What became of one batch.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The output has it.
+    Done,
+    /// Not delivered; the same batch is tried again after a backoff.
+    Retry(String),
+    /// Refused for good because of its content; it is set aside and the table goes on.
+    Rejected(String),
+}
+
+/// An output that takes one batch at a time.
+pub(super) trait Sink: Send + Sync + Clone + 'static {
+    /// Bytes of events gathered into one batch.
+    fn batch_bytes(&self) -> usize;
+    /// Appends `event` of table `tag` to a batch.
+    fn push(&self, buf: &mut Vec<u8>, date: &str, tag: &str, event: &[u8]);
+    /// Delivers a batch (blocking: it runs on the blocking pool).
+    fn deliver(&self, tag: &str, batch: &[u8]) -> Delivery;
+    /// The output as log lines name it.
+    fn describe(&self, output: &str) -> String;
+}
+
+impl Sink for http::Sink {
+    fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+    fn push(&self, buf: &mut Vec<u8>, _date: &str, _tag: &str, event: &[u8]) {
+        buf.extend_from_slice(event);
+        if event.last() != Some(&b'\n') {
+            buf.push(b'\n');
+        }
+    }
+    fn deliver(&self, tag: &str, batch: &[u8]) -> Delivery {
+        self.post(tag, batch)
+    }
+    fn describe(&self, output: &str) -> String {
+        format!("DevoHttpSender({output},{})", self.shown())
+    }
+}
+
+/// The `console` output: the syslog lines on standard output.
+#[derive(Debug, Clone)]
+pub struct Console {
+    hostname: String,
+}
+
+impl Console {
+    /// Writes lines with `hostname` as the syslog HOSTNAME.
+    pub fn new(hostname: &str) -> Console {
+        Console {
+            hostname: hostname.to_string(),
+        }
+    }
+}
+
+impl Sink for Console {
+    fn batch_bytes(&self) -> usize {
+        256 << 10
+    }
+    fn push(&self, buf: &mut Vec<u8>, date: &str, tag: &str, event: &[u8]) {
+        syslog::push_line(buf, date, &self.hostname, tag, event);
+    }
+    fn deliver(&self, _tag: &str, batch: &[u8]) -> Delivery {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(batch).and_then(|()| out.flush()) {
+            Ok(()) => Delivery::Done,
+            Err(e) => Delivery::Retry(format!("writing to standard output failed: {e}")),
+        }
+    }
+    fn describe(&self, output: &str) -> String {
+        format!("ConsoleSender({output})")
+    }
+}
+
+/// Runs a batch output until shutdown. `rejected_dir` receives the batches refused for good.
+pub(super) async fn run<S: Sink>(
+    output: &Output,
+    sink: S,
+    rejected_dir: PathBuf,
+    mut states: Vec<TableState>,
+    connected: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) -> Result<(), Fatal> {
+    let name = sink.describe(&output.name);
+    let limit = sink.batch_bytes();
+    let mut buf = Vec::with_capacity(limit + (64 << 10));
+    let mut backoff = Duration::from_secs(1);
+    let mut last_persist = Instant::now();
+    let mut failing = false;
+    connected.store(true, Ordering::Relaxed);
+    loop {
+        if shutdown.is_set() {
+            return persist(&mut states).await;
+        }
+        let mut sent_any = false;
+        for s in states.iter_mut() {
+            buf.clear();
+            let date = crate::time::syslog_date(SystemTime::now());
+            let Some((pos, events)) = gather(s, &sink, &date, limit, &mut buf).await else {
+                continue;
+            };
+            sent_any = true;
+            loop {
+                let (sink2, tag, batch) = (sink.clone(), s.table.tag.clone(), buf.clone());
+                let d = smol::unblock(move || sink2.deliver(&tag, &batch)).await;
+                match d {
+                    Delivery::Done => {
+                        if failing {
+                            log::info!("{name} -> Delivering again.");
+                            failing = false;
+                        }
+                        connected.store(true, Ordering::Relaxed);
+                        backoff = Duration::from_secs(1);
+                        break;
+                    }
+                    Delivery::Rejected(why) => {
+                        let file = set_aside(&rejected_dir, &s.table.tag, &buf)
+                            .await
+                            .map_err(Fatal)?;
+                        log::error!(
+                            "{name} -> {events} events of {} were rejected ({why}); they are kept in {} and the table goes on.",
+                            s.table.tag,
+                            file.display()
+                        );
+                        break;
+                    }
+                    Delivery::Retry(why) => {
+                        connected.store(false, Ordering::Relaxed);
+                        failing = true;
+                        let wait = jitter(backoff);
+                        log::error!(
+                            "{name} -> {events} events of {} not delivered: {why}. They stay in the spool; retrying in {:.0}s.",
+                            s.table.tag,
+                            wait.as_secs_f64()
+                        );
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        if shutdown.sleep(wait).await {
+                            return persist(&mut states).await;
+                        }
+                    }
+                }
+            }
+            s.acked = pos;
+            s.table.delivered.fetch_add(events, Ordering::Relaxed);
+            if persist_due(std::slice::from_ref(&*s), last_persist) {
+                persist(std::slice::from_mut(s)).await?;
+                last_persist = Instant::now();
+            }
+        }
+        if !sent_any {
+            if persist_due(&states, last_persist) {
+                persist(&mut states).await?;
+                last_persist = Instant::now();
+            }
+            wait_for_work(&states, &shutdown).await;
+        }
+    }
+}
+
+/// Reads events of one table into `buf` up to `limit` bytes (at least one event), returning
+/// the ack position after the last one taken and how many were taken; `None` if there is
+/// nothing to send. The reader is left at the first event not taken.
+async fn gather<S: Sink>(
+    s: &mut TableState,
+    sink: &S,
+    date: &str,
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> Option<(spool::Position, u64)> {
+    let mut taken = None;
+    let mut count = 0u64;
+    while buf.len() < limit {
+        let Some(frame) = next_frame(s).await else {
+            break;
+        };
+        for (seq, ev) in frame.events() {
+            if !buf.is_empty() && buf.len() + ev.len() + 1 > limit {
+                // The rest of the frame goes in the next batch.
+                if let Some(r) = s.reader.as_mut() {
+                    r.seek(frame.position(seq));
+                }
+                return taken.map(|p| (p, count));
+            }
+            sink.push(buf, date, &s.table.tag, ev);
+            count += 1;
+            taken = Some(frame.position(seq + 1));
+        }
+    }
+    taken.map(|p| (p, count))
+}
+
+/// Writes a rejected batch to `<dir>/<tag>.<unix ms>.log` (0600, synced) and returns the path.
+async fn set_aside(dir: &Path, tag: &str, batch: &[u8]) -> Result<PathBuf, String> {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let path = dir.join(format!("{tag}.{ms}.log"));
+    let (dir, p, batch) = (dir.to_path_buf(), path.clone(), batch.to_vec());
+    smol::unblock(move || -> std::io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&p)?;
+        f.write_all(&batch)?;
+        f.sync_all()?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(|e| format!("cannot keep a rejected batch in {}: {e}", path.display()))?;
+    Ok(path)
+}

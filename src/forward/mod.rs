@@ -1,0 +1,242 @@
+//! Forwarders: one task per output reads every table's spool up to its durable end (through
+//! the output's own ack position) and delivers it. Byte-stream outputs (`devo_platform` over
+//! mutual TLS, `relay` over TCP) live in `stream.rs`; request/response outputs (`devo_http`,
+//! `console`) in `batch.rs`. What they share is here: the tables, reading frames off the
+//! reactor, and recording acks.
+
+mod batch;
+pub use batch::Delivery;
+pub mod http;
+mod stream;
+pub mod syslog;
+pub mod tls;
+
+use crate::config::{Output, OutputKind};
+use crate::shutdown::Shutdown;
+use futures_rustls::rustls::ClientConfig;
+use spool::{Position, Reader, Spool};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// The ack position is made durable at least this often while it moves...
+const ACK_PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// ...and as soon as this many events are acknowledged but not yet recorded. Together they
+/// bound the events re-sent after a crash (the unacknowledged window).
+pub const ACK_PERSIST_EVENTS: u64 = 2_000;
+
+/// One table as one output sees it: the spool, the tag, and which of the spool's consumers
+/// the output is.
+#[derive(Debug)]
+pub struct Table {
+    /// The Devo tag.
+    pub tag: String,
+    /// The table's spool.
+    pub spool: Spool,
+    /// The output's consumer index in the spool (its ack file).
+    pub consumer: usize,
+    /// Events this output delivered so far (for the demo, statistics and metrics).
+    pub delivered: Arc<AtomicU64>,
+}
+
+/// A fatal forwarder error (the ack file cannot be written).
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+/// What an output needs loaded before it runs.
+#[derive(Debug)]
+enum Prepared {
+    Tls(Arc<ClientConfig>),
+    Tcp,
+    Http(http::Sink),
+    Console,
+}
+
+/// Sends all tables to one output until shutdown.
+#[derive(Debug)]
+pub struct Forwarder {
+    output: Output,
+    prepared: Prepared,
+    tables: Vec<Table>,
+    connected: Arc<AtomicBool>,
+    rejected_dir: std::path::PathBuf,
+}
+
+/// Loads what `output` needs (TLS material, the HTTP client), so a config can be refused
+/// before anything stops.
+///
+/// # Errors
+/// A message naming the key and file that cannot be loaded.
+pub fn check(output: &Output) -> Result<(), String> {
+    prepare(output).map(drop)
+}
+
+fn prepare(output: &Output) -> Result<Prepared, String> {
+    Ok(match &output.kind {
+        OutputKind::Devo(d) => Prepared::Tls(tls::client_config(&output.name, d)?),
+        OutputKind::Relay(_) => Prepared::Tcp,
+        OutputKind::Http(h) => Prepared::Http(http::Sink::new(&output.hostname, h)?),
+        OutputKind::Console => Prepared::Console,
+    })
+}
+
+impl Forwarder {
+    /// A forwarder for `output` over `tables`; `connected` tells whether its peer is reachable.
+    /// Batches the output rejects for good are kept under `<data_dir>/rejected/<output>/`.
+    ///
+    /// # Errors
+    /// As [`check`].
+    pub fn new(
+        output: Output,
+        tables: Vec<Table>,
+        connected: Arc<AtomicBool>,
+        data_dir: &std::path::Path,
+    ) -> Result<Forwarder, String> {
+        Ok(Forwarder {
+            prepared: prepare(&output)?,
+            rejected_dir: data_dir.join("rejected").join(&output.name),
+            output,
+            tables,
+            connected,
+        })
+    }
+
+    /// Runs until shutdown, reconnecting and retrying with backoff; nothing is acked before
+    /// the output has it.
+    ///
+    /// # Errors
+    /// [`Fatal`] if progress can no longer be recorded.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
+        let Forwarder {
+            output,
+            prepared,
+            tables,
+            connected,
+            rejected_dir,
+        } = self;
+        let states = tables.into_iter().map(TableState::new).collect();
+        match prepared {
+            Prepared::Tls(config) => {
+                stream::run(&output, Some(config), states, connected, shutdown).await
+            }
+            Prepared::Tcp => stream::run(&output, None, states, connected, shutdown).await,
+            Prepared::Http(sink) => {
+                batch::run(&output, sink, rejected_dir, states, connected, shutdown).await
+            }
+            Prepared::Console => {
+                let sink = batch::Console::new(&output.hostname);
+                batch::run(&output, sink, rejected_dir, states, connected, shutdown).await
+            }
+        }
+    }
+}
+
+/// A table's reading and acking state inside a forwarder.
+struct TableState {
+    table: Table,
+    reader: Option<Reader>,
+    /// Delivered position (in memory).
+    acked: Position,
+    /// Last position written to the ack file.
+    persisted: Position,
+}
+
+impl TableState {
+    fn new(t: Table) -> TableState {
+        let acked = t.spool.acked_by(t.consumer);
+        TableState {
+            reader: Some(t.spool.reader_for(t.consumer)),
+            table: t,
+            acked,
+            persisted: acked,
+        }
+    }
+}
+
+impl AsRef<TableState> for TableState {
+    fn as_ref(&self) -> &TableState {
+        self
+    }
+}
+
+impl AsMut<TableState> for TableState {
+    fn as_mut(&mut self) -> &mut TableState {
+        self
+    }
+}
+
+/// True when an acked position moved and the time or event bound is reached.
+fn persist_due<T: AsRef<TableState>>(states: &[T], last_persist: Instant) -> bool {
+    states.iter().map(AsRef::as_ref).any(|s| {
+        let behind = s.acked.seq.saturating_sub(s.persisted.seq);
+        behind >= ACK_PERSIST_EVENTS || (behind > 0 && last_persist.elapsed() >= ACK_PERSIST_EVERY)
+    })
+}
+
+/// Reads the table's next frame off the reactor.
+async fn next_frame(s: &mut TableState) -> Option<spool::Frame> {
+    let mut reader = s.reader.take()?;
+    let (reader, r) = smol::unblock(move || {
+        let r = reader.next_frame();
+        (reader, r)
+    })
+    .await;
+    s.reader = Some(reader);
+    match r {
+        Ok(f) => f,
+        Err(e) => {
+            log::error!(
+                "Cannot read the spool {}: {e}",
+                s.table.spool.dir().display()
+            );
+            None
+        }
+    }
+}
+
+/// Writes acked positions that moved to the ack files.
+async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<(), Fatal> {
+    for s in states.iter_mut().map(AsMut::as_mut) {
+        if s.acked == s.persisted {
+            continue;
+        }
+        let (spool, consumer, pos) = (s.table.spool.clone(), s.table.consumer, s.acked);
+        match smol::unblock(move || spool.ack_by(consumer, pos)).await {
+            Ok(()) => s.persisted = pos,
+            Err(e) => {
+                return Err(Fatal(format!(
+                    "cannot record delivery progress in {}: {e}",
+                    s.table.spool.dir().display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a spool append, shutdown, or 200 ms.
+async fn wait_for_work<T: AsRef<TableState>>(states: &[T], shutdown: &Shutdown) {
+    let mut listeners: Vec<_> = states
+        .iter()
+        .map(|s| s.as_ref().table.spool.listen())
+        .collect();
+    let any_append = std::future::poll_fn(|cx| {
+        for l in listeners.iter_mut() {
+            if Pin::new(l).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    });
+    // A message from a stream's server stays in its channel for the loop to read; the timer
+    // bounds how long it waits there.
+    smol::future::or(
+        smol::future::or(any_append, async {
+            smol::Timer::after(Duration::from_millis(200)).await;
+        }),
+        shutdown.wait(),
+    )
+    .await;
+}
