@@ -5,20 +5,14 @@
 //! `cargo bench --bench okta_budget` (3 one-minute windows at 60 requests per window);
 //! `cargo bench --bench okta_budget -- --window-seconds 10 --windows 6` for a quicker run.
 
+mod common;
+
+use common::arg;
 use okta_collector::config::Config;
 use okta_collector::pipeline::Pipeline;
 use okta_collector::shutdown::Shutdown;
 use okta_collector::sim::{certs, devo, okta};
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> Result<(), String> {
     let window = Duration::from_secs(arg("--window-seconds", 60));

@@ -1,0 +1,214 @@
+//! Benchmarks 2 and 6: the real `okta-collector` binary's footprint and start-up.
+//!
+//! 2. idle footprint: all seven services against the simulator (caught up), Devo up; RSS and
+//!    CPU after `--idle-seconds` (default 600) of idling;
+//! 6. start-up: from spawning `run` to its first request at the simulator (median of
+//!    `--starts` runs, empty data_dir); recovery: `Spool::open` of a spool holding
+//!    `--spool-mib` (default 2048) MiB of unsent events, in-process, and the same start-up
+//!    measured with that spool in the data_dir.
+//!
+//! `cargo bench --bench footprint`; `-- --idle-seconds 60 --spool-mib 256` for a quicker run.
+#![allow(clippy::expect_used)] // a benchmark: a panic is a failed run, with its message
+
+mod common;
+
+use common::{arg, status_mib, usage};
+use okta_collector::sim::{certs, devo, okta};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Run {
+    dir: tempfile::TempDir,
+    sim: okta::OktaSim,
+    _rx: devo::Receiver,
+}
+
+impl Run {
+    /// A simulator, a receiver, and a config with `services` under `inputs.okta.services`.
+    fn new(events: u64, services: &str) -> Run {
+        // Under target/, not /tmp (which may be a tmpfs, where fdatasync costs nothing).
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let pki = certs::generate(&dir.path().join("certs"), "bench CA").expect("certs");
+        let sim = okta::OktaSim::start(
+            ([127, 0, 0, 1], 0).into(),
+            okta::Options {
+                token: "bench-token".into(),
+                total: events,
+                initial: events,
+                ..Default::default()
+            },
+        )
+        .expect("simulator");
+        let rx = devo::Receiver::start(
+            ([127, 0, 0, 1], 0).into(),
+            &pki,
+            devo::Options {
+                keep_lines: false,
+                verify_delay: Duration::ZERO,
+            },
+        )
+        .expect("receiver");
+        let services = services.replace("{start}", &sim.start_time());
+        let config = format!(
+            r#"globals:
+  data_dir: data
+  log_level: warn
+  spool:
+    max_bytes_per_table: 8589934592
+outputs:
+  devo:
+    type: devo_platform
+    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
+inputs:
+  okta:
+    credentials: {{okta_url: "{url}", api_token: bench-token}}
+    services:
+{services}"#,
+            port = rx.addr.port(),
+            url = sim.url(),
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+        Run { dir, sim, _rx: rx }
+    }
+
+    fn spawn(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_okta-collector"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("config.yaml"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("okta-collector")
+    }
+
+    /// Spawns `run` and returns the time until the simulator sees its first request.
+    fn start_up(&self) -> (Duration, Child) {
+        let before = self.sim.requests();
+        let t = Instant::now();
+        let child = self.spawn();
+        while self.sim.requests() == before {
+            std::thread::sleep(Duration::from_micros(200));
+            assert!(t.elapsed() < Duration::from_secs(60), "no request in 60 s");
+        }
+        (t.elapsed(), child)
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+const ALL_SEVEN: &str = "      logs: {start: \"{start}\", request_period_in_seconds: 60}
+      users: {}
+      groups: {}
+      apps: {}
+      idps: {}
+      zones: {}
+      clients: {}
+";
+
+/// Writes `mib` MiB of ~1.5 KB events (1000 per frame, as a System Log page) into a spool.
+fn fill_spool(dir: &Path, mib: u64) -> u64 {
+    let opts = spool::Options {
+        segment_bytes: 32 << 20,
+        ..spool::Options::default()
+    };
+    let s = spool::Spool::open_consumers(dir, opts, &["devo"]).expect("spool");
+    let event = format!("{{\"uuid\":\"x\",\"pad\":\"{}\"}}", "e".repeat(1500));
+    let frame: Vec<&[u8]> = (0..1000).map(|_| event.as_bytes()).collect();
+    let frame_bytes = 1000 * (event.len() as u64 + 4);
+    let frames = (mib << 20) / frame_bytes;
+    for _ in 0..frames {
+        s.append(&frame, b"{}").expect("append");
+    }
+    frames * 1000
+}
+
+fn main() {
+    let idle = arg("--idle-seconds", 600);
+    let starts = arg("--starts", 11);
+    let spool_mib = arg("--spool-mib", 2048);
+    println!(
+        "footprint benchmarks: cargo bench --bench footprint -- --idle-seconds {idle} --starts {starts} --spool-mib {spool_mib}"
+    );
+
+    // 6a. Start-up, empty data_dir each time.
+    let mut times = Vec::new();
+    for _ in 0..starts {
+        let run = Run::new(0, ALL_SEVEN);
+        let (t, child) = run.start_up();
+        times.push(t);
+        stop(child);
+    }
+    let mut v = Command::new(env!("CARGO_BIN_EXE_okta-collector"));
+    v.arg("--version").stdout(Stdio::null());
+    let t = Instant::now();
+    let _ = v.status();
+    let version = t.elapsed();
+    println!(
+        "  6. start-up: spawn to the first Okta request, all seven services, empty data_dir: median {:.1} ms of {starts} (min {:.1}, max {:.1}); `--version` exits in {:.1} ms",
+        median(times.clone()).as_secs_f64() * 1e3,
+        times.iter().min().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        times.iter().max().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        version.as_secs_f64() * 1e3
+    );
+
+    // 6b. Recovery of a large spool: in-process open, then the whole start-up.
+    let run = Run::new(
+        0,
+        "      logs: {start: \"{start}\", request_period_in_seconds: 60}\n",
+    );
+    let dir = run.dir.path().join("data/spool/logs");
+    let filled = Instant::now();
+    let events = fill_spool(&dir, spool_mib);
+    let fill_secs = filled.elapsed().as_secs_f64();
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s =
+            spool::Spool::open_consumers(&dir, spool::Options::default(), &["devo"]).expect("open");
+        opens.push(t.elapsed());
+        assert_eq!(s.backlog(), events);
+    }
+    // The receiver is on: the start-up is measured before much is sent, and the process is
+    // stopped right after.
+    let (t, child) = run.start_up();
+    stop(child);
+    println!(
+        "  6. recovery: a spool of {spool_mib} MiB ({events} unsent events, written in {fill_secs:.1}s) opens in a median {:.2} ms of 5; spawn to the first Okta request with it: {:.1} ms",
+        median(opens).as_secs_f64() * 1e3,
+        t.as_secs_f64() * 1e3
+    );
+    drop(run);
+
+    // 2. Idle footprint.
+    let run = Run::new(1000, ALL_SEVEN);
+    let (_, child) = run.start_up();
+    let pid = child.id();
+    // Caught up once the simulator has had no request for 3 s.
+    let mut last = run.sim.requests();
+    loop {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = run.sim.requests();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let (cpu0, _) = usage(pid);
+    let rss0 = status_mib(pid, "VmRSS:");
+    std::thread::sleep(Duration::from_secs(idle));
+    let (cpu1, hwm) = usage(pid);
+    let rss1 = status_mib(pid, "VmRSS:");
+    stop(child);
+    println!(
+        "  2. idle footprint, all seven services: RSS {rss0:.1} MiB once caught up, {rss1:.1} MiB after {idle} s idle (peak {hwm:.1} MiB); {:.2} CPU s while idle",
+        cpu1 - cpu0
+    );
+}
