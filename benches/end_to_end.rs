@@ -77,6 +77,7 @@ inputs:
             devo::Options {
                 keep_lines: false,
                 verify_delay: Duration::ZERO,
+                ..Default::default()
             },
         )
         .expect("receiver")

@@ -46,6 +46,7 @@ impl Run {
             devo::Options {
                 keep_lines: false,
                 verify_delay: Duration::ZERO,
+                ..Default::default()
             },
         )
         .expect("receiver");

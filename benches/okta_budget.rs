@@ -38,6 +38,7 @@ fn main() -> Result<(), String> {
         devo::Options {
             keep_lines: false,
             verify_delay: Duration::ZERO,
+            ..Default::default()
         },
     )?;
     let config_path = dir.path().join("config.yaml");

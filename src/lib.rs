@@ -1,5 +1,6 @@
-//! okta-collector: pulls an Okta org's System Log into a durable per-table spool and delivers
-//! it to Devo over mutual TLS. The binary (`main.rs`) is a thin command line over this library.
+//! okta-collector: pulls an Okta org's System Log and inventory into a durable per-table spool
+//! and delivers it to Devo (mutual TLS, a relay, HTTP ingestion) or stdout. The binary
+//! (`main.rs`) is a thin command line over this library.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod config;
@@ -13,7 +14,7 @@ pub mod pipeline;
 pub mod shutdown;
 pub mod sim;
 pub mod status;
-mod sys;
+pub mod sys;
 pub mod time;
 pub mod validate;
 pub mod watch;

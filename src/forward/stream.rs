@@ -28,6 +28,12 @@ const CLOSE_STEP: Duration = Duration::from_secs(5);
 /// there) before the server rejects the session. Bytes sent on a TLS 1.3 connection count as
 /// delivered only once it has lived this long without an alert, or after a clean close.
 const PROBATION: Duration = Duration::from_secs(2);
+/// The peer's TCP stack acknowledges bytes when they reach its receive buffer, before the
+/// server has read them; a server that resets the connection (a load balancer restarting)
+/// throws away what it had not read. Acknowledged bytes count as delivered only once the
+/// connection has stayed up this long after the acknowledgement was seen, or after a clean
+/// close. A reconnect re-sends at most this much more.
+const ACK_GRACE: Duration = Duration::from_secs(1);
 
 struct Inflight {
     /// Stream offset at which the batch holding the frame ends.
@@ -55,6 +61,10 @@ struct Probe {
     socket: smol::net::TcpStream,
     /// Acknowledged bytes count only from this instant on (see [`PROBATION`]).
     trusted_from: Instant,
+    /// Kernel acknowledgements seen and when, oldest first, not yet [`ACK_GRACE`] old.
+    seen: VecDeque<(Instant, u64)>,
+    /// Bytes acknowledged at least [`ACK_GRACE`] ago: what counts as delivered.
+    confirmed: u64,
 }
 
 /// How the server's side of the connection ended, as seen by the reading task.
@@ -66,12 +76,51 @@ enum PeerEnd {
 }
 
 impl Probe {
-    /// Bytes the peer's TCP stack acknowledged, if the session is past its probation.
-    fn peer_acked(&self) -> Option<u64> {
-        if Instant::now() < self.trusted_from {
+    fn new(written: Arc<AtomicU64>, socket: smol::net::TcpStream, trusted_from: Instant) -> Probe {
+        Probe {
+            written,
+            socket,
+            trusted_from,
+            seen: VecDeque::new(),
+            confirmed: 0,
+        }
+    }
+
+    /// Notes how far the peer's TCP stack has acknowledged now. Call it while the connection
+    /// is known to be up (never after a failure: then nothing new may be trusted).
+    fn observe(&mut self) {
+        if let Some(k) = self.kernel_acked()
+            && self.seen.back().is_none_or(|&(_, last)| k > last)
+            && k > self.confirmed
+        {
+            self.seen.push_back((Instant::now(), k));
+        }
+    }
+
+    /// Bytes delivered: acknowledged by the peer's TCP stack at least [`ACK_GRACE`] ago, on a
+    /// session past its probation; `None` during the probation.
+    fn peer_acked(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        while let Some(&(t, k)) = self.seen.front() {
+            if now.duration_since(t) < ACK_GRACE {
+                break;
+            }
+            self.confirmed = self.confirmed.max(k);
+            self.seen.pop_front();
+        }
+        if now < self.trusted_from {
             return None;
         }
-        self.kernel_acked()
+        Some(self.confirmed)
+    }
+
+    /// The server closed cleanly after our close_notify: it read the whole stream.
+    fn trust_everything(&mut self) {
+        self.trusted_from = Instant::now();
+        if let Some(k) = self.kernel_acked() {
+            self.confirmed = self.confirmed.max(k);
+        }
+        self.seen.clear();
     }
 
     /// Bytes the peer's TCP stack acknowledged: written minus what is still in the send queue.
@@ -209,11 +258,7 @@ async fn session_loop(
         socket,
         ..
     } = session;
-    let mut probe = Probe {
-        written,
-        socket,
-        trusted_from,
-    };
+    let mut probe = Probe::new(written, socket, trusted_from);
     let (mut rd, mut wr) = smol::io::split(stream);
     let (peer_tx, peer_rx) = smol::channel::bounded::<PeerEnd>(1);
     // Devo sends nothing; a read returns only the server's EOF or alert (a rejected client
@@ -237,7 +282,7 @@ async fn session_loop(
     let mut last_persist = Instant::now();
     loop {
         if let Ok(end) = peer_rx.try_recv() {
-            settle(states, &probe);
+            settle(states, &mut probe);
             persist(states).await?;
             let reason = match end {
                 PeerEnd::Clean => "the server closed the connection".to_string(),
@@ -265,7 +310,8 @@ async fn session_loop(
             }
         }
         if buf.is_empty() {
-            settle(states, &probe);
+            probe.observe();
+            settle(states, &mut probe);
             if persist_due(states, last_persist) {
                 persist(states).await?;
                 last_persist = Instant::now();
@@ -294,7 +340,7 @@ async fn session_loop(
             ))
         };
         if let Err(e) = smol::future::or(write, bounded).await {
-            settle(states, &probe);
+            settle(states, &mut probe);
             persist(states).await?;
             return Ok(End::Failed(format!("sending failed: {e}")));
         }
@@ -307,7 +353,8 @@ async fn session_loop(
                 events,
             });
         }
-        settle(states, &probe);
+        probe.observe();
+        settle(states, &mut probe);
         if persist_due(states, last_persist) {
             persist(states).await?;
             last_persist = Instant::now();
@@ -316,7 +363,7 @@ async fn session_loop(
 }
 
 /// Moves each table's acked position over the batches the peer has acknowledged.
-fn settle(states: &mut [StreamTable], probe: &Probe) {
+fn settle(states: &mut [StreamTable], probe: &mut Probe) {
     let Some(acked) = probe.peer_acked() else {
         return;
     };
@@ -337,7 +384,8 @@ fn settle(states: &mut [StreamTable], probe: &Probe) {
 
 /// Clean close: close_notify and half-close, wait (bounded) for the server's EOF and for the
 /// send queue to drain, then count what the peer acknowledged. A clean EOF from the server
-/// (its close_notify) proves it read the whole stream, probation or not.
+/// (its close_notify) proves it read the whole stream, probation or not; without one, the
+/// acknowledged bytes count only if the connection is not failed [`ACK_GRACE`] later.
 async fn close<W: smol::io::AsyncWrite + Unpin>(
     wr: &mut W,
     peer_rx: &smol::channel::Receiver<PeerEnd>,
@@ -345,14 +393,26 @@ async fn close<W: smol::io::AsyncWrite + Unpin>(
     states: &mut [StreamTable],
 ) {
     let _ = timeout(CLOSE_STEP, wr.close()).await;
-    if let Some(Ok(PeerEnd::Clean)) = timeout(CLOSE_STEP, peer_rx.recv()).await {
-        probe.trusted_from = Instant::now();
-    }
+    let clean = matches!(
+        timeout(CLOSE_STEP, peer_rx.recv()).await,
+        Some(Ok(PeerEnd::Clean))
+    );
     let deadline = Instant::now() + CLOSE_STEP;
     while crate::sys::send_queue_len(&probe.socket).is_some_and(|q| q > 0)
         && Instant::now() < deadline
     {
         smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    if clean {
+        probe.trust_everything();
+    } else {
+        // No answer to our close: what the peer acknowledged counts once the connection has
+        // outlived the grace without the server failing it.
+        probe.observe();
+        smol::Timer::after(ACK_GRACE).await;
+        if matches!(peer_rx.try_recv(), Ok(PeerEnd::Failed(_))) {
+            return;
+        }
     }
     settle(states, probe);
 }

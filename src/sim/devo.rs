@@ -34,6 +34,10 @@ pub struct Options {
     /// Time the receiver takes to judge a client certificate (like a server checking a
     /// revocation list); under TLS 1.3 the client has finished its handshake and is sending by then.
     pub verify_delay: Duration,
+    /// Reset (RST) each connection at its first read after it has lived this long (zero:
+    /// never), as a load balancer restarting mid-stream does: what the receiver's TCP stack
+    /// acknowledged but it had not read yet is gone, and the sender's queue with it.
+    pub reset_after: Duration,
 }
 
 impl Receiver {
@@ -42,7 +46,6 @@ impl Receiver {
     /// # Errors
     /// If the certificates cannot be loaded or the address cannot be bound.
     pub fn start(listen: SocketAddr, pki: &Pki, opts: Options) -> Result<Receiver, String> {
-        let keep_lines = opts.keep_lines;
         let config = server_config(pki, opts.verify_delay)?;
         let listener =
             TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -59,7 +62,7 @@ impl Receiver {
                 let Ok(conn) = conn else { continue };
                 rc.connections.fetch_add(1, Ordering::Relaxed);
                 let (rc, config) = (rc.clone(), config.clone());
-                std::thread::spawn(move || rc.serve(conn, config, keep_lines));
+                std::thread::spawn(move || rc.serve(conn, config, opts));
             }
         });
         Ok(r)
@@ -80,14 +83,21 @@ impl Receiver {
         self.connections.load(Ordering::Relaxed)
     }
 
-    fn serve(&self, tcp: std::net::TcpStream, config: Arc<ServerConfig>, keep: bool) {
+    fn serve(&self, tcp: std::net::TcpStream, config: Arc<ServerConfig>, opts: Options) {
+        let keep = opts.keep_lines;
         let Ok(conn) = rustls::ServerConnection::new(config) else {
             return;
         };
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         let mut buf = vec![0u8; 64 << 10];
         let mut partial: Vec<u8> = Vec::new();
+        let opened = std::time::Instant::now();
         loop {
+            if !opts.reset_after.is_zero() && opened.elapsed() >= opts.reset_after {
+                // The partial line is dropped, as the connection's unread bytes are.
+                crate::sys::reset_on_close(&tls.sock);
+                return;
+            }
             match tls.read(&mut buf) {
                 Ok(0) => {
                     // The client's close_notify: answer with ours and close.

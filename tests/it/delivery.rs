@@ -227,3 +227,50 @@ fn events_sent_while_devo_rejects_the_client_certificate_are_not_lost() {
         env.logs()
     );
 }
+
+#[test]
+fn a_receiver_resetting_connections_mid_stream_loses_nothing() {
+    let total = 60_000;
+    let mut env = Env::new(okta::Options {
+        total,
+        initial: 2_000,
+        rate_per_sec: 4_000.0,
+        // Okta-like latency: without it the puller chases the stream's tail with tiny pages
+        // and spends the global budget (980 requests a minute) in a second.
+        page_delay: Duration::from_millis(30),
+        ..Default::default()
+    });
+    // Every connection is reset (RST) 2.5 s after it opened, while events flow: the
+    // receiver's unread bytes are gone with it, though its TCP stack acknowledged them.
+    let devo = env.start_devo_opts(okta_collector::sim::devo::Options {
+        keep_lines: true,
+        reset_after: Duration::from_millis(2500),
+        ..Default::default()
+    });
+    env.write_config("");
+    let mut child = env.spawn();
+    let missing = |devo: &okta_collector::sim::devo::Receiver| {
+        check_lines(&env, &devo.lines(), "auth.okta.system")
+            .missing(total)
+            .len()
+    };
+    let all = wait_until(Duration::from_secs(120), || {
+        devo.count() >= total && missing(&devo) == 0
+    });
+    stop(&env, &mut child);
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    eprintln!(
+        "{} connections, {} lines, {} missing, {} duplicates re-sent after resets",
+        devo.connections(),
+        d.lines,
+        d.missing(total).len(),
+        d.duplicates()
+    );
+    assert!(all, "{} missing\n{}", d.missing(total).len(), env.logs());
+    assert!(
+        devo.connections() >= 4,
+        "the receiver reset connections\n{}",
+        env.logs()
+    );
+    assert!(env.logs().contains("Connection lost"), "{}", env.logs());
+}

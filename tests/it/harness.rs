@@ -51,11 +51,16 @@ impl Env {
 
     /// Starts the Devo receiver, taking `verify_delay` to judge client certificates.
     pub fn start_devo_with(&mut self, verify_delay: Duration) -> devo::Receiver {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let opts = devo::Options {
+        self.start_devo_opts(devo::Options {
             keep_lines: true,
             verify_delay,
-        };
+            ..Default::default()
+        })
+    }
+
+    /// Starts the Devo receiver with these options.
+    pub fn start_devo_opts(&mut self, opts: devo::Options) -> devo::Receiver {
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match devo::Receiver::start(([127, 0, 0, 1], self.devo_port).into(), &self.pki, opts) {
                 Ok(r) => {
@@ -327,4 +332,19 @@ pub fn for_each_spooled(s: &spool::Spool, mut f: impl FnMut(u64, &[u8])) {
         }
     }
     assert_eq!(r.corrupt_frames(), 0);
+}
+
+/// `program` run as root: directly when the tests run as root, else through `sudo -n`.
+pub fn as_root(program: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
 }

@@ -18,7 +18,11 @@ struct Relay {
 
 impl Relay {
     fn start(port: u16) -> Relay {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        Relay::start_at(([127, 0, 0, 1], port).into())
+    }
+
+    fn start_at(addr: std::net::SocketAddr) -> Relay {
+        let listener = TcpListener::bind(addr).unwrap();
         let relay = Relay {
             lines: Arc::default(),
         };
@@ -333,4 +337,143 @@ fn console_writes_the_syslog_lines_to_stdout() {
     assert_eq!(d.duplicates(), 0);
     let err = std::fs::read_to_string(env.path().join("stderr.txt")).unwrap();
     assert!(err.contains("Stopped cleanly."), "{err}");
+}
+
+/// A network namespace joined to this one by a veth pair, removed on drop. Cutting the link
+/// makes a real black hole: packets to the far side get no answer and no reset.
+struct Netns {
+    name: String,
+    host_if: String,
+    far_ip: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let n = std::process::id() % 200 + 20;
+        let ns = Netns {
+            name: format!("okc-bh-{}", std::process::id()),
+            host_if: format!("okcbh{n}h"),
+            far_ip: format!("10.251.{n}.2"),
+        };
+        let peer = format!("okcbh{n}n");
+        let run = |args: &[&str]| {
+            let st = as_root("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?} failed (the test needs root)");
+        };
+        let _ = as_root("ip").args(["netns", "del", &ns.name]).status();
+        let _ = as_root("ip").args(["link", "del", &ns.host_if]).status();
+        run(&["netns", "add", &ns.name]);
+        run(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+        run(&["link", "set", &peer, "netns", &ns.name]);
+        run(&[
+            "addr",
+            "add",
+            &format!("10.251.{n}.1/30"),
+            "dev",
+            &ns.host_if,
+        ]);
+        run(&["link", "set", &ns.host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns.name, "ip"];
+            all.extend_from_slice(args);
+            run(&all);
+        };
+        inside(&["addr", "add", &format!("10.251.{n}.2/30"), "dev", &peer]);
+        inside(&["link", "set", &peer, "up"]);
+        ns
+    }
+
+    /// Cuts (false) or restores (true) the link.
+    fn link(&self, up: bool) {
+        let st = as_root("ip")
+            .args(["link", "set", &self.host_if, if up { "up" } else { "down" }])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// A relay listening on the far side, port `port`.
+    fn relay(&self, port: u16) -> Relay {
+        let path = std::path::PathBuf::from(format!("/var/run/netns/{}", self.name));
+        let addr: std::net::SocketAddr = format!("{}:{port}", self.far_ip).parse().unwrap();
+        std::thread::spawn(move || {
+            okta_collector::sys::enter_netns(&path).expect("setns (the test needs root)");
+            Relay::start_at(addr)
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = as_root("ip").args(["link", "del", &self.host_if]).status();
+        let _ = as_root("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+#[test]
+fn a_black_holed_relay_is_detected_by_tcp_user_timeout_and_nothing_is_lost() {
+    let total = 40_000;
+    let mut env = Env::new(okta::Options {
+        total,
+        initial: 2_000,
+        rate_per_sec: 1_000.0,
+        page_delay: Duration::from_millis(30),
+        ..Default::default()
+    });
+    let ns = Netns::new();
+    let relay = ns.relay(13000);
+    let text = env.config_text("");
+    let start = text.find("  devo_1:").unwrap();
+    let end = text.find("inputs:").unwrap();
+    let text = format!(
+        "{}  relay_1:\n    type: relay\n    config:\n      address: {}\n      hostname: {HOSTNAME}\n{}",
+        &text[..start],
+        ns.far_ip,
+        &text[end..]
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || relay.lines().len() >= 5_000),
+        "{}",
+        env.logs()
+    );
+    // The relay vanishes without a word: nothing more is acknowledged, so nothing more may
+    // count as delivered; TCP_USER_TIMEOUT (30 s) ends the connection.
+    ns.link(false);
+    let at_cut = relay.lines().len();
+    let detected = wait_until(Duration::from_secs(50), || {
+        env.logs().contains("Connection lost")
+    });
+    ns.link(true);
+    assert!(detected, "{}", env.logs());
+    assert!(
+        relay.lines().len() < total as usize,
+        "the cut happened mid-stream ({at_cut})"
+    );
+    let all = wait_until(Duration::from_secs(90), || {
+        relay.lines().len() >= total as usize
+            && check_lines(&env, &relay.lines(), "auth.okta.system")
+                .missing(total)
+                .is_empty()
+    });
+    stop(&env, &mut child);
+    let d = check_lines(&env, &relay.lines(), "auth.okta.system");
+    eprintln!(
+        "black hole: {} lines before the cut, {} duplicates after it",
+        at_cut,
+        d.duplicates()
+    );
+    assert!(all, "{} missing\n{}", d.missing(total).len(), env.logs());
 }
