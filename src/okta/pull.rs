@@ -333,8 +333,15 @@ impl Puller {
             let wait = match self.pacer.try_take(Instant::now()) {
                 Ok(()) => return false,
                 Err(Wait::Local(d)) => {
-                    log::debug!(
-                        "{} -> Local request budget used up; waiting {:.1}s.",
+                    // A short wait is routine pacing; a long one explains a pause in pulling.
+                    let level = if d >= Duration::from_secs(5) {
+                        log::Level::Info
+                    } else {
+                        log::Level::Debug
+                    };
+                    log::log!(
+                        level,
+                        "{} -> Local request budget used up (requests_limits, or globals.requests_per_minute for all services); waiting {:.1}s.",
                         self.label,
                         d.as_secs_f64()
                     );
