@@ -9,6 +9,8 @@ use okta_collector::{demo, logging, metrics, status, validate};
 
 /// How often the memory line (`[GC] global: …`) is logged, as the seed collector does.
 const MEMORY_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often the allocator's free memory is handed back to the system.
+const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,6 +111,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: one malloc arena for the whole process.
+    okta_collector::sys::limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(&config),
@@ -253,12 +257,18 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     }
     std::thread::spawn(|| {
+        // Free memory goes back to the system every minute; the [GC] line every 5 minutes.
         let mut before = metrics::Memory::now();
+        let mut last_line = std::time::Instant::now();
         loop {
-            std::thread::sleep(MEMORY_LOG_PERIOD);
-            let now = metrics::Memory::now();
-            log::info!("{}", now.line(&before));
-            before = now;
+            std::thread::sleep(TRIM_PERIOD);
+            okta_collector::sys::release_free_memory();
+            if last_line.elapsed() >= MEMORY_LOG_PERIOD {
+                let now = metrics::Memory::now();
+                log::info!("{}", now.line(&before));
+                before = now;
+                last_line = std::time::Instant::now();
+            }
         }
     });
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -39,6 +39,28 @@ pub fn reset_on_close(s: &impl AsRawFd) {
     }
 }
 
+/// Caps glibc's malloc at one arena: every thread that allocates (the blocking pool's
+/// included) would otherwise get an arena of its own that keeps its freed memory. Call it
+/// before any thread starts. A no-op on other C libraries.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes two integers; M_ARENA_MAX is a documented parameter.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Returns the allocator's free memory to the system (glibc `malloc_trim`); a no-op on other C
+/// libraries. An idle collector holds on to the high-water mark of its last busy moment
+/// otherwise.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes a size and only works on the allocator's own state.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Moves the calling thread into the network namespace at `path` (e.g. `/var/run/netns/x`):
 /// sockets it creates from then on live there. The tests use it to put a receiver behind a
 /// link they can cut (a real black hole: no answer, no reset).

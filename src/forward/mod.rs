@@ -216,7 +216,11 @@ async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Waits for a spool append, shutdown, or 200 ms.
+/// How long an idle forwarder waits before it looks again (at a server's message, at
+/// acknowledgements to confirm, at the ack file).
+const IDLE_TICK: Duration = Duration::from_millis(500);
+
+/// Waits for a spool append, shutdown, or [`IDLE_TICK`].
 async fn wait_for_work<T: AsRef<TableState>>(states: &[T], shutdown: &Shutdown) {
     let mut listeners: Vec<_> = states
         .iter()
@@ -234,7 +238,7 @@ async fn wait_for_work<T: AsRef<TableState>>(states: &[T], shutdown: &Shutdown) 
     // bounds how long it waits there.
     smol::future::or(
         smol::future::or(any_append, async {
-            smol::Timer::after(Duration::from_millis(200)).await;
+            smol::Timer::after(IDLE_TICK).await;
         }),
         shutdown.wait(),
     )
