@@ -61,7 +61,7 @@ inputs:
             url = sim.url(),
             start = sim.start_time(),
         );
-        std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+        common::write_private(&dir.path().join("config.yaml"), &config).expect("config");
         Run {
             dir,
             pki,

@@ -69,7 +69,7 @@ inputs:
             port = rx.addr.port(),
             url = sim.url(),
         );
-        std::fs::write(dir.path().join("config.yaml"), config).expect("config");
+        common::write_private(&dir.path().join("config.yaml"), &config).expect("config");
         Run { dir, sim, _rx: rx }
     }
 

@@ -61,7 +61,7 @@ inputs:
         url = sim.url(),
         start = sim.start_time(),
     );
-    std::fs::write(&config_path, text).map_err(|e| e.to_string())?;
+    common::write_private(&config_path, &text).map_err(|e| e.to_string())?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     okta_collector::logging::init(log::LevelFilter::Warn);
     let pipeline = Pipeline::build(&config)?;

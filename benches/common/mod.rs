@@ -1,5 +1,5 @@
-//! What the benchmark binaries share: their command-line arguments and a process's CPU time
-//! and memory read from /proc.
+//! What the benchmark binaries share: their command-line arguments, writing a config that
+//! holds a token, and a process's CPU time and memory read from /proc.
 #![allow(dead_code)] // each bench binary uses its own part of it
 
 /// The value after `name` on the command line, or `default`.
@@ -40,4 +40,18 @@ pub fn usage(pid: u32) -> (f64, f64) {
     // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     (cpu, status_mib(pid, "VmHWM:"))
+}
+
+/// Writes a config file readable by its owner only (it holds a token; the collector warns
+/// about any other mode).
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
