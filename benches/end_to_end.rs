@@ -11,99 +11,18 @@
 
 mod common;
 
-use common::{arg, usage};
-use okta_collector::sim::{certs, devo, okta};
-use std::process::{Child, Command, Stdio};
+use common::{Run, arg, stop, usage};
 use std::time::{Duration, Instant};
 
-struct Run {
-    dir: tempfile::TempDir,
-    pki: certs::Pki,
-    sim: okta::OktaSim,
-    port: u16,
-}
-
-impl Run {
-    fn new(events: u64) -> Run {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = certs::generate(&dir.path().join("certs"), "bench CA").expect("certs");
-        let sim = okta::OktaSim::start(
-            ([127, 0, 0, 1], 0).into(),
-            okta::Options {
-                token: "bench-token".into(),
-                total: events,
-                initial: events,
-                ..Default::default()
-            },
-        )
-        .expect("simulator");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let config = format!(
-            r#"globals:
-  data_dir: data
-  log_level: warn
-  requests_per_minute: 0
-  spool:
-    max_bytes_per_table: 8589934592
-outputs:
-  devo:
-    type: devo_platform
-    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
-inputs:
-  okta:
-    credentials: {{okta_url: "{url}", api_token: bench-token}}
-    services:
-      logs: {{start: "{start}", request_period_in_seconds: 1, requests_limits: []}}
-"#,
-            url = sim.url(),
-            start = sim.start_time(),
-        );
-        common::write_private(&dir.path().join("config.yaml"), &config).expect("config");
-        Run {
-            dir,
-            pki,
-            sim,
-            port,
-        }
-    }
-
-    fn receiver(&self) -> devo::Receiver {
-        devo::Receiver::start(
-            ([127, 0, 0, 1], self.port).into(),
-            &self.pki,
-            devo::Options {
-                keep_lines: false,
-                verify_delay: Duration::ZERO,
-                ..Default::default()
-            },
-        )
-        .expect("receiver")
-    }
-
-    fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_okta-collector"))
-            .args(["run", "--config"])
-            .arg(self.dir.path().join("config.yaml"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("okta-collector")
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
-}
+const LOGS: &str =
+    "      logs: {start: \"{start}\", request_period_in_seconds: 1, requests_limits: []}\n";
 
 fn main() {
     let events = arg("--events", 1_000_000);
     println!("end-to-end benchmarks: cargo bench --bench end_to_end -- --events {events}");
 
     // 1. End to end.
-    let run = Run::new(events);
+    let run = Run::new(events, LOGS);
     let rx = run.receiver();
     let started = Instant::now();
     let child = run.spawn();
@@ -124,7 +43,7 @@ fn main() {
     );
 
     // 3. Outage drain: pull everything with Devo down, then bring it up.
-    let run = Run::new(events);
+    let run = Run::new(events, LOGS);
     let started = Instant::now();
     let child = run.spawn();
     let spool = run.dir.path().join("data/spool/logs");

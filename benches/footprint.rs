@@ -12,92 +12,21 @@
 
 mod common;
 
-use common::{arg, status_mib, usage};
-use okta_collector::sim::{certs, devo, okta};
+use common::{Run, arg, status_mib, stop, usage};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Run {
-    dir: tempfile::TempDir,
-    sim: okta::OktaSim,
-    _rx: devo::Receiver,
-}
-
-impl Run {
-    /// A simulator, a receiver, and a config with `services` under `inputs.okta.services`.
-    fn new(events: u64, services: &str) -> Run {
-        // Under target/, not /tmp (which may be a tmpfs, where fdatasync costs nothing).
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-        let pki = certs::generate(&dir.path().join("certs"), "bench CA").expect("certs");
-        let sim = okta::OktaSim::start(
-            ([127, 0, 0, 1], 0).into(),
-            okta::Options {
-                token: "bench-token".into(),
-                total: events,
-                initial: events,
-                ..Default::default()
-            },
-        )
-        .expect("simulator");
-        let rx = devo::Receiver::start(
-            ([127, 0, 0, 1], 0).into(),
-            &pki,
-            devo::Options {
-                keep_lines: false,
-                verify_delay: Duration::ZERO,
-                ..Default::default()
-            },
-        )
-        .expect("receiver");
-        let services = services.replace("{start}", &sim.start_time());
-        let config = format!(
-            r#"globals:
-  data_dir: data
-  log_level: warn
-  spool:
-    max_bytes_per_table: 8589934592
-outputs:
-  devo:
-    type: devo_platform
-    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
-inputs:
-  okta:
-    credentials: {{okta_url: "{url}", api_token: bench-token}}
-    services:
-{services}"#,
-            port = rx.addr.port(),
-            url = sim.url(),
-        );
-        common::write_private(&dir.path().join("config.yaml"), &config).expect("config");
-        Run { dir, sim, _rx: rx }
+/// Spawns `run` and returns the time until the simulator sees its first request.
+fn start_up(run: &Run) -> (Duration, Child) {
+    let before = run.sim.requests();
+    let t = Instant::now();
+    let child = run.spawn();
+    while run.sim.requests() == before {
+        std::thread::sleep(Duration::from_micros(200));
+        assert!(t.elapsed() < Duration::from_secs(60), "no request in 60 s");
     }
-
-    fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_okta-collector"))
-            .args(["run", "--config"])
-            .arg(self.dir.path().join("config.yaml"))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("okta-collector")
-    }
-
-    /// Spawns `run` and returns the time until the simulator sees its first request.
-    fn start_up(&self) -> (Duration, Child) {
-        let before = self.sim.requests();
-        let t = Instant::now();
-        let child = self.spawn();
-        while self.sim.requests() == before {
-            std::thread::sleep(Duration::from_micros(200));
-            assert!(t.elapsed() < Duration::from_secs(60), "no request in 60 s");
-        }
-        (t.elapsed(), child)
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    (t.elapsed(), child)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -143,7 +72,8 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..starts {
         let run = Run::new(0, ALL_SEVEN);
-        let (t, child) = run.start_up();
+        let _rx = run.receiver();
+        let (t, child) = start_up(&run);
         times.push(t);
         stop(child);
     }
@@ -179,7 +109,8 @@ fn main() {
     }
     // The receiver is on: the start-up is measured before much is sent, and the process is
     // stopped right after.
-    let (t, child) = run.start_up();
+    let _rx = run.receiver();
+    let (t, child) = start_up(&run);
     stop(child);
     println!(
         "  6. recovery: a spool of {spool_mib} MiB ({events} unsent events, written in {fill_secs:.1}s) opens in a median {:.2} ms of 5; spawn to the first Okta request with it: {:.1} ms",
@@ -190,7 +121,8 @@ fn main() {
 
     // 2. Idle footprint.
     let run = Run::new(1000, ALL_SEVEN);
-    let (_, child) = run.start_up();
+    let _rx = run.receiver();
+    let (_, child) = start_up(&run);
     let pid = child.id();
     // Caught up once the simulator has had no request for 3 s.
     let mut last = run.sim.requests();

@@ -1,6 +1,102 @@
-//! What the benchmark binaries share: their command-line arguments, writing a config that
-//! holds a token, and a process's CPU time and memory read from /proc.
+//! What the benchmark binaries share: their command-line arguments, a run's set-up (the
+//! simulator, certificates, a receiver, a config, the real binary), and a process's CPU time
+//! and memory read from /proc.
 #![allow(dead_code)] // each bench binary uses its own part of it
+#![allow(clippy::expect_used)] // a benchmark: a panic is a failed run, with its message
+
+use okta_collector::sim::{certs, devo, okta};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// One run: a folder under target/ (not /tmp, which may be a tmpfs where `fdatasync` costs
+/// nothing), throwaway certificates, the simulated org, a reserved port for the receiver, and
+/// a config for the real binary.
+pub struct Run {
+    pub dir: tempfile::TempDir,
+    pub pki: certs::Pki,
+    pub sim: okta::OktaSim,
+    pub port: u16,
+}
+
+impl Run {
+    /// `events` System Log events available at once; `services` is the YAML under
+    /// `inputs.okta.services` (`{start}` is replaced by a start before the backlog). No local
+    /// budget, an 8 GiB spool bound.
+    pub fn new(events: u64, services: &str) -> Run {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let pki = certs::generate(&dir.path().join("certs"), "bench CA").expect("certs");
+        let sim = okta::OktaSim::start(
+            ([127, 0, 0, 1], 0).into(),
+            okta::Options {
+                token: "bench-token".into(),
+                total: events,
+                initial: events,
+                ..Default::default()
+            },
+        )
+        .expect("simulator");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let services = services.replace("{start}", &sim.start_time());
+        let config = format!(
+            r#"globals:
+  data_dir: data
+  log_level: warn
+  requests_per_minute: 0
+  spool:
+    max_bytes_per_table: 8589934592
+outputs:
+  devo:
+    type: devo_platform
+    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
+inputs:
+  okta:
+    credentials: {{okta_url: "{url}", api_token: bench-token}}
+    services:
+{services}"#,
+            url = sim.url(),
+        );
+        write_private(&dir.path().join("config.yaml"), &config).expect("config");
+        Run {
+            dir,
+            pki,
+            sim,
+            port,
+        }
+    }
+
+    /// Starts the mutual-TLS receiver on the reserved port.
+    pub fn receiver(&self) -> devo::Receiver {
+        devo::Receiver::start(
+            ([127, 0, 0, 1], self.port).into(),
+            &self.pki,
+            devo::Options {
+                keep_lines: false,
+                verify_delay: Duration::ZERO,
+                ..Default::default()
+            },
+        )
+        .expect("receiver")
+    }
+
+    /// Starts `okta-collector run` on the config.
+    pub fn spawn(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_okta-collector"))
+            .args(["run", "--config"])
+            .arg(self.dir.path().join("config.yaml"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("okta-collector")
+    }
+}
+
+/// SIGTERM, then the exit.
+pub fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
 
 /// The value after `name` on the command line, or `default`.
 pub fn arg(name: &str, default: u64) -> u64 {

@@ -65,6 +65,14 @@ fn with_outputs(env: &Env, extra: &str) -> String {
         .replace("inputs:\n", &format!("{extra}inputs:\n"))
 }
 
+/// The harness's config with `outputs` (YAML under `outputs:`) instead of its `devo_1`.
+fn only_outputs(env: &Env, outputs: &str) -> String {
+    let text = env.config_text("");
+    let start = text.find("  devo_1:").unwrap();
+    let end = text.find("inputs:").unwrap();
+    format!("{}{outputs}{}", &text[..start], &text[end..])
+}
+
 #[test]
 fn relay_and_devo_platform_side_by_side_each_get_everything_at_their_own_pace() {
     const TOTAL: u64 = 6_000;
@@ -221,15 +229,12 @@ fn devo_http_retries_a_500_and_sets_a_400_batch_aside_with_nothing_lost() {
     });
     // The first request fails with a 500 (retried); the third is refused with a 400.
     let (http, port) = HttpDevo::start(vec![500, 200, 400]);
-    let text = env.config_text("");
-    let start = text.find("  devo_1:").unwrap();
-    let end = text.find("inputs:").unwrap();
-    let text = format!(
-        "{}  http_1:\n    type: devo_http\n    config:\n      url: http://127.0.0.1:{port}\n      domain: acme\n      token: {DEVO_TOKEN}\n      hostname: {HOSTNAME}\n      batch_bytes: 65536\n{}",
-        &text[..start],
-        &text[end..]
-    );
-    env.write_config_text(&text);
+    env.write_config_text(&only_outputs(
+        &env,
+        &format!(
+            "  http_1:\n    type: devo_http\n    config:\n      url: http://127.0.0.1:{port}\n      domain: acme\n      token: {DEVO_TOKEN}\n      hostname: {HOSTNAME}\n      batch_bytes: 65536\n"
+        ),
+    ));
     let mut child = env.spawn();
     let rejected_dir = env.path().join("data/rejected/http_1");
     let rejected = || -> Vec<Vec<u8>> {
@@ -303,15 +308,10 @@ fn console_writes_the_syslog_lines_to_stdout() {
         initial: TOTAL,
         ..Default::default()
     });
-    let text = env.config_text("");
-    let start = text.find("  devo_1:").unwrap();
-    let end = text.find("inputs:").unwrap();
-    let text = format!(
-        "{}  debug:\n    type: console\n    config:\n      hostname: {HOSTNAME}\n{}",
-        &text[..start],
-        &text[end..]
-    );
-    let config = env.write_config_text(&text);
+    let config = env.write_config_text(&only_outputs(
+        &env,
+        &format!("  debug:\n    type: console\n    config:\n      hostname: {HOSTNAME}\n"),
+    ));
     let out_path = env.path().join("stdout.txt");
     let mut child = Command::new(bin())
         .args(["run", "--config"])
@@ -433,16 +433,13 @@ fn a_black_holed_relay_is_detected_by_tcp_user_timeout_and_nothing_is_lost() {
     });
     let ns = Netns::new();
     let relay = ns.relay(13000);
-    let text = env.config_text("");
-    let start = text.find("  devo_1:").unwrap();
-    let end = text.find("inputs:").unwrap();
-    let text = format!(
-        "{}  relay_1:\n    type: relay\n    config:\n      address: {}\n      hostname: {HOSTNAME}\n{}",
-        &text[..start],
-        ns.far_ip,
-        &text[end..]
-    );
-    env.write_config_text(&text);
+    env.write_config_text(&only_outputs(
+        &env,
+        &format!(
+            "  relay_1:\n    type: relay\n    config:\n      address: {}\n      hostname: {HOSTNAME}\n",
+            ns.far_ip
+        ),
+    ));
     let mut child = env.spawn();
     assert!(
         wait_until(Duration::from_secs(30), || relay.lines().len() >= 5_000),
