@@ -118,7 +118,7 @@ pub(super) async fn run<S: Sink>(
                 continue;
             };
             sent_any = true;
-            loop {
+            let taken = loop {
                 let (sink2, tag, batch) = (sink.clone(), s.table.tag.clone(), buf.clone());
                 let d = smol::unblock(move || sink2.deliver(&tag, &batch)).await;
                 match d {
@@ -129,7 +129,7 @@ pub(super) async fn run<S: Sink>(
                         }
                         connected.store(true, Ordering::Relaxed);
                         backoff = Duration::from_secs(1);
-                        break;
+                        break true;
                     }
                     Delivery::Rejected(why) => {
                         let file = set_aside(&rejected_dir, &s.table.tag, &buf)
@@ -140,7 +140,7 @@ pub(super) async fn run<S: Sink>(
                             s.table.tag,
                             file.display()
                         );
-                        break;
+                        break false;
                     }
                     Delivery::Retry(why) => {
                         connected.store(false, Ordering::Relaxed);
@@ -157,9 +157,11 @@ pub(super) async fn run<S: Sink>(
                         }
                     }
                 }
-            }
+            };
             s.acked = pos;
-            s.table.delivered.fetch_add(events, Ordering::Relaxed);
+            if taken {
+                s.table.delivered.fetch_add(events, Ordering::Relaxed);
+            }
             if persist_due(std::slice::from_ref(&*s), last_persist) {
                 persist(std::slice::from_mut(s)).await?;
                 last_persist = Instant::now();
