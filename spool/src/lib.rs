@@ -284,6 +284,15 @@ pub fn valid_consumer_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The frame buffer kept for the next append: a large one (a page of big events) is let go
+/// rather than held by an idle spool; allocating it again costs far less than the write.
+fn keep_small(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > 256 << 10 {
+        buf = Vec::new();
+    }
+    buf
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a spool lock leaves no half-written state in memory that matters:
     // the on-disk state is authoritative, so a poisoned lock is still usable.
@@ -749,7 +758,7 @@ impl Spool {
         let mut w = self.writer()?;
         let mut buf = std::mem::take(&mut w.buf);
         let result = self.write_frame(&mut w, &mut buf, KIND_DATA, cursor, events);
-        w.buf = buf;
+        w.buf = keep_small(buf);
         let (head, len) = result?;
         let path = segment_path(&self.inner.dir, w.segment);
         if let Err(source) = w.file.sync_data() {
@@ -783,7 +792,7 @@ impl Spool {
         let mut w = self.writer()?;
         let mut buf = std::mem::take(&mut w.buf);
         let result = self.write_frame(&mut w, &mut buf, KIND_PENDING, &[], events);
-        w.buf = buf;
+        w.buf = keep_small(buf);
         let (head, len) = result?;
         w.pending = Some(Head {
             offset: head.offset + len,

@@ -316,6 +316,8 @@ async fn session_loop(
                 persist(states).await?;
                 last_persist = Instant::now();
             }
+            // Idle: a batch buffer grown by a large frame is not held while nothing flows.
+            buf.shrink_to(BATCH_BYTES + (64 << 10));
             wait_for_work(states, shutdown).await;
             continue;
         }
