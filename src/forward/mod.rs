@@ -77,7 +77,7 @@ fn prepare(output: &Output) -> Result<Prepared, String> {
     Ok(match &output.kind {
         OutputKind::Devo(d) => Prepared::Tls(tls::client_config(&output.name, d)?),
         OutputKind::Relay(_) => Prepared::Tcp,
-        OutputKind::Http(h) => Prepared::Http(http::Sink::new(&output.hostname, h)?),
+        OutputKind::Http(h) => Prepared::Http(http::Sink::new(&output.hostname, h)),
         OutputKind::Console => Prepared::Console,
     })
 }
