@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 /// GETs `path` from `addr`: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
+pub fn get(addr: &str, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -39,7 +39,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// Parses Prometheus text: `name{labels}` → value; checks every sample has HELP and TYPE.
-fn parse(text: &str) -> HashMap<String, f64> {
+pub fn parse(text: &str) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     let mut typed = std::collections::HashSet::new();
     for line in text.lines() {

@@ -229,12 +229,19 @@ fn devo_http_retries_a_500_and_sets_a_400_batch_aside_with_nothing_lost() {
     });
     // The first request fails with a 500 (retried); the third is refused with a 400.
     let (http, port) = HttpDevo::start(vec![500, 200, 400]);
-    env.write_config_text(&only_outputs(
-        &env,
-        &format!(
-            "  http_1:\n    type: devo_http\n    config:\n      url: http://127.0.0.1:{port}\n      domain: acme\n      token: {DEVO_TOKEN}\n      hostname: {HOSTNAME}\n      batch_bytes: 65536\n"
+    let metrics = format!("127.0.0.1:{}", free_port());
+    env.write_config_text(
+        &only_outputs(
+            &env,
+            &format!(
+                "  http_1:\n    type: devo_http\n    config:\n      url: http://127.0.0.1:{port}\n      domain: acme\n      token: {DEVO_TOKEN}\n      hostname: {HOSTNAME}\n      batch_bytes: 65536\n"
+            ),
+        )
+        .replace(
+            "  log_level: info\n",
+            &format!("  log_level: info\n  metrics_listen: {metrics}\n"),
         ),
-    ));
+    );
     let mut child = env.spawn();
     let rejected_dir = env.path().join("data/rejected/http_1");
     let rejected = || -> Vec<Vec<u8>> {
@@ -256,6 +263,20 @@ fn devo_http_retries_a_500_and_sets_a_400_batch_aside_with_nothing_lost() {
         }),
         "{}",
         env.logs()
+    );
+    // The set-aside batch is not counted as sent.
+    let sent = r#"okta_collector_events_sent_total{service="logs",table="auth.okta.system",output="http_1"}"#;
+    let accepted = http.accepted().len() as f64;
+    let counted = wait_until(Duration::from_secs(10), || {
+        crate::observability::parse(&crate::observability::get(&metrics, "/metrics").1)
+            .get(sent)
+            .copied()
+            == Some(accepted)
+    });
+    assert!(
+        counted,
+        "{}",
+        crate::observability::get(&metrics, "/metrics").1
     );
     stop(&env, &mut child);
     let requests = http.requests.lock().unwrap().clone();
