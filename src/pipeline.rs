@@ -71,7 +71,7 @@ impl Pipeline {
     /// A message naming what cannot be loaded.
     pub fn check(config: &Config) -> Result<(), String> {
         for o in &config.outputs {
-            forward::check(o)?;
+            forward::load(o)?;
         }
         Client::new(
             config.okta.url.clone(),
@@ -86,9 +86,11 @@ impl Pipeline {
     /// # Errors
     /// A message naming what cannot be opened or loaded.
     pub fn build(config: &Config) -> Result<Pipeline, String> {
-        for o in &config.outputs {
-            forward::check(o)?;
-        }
+        let loaded = config
+            .outputs
+            .iter()
+            .map(forward::load)
+            .collect::<Result<Vec<_>, _>>()?;
         let client = Arc::new(Client::new(
             config.okta.url.clone(),
             config.okta.token.clone(),
@@ -170,14 +172,14 @@ impl Pipeline {
         }
         let mut forwarders = Vec::new();
         let mut outputs = Vec::new();
-        for (o, t) in config.outputs.iter().zip(tables) {
+        for ((o, l), t) in config.outputs.iter().zip(loaded).zip(tables) {
             let connected = Arc::new(AtomicBool::new(false));
             outputs.push(OutputStats {
                 name: o.name.clone(),
                 kind: o.type_name(),
                 connected: connected.clone(),
             });
-            forwarders.push(Forwarder::new(o.clone(), t, connected, &config.data_dir)?);
+            forwarders.push(l.forwarder(t, connected, &config.data_dir));
         }
         Ok(Pipeline {
             pullers,

@@ -54,6 +54,14 @@ enum Prepared {
     Console,
 }
 
+/// An output with what it needs loaded (TLS material, the HTTP client), ready to become a
+/// [`Forwarder`] once its tables are open.
+#[derive(Debug)]
+pub struct Loaded {
+    output: Output,
+    prepared: Prepared,
+}
+
 /// Sends all tables to one output until shutdown.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -64,45 +72,44 @@ pub struct Forwarder {
     rejected_dir: std::path::PathBuf,
 }
 
-/// Loads what `output` needs (TLS material, the HTTP client), so a config can be refused
-/// before anything stops.
+/// Loads what `output` needs, so a config whose files cannot be used is refused before any
+/// spool is opened or anything stops.
 ///
 /// # Errors
 /// A message naming the key and file that cannot be loaded.
-pub fn check(output: &Output) -> Result<(), String> {
-    prepare(output).map(drop)
-}
-
-fn prepare(output: &Output) -> Result<Prepared, String> {
-    Ok(match &output.kind {
+pub fn load(output: &Output) -> Result<Loaded, String> {
+    let prepared = match &output.kind {
         OutputKind::Devo(d) => Prepared::Tls(tls::client_config(&output.name, d)?),
         OutputKind::Relay(_) => Prepared::Tcp,
         OutputKind::Http(h) => Prepared::Http(http::Sink::new(&output.hostname, h)),
         OutputKind::Console => Prepared::Console,
+    };
+    Ok(Loaded {
+        output: output.clone(),
+        prepared,
     })
 }
 
-impl Forwarder {
-    /// A forwarder for `output` over `tables`; `connected` tells whether its peer is reachable.
-    /// Batches the output rejects for good are kept under `<data_dir>/rejected/<output>/`.
-    ///
-    /// # Errors
-    /// As [`check`].
-    pub fn new(
-        output: Output,
+impl Loaded {
+    /// The forwarder over `tables`; `connected` tells whether its peer is reachable. Batches
+    /// the output rejects for good are kept under `<data_dir>/rejected/<output>/`.
+    pub fn forwarder(
+        self,
         tables: Vec<Table>,
         connected: Arc<AtomicBool>,
         data_dir: &std::path::Path,
-    ) -> Result<Forwarder, String> {
-        Ok(Forwarder {
-            prepared: prepare(&output)?,
-            rejected_dir: data_dir.join("rejected").join(&output.name),
-            output,
+    ) -> Forwarder {
+        Forwarder {
+            rejected_dir: data_dir.join("rejected").join(&self.output.name),
+            output: self.output,
+            prepared: self.prepared,
             tables,
             connected,
-        })
+        }
     }
+}
 
+impl Forwarder {
     /// Runs until shutdown, reconnecting and retrying with backoff; nothing is acked before
     /// the output has it.
     ///
