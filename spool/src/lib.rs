@@ -269,11 +269,16 @@ fn ack_path(dir: &Path, name: &str) -> PathBuf {
 
 /// The position of the slowest consumer.
 fn slowest(acked: &[Acked]) -> Position {
-    acked
-        .iter()
-        .map(|a| a.pos)
+    slowest_known(acked.iter().map(|a| Some(a.pos))).unwrap_or_default()
+}
+
+/// The lowest of the consumers' recorded positions; `None` if any consumer has none (it starts
+/// at the oldest segment, so it holds every segment).
+fn slowest_known(positions: impl Iterator<Item = Option<Position>>) -> Option<Position> {
+    positions
+        .collect::<Option<Vec<Position>>>()?
+        .into_iter()
         .min_by_key(|p| p.seq)
-        .unwrap_or_default()
 }
 
 /// True if `name` can name a consumer: letters, digits, `_` and `-` (it is part of a file name).
@@ -483,12 +488,8 @@ impl Spool {
             sync_dir(dir)?;
             fs::remove_file(&legacy_path).map_err(io_err("delete", &legacy_path))?;
         }
-        // Segments go only once every consumer is past them; one with no position holds all.
-        let ack_pos = acks
-            .iter()
-            .map(|(_, _, p)| *p)
-            .collect::<Option<Vec<Position>>>()
-            .and_then(|v| v.into_iter().min_by_key(|p| p.seq));
+        // Segments go only once every consumer is past them.
+        let ack_pos = slowest_known(acks.iter().map(|(_, _, p)| *p));
 
         let mut segments = list_segments(dir)?;
         if let Some(a) = ack_pos {
@@ -721,11 +722,6 @@ impl Spool {
     /// If `consumer` is not an index into the names the spool was opened with.
     pub fn acked_by(&self, consumer: usize) -> Position {
         lock(&self.inner.acked)[consumer].pos
-    }
-
-    /// Number of consumers.
-    pub fn consumers(&self) -> usize {
-        lock(&self.inner.acked).len()
     }
 
     /// Number of events appended but not yet acked by consumer `consumer`.
@@ -1046,11 +1042,7 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
             last_ack: *last_ack,
         });
     }
-    let ack = acks
-        .iter()
-        .map(|(_, p, _)| p.filter(|p| p.seq >= oldest))
-        .collect::<Option<Vec<Position>>>()
-        .and_then(|v| v.into_iter().min_by_key(|p| p.seq));
+    let ack = slowest_known(acks.iter().map(|(_, p, _)| p.filter(|p| p.seq >= oldest)));
     let mut sizes = Vec::with_capacity(segments.len());
     for &seg in &segments {
         let len = fs::metadata(segment_path(dir, seg)).map_or(0, |m| m.len());
