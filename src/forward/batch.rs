@@ -118,9 +118,14 @@ pub(super) async fn run<S: Sink>(
                 continue;
             };
             sent_any = true;
+            // Shared with each attempt on the blocking pool, not copied per attempt.
+            let batch = Arc::new(std::mem::replace(
+                &mut buf,
+                Vec::with_capacity(limit + (64 << 10)),
+            ));
             let taken = loop {
-                let (sink2, tag, batch) = (sink.clone(), s.table.tag.clone(), buf.clone());
-                let d = smol::unblock(move || sink2.deliver(&tag, &batch)).await;
+                let (sink2, tag, attempt) = (sink.clone(), s.table.tag.clone(), batch.clone());
+                let d = smol::unblock(move || sink2.deliver(&tag, &attempt)).await;
                 match d {
                     Delivery::Done => {
                         if failing {
@@ -132,7 +137,7 @@ pub(super) async fn run<S: Sink>(
                         break true;
                     }
                     Delivery::Rejected(why) => {
-                        let file = set_aside(&rejected_dir, &s.table.tag, &buf)
+                        let file = set_aside(&rejected_dir, &s.table.tag, batch.clone())
                             .await
                             .map_err(Fatal)?;
                         log::error!(
@@ -210,12 +215,12 @@ async fn gather<S: Sink>(
 }
 
 /// Writes a rejected batch to `<dir>/<tag>.<unix ms>.log` (0600, synced) and returns the path.
-async fn set_aside(dir: &Path, tag: &str, batch: &[u8]) -> Result<PathBuf, String> {
+async fn set_aside(dir: &Path, tag: &str, batch: Arc<Vec<u8>>) -> Result<PathBuf, String> {
     let ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let path = dir.join(format!("{tag}.{ms}.log"));
-    let (dir, p, batch) = (dir.to_path_buf(), path.clone(), batch.to_vec());
+    let (dir, p) = (dir.to_path_buf(), path.clone());
     smol::unblock(move || -> std::io::Result<()> {
         std::fs::DirBuilder::new()
             .recursive(true)
