@@ -827,46 +827,64 @@ impl Config {
     }
 }
 
+/// A secret given in one of three keys under `parent`: `<stem>` (the value), `<stem>_env` (a
+/// variable holding it) or `<stem>_file` (a file holding it); exactly one. `what` names it in
+/// the message when none is set. The value comes back trimmed.
+fn resolve_secret(
+    parent: &str,
+    stem: &str,
+    what: &str,
+    inline: Option<&Secret>,
+    env: Option<&str>,
+    file: Option<&Path>,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Secret, ConfigError> {
+    let value = match (inline, env, file) {
+        (Some(t), None, None) => t.expose().to_string(),
+        (None, Some(var), None) => std::env::var(var).map_err(|_| {
+            ConfigError(format!(
+                "{parent}.{stem}_env: the environment variable {var} is not set"
+            ))
+        })?,
+        (None, None, Some(file)) => {
+            let p = resolve(file);
+            std::fs::read_to_string(&p).map_err(|e| {
+                ConfigError(format!(
+                    "{parent}.{stem}_file: cannot read {}: {e}",
+                    p.display()
+                ))
+            })?
+        }
+        (None, None, None) => {
+            return err(format!(
+                "{parent}: no {what}; set one of {stem}, {stem}_env or {stem}_file"
+            ));
+        }
+        _ => {
+            return err(format!(
+                "{parent}: set only one of {stem}, {stem}_env and {stem}_file"
+            ));
+        }
+    };
+    Ok(Secret::new(value.trim().to_string()))
+}
+
 fn resolve_token(
     c: &RawCredentials,
     resolve: &dyn Fn(&Path) -> PathBuf,
     at: &dyn Fn(&str) -> String,
 ) -> Result<Secret, ConfigError> {
     let key = at("inputs.okta.credentials");
-    let token = match (&c.api_token, &c.api_token_env, &c.api_token_file) {
-        (Some(t), None, None) => t.clone(),
-        (None, Some(var), None) => match std::env::var(var) {
-            Ok(v) => Secret::new(v),
-            Err(_) => {
-                return err(format!(
-                    "{key}.api_token_env: the environment variable {var} is not set"
-                ));
-            }
-        },
-        (None, None, Some(file)) => {
-            let p = resolve(file);
-            match std::fs::read_to_string(&p) {
-                Ok(v) => Secret::new(v),
-                Err(e) => {
-                    return err(format!(
-                        "{key}.api_token_file: cannot read {}: {e}",
-                        p.display()
-                    ));
-                }
-            }
-        }
-        (None, None, None) => {
-            return err(format!(
-                "{key}: no API token; set one of api_token, api_token_env or api_token_file"
-            ));
-        }
-        _ => {
-            return err(format!(
-                "{key}: set only one of api_token, api_token_env and api_token_file"
-            ));
-        }
-    };
-    let trimmed = token.expose().trim();
+    let token = resolve_secret(
+        &key,
+        "api_token",
+        "API token",
+        c.api_token.as_ref(),
+        c.api_token_env.as_deref(),
+        c.api_token_file.as_deref(),
+        resolve,
+    )?;
+    let trimmed = token.expose();
     if trimmed.is_empty() {
         return err(format!("{key}: the API token is empty"));
     }
@@ -932,45 +950,22 @@ fn resolve_output(
                     h.domain
                 ));
             }
-            let token = match (h.token, h.token_env, h.token_file) {
-                (Some(t), None, None) => t,
-                (None, Some(var), None) => match std::env::var(&var) {
-                    Ok(v) => Secret::new(v),
-                    Err(_) => {
-                        return err(format!(
-                            "{}: the environment variable {var} is not set",
-                            key("token_env")
-                        ));
-                    }
-                },
-                (None, None, Some(f)) => {
-                    let p = resolve(&f);
-                    match std::fs::read_to_string(&p) {
-                        Ok(v) => Secret::new(v),
-                        Err(e) => {
-                            return err(format!(
-                                "{}: cannot read {}: {e}",
-                                key("token_file"),
-                                p.display()
-                            ));
-                        }
-                    }
-                }
-                _ => {
-                    return err(format!(
-                        "{}: set exactly one of token, token_env and token_file (an HTTP ingestion token from Administration → Credentials → Authentication tokens)",
-                        at(&format!("outputs.{name}.config"))
-                    ));
-                }
-            };
-            let t = token.expose().trim();
+            let token = resolve_secret(
+                &at(&format!("outputs.{name}.config")),
+                "token",
+                "HTTP ingestion token (Administration → Credentials → Authentication tokens)",
+                h.token.as_ref(),
+                h.token_env.as_deref(),
+                h.token_file.as_deref(),
+                resolve,
+            )?;
+            let t = token.expose();
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return err(format!(
                     "{}: the ingestion token must be letters and digits; check that it was copied whole",
                     key("token")
                 ));
             }
-            let token = Secret::new(t.to_string());
             const MAX_BATCH: u64 = 30 << 20;
             let batch_bytes = match h.batch_bytes {
                 None => 4 << 20,
