@@ -195,7 +195,7 @@ async fn take_incremental_page(
     for raw in &page.items {
         let m = page::object_meta(raw);
         let (Some(obj_id), Some(updated)) = (m.id, m.updated) else {
-            lines.push(page::one_line(raw.get()));
+            lines.push(page::one_line(raw));
             continue;
         };
         let stamp = format_millis(updated);
@@ -203,7 +203,7 @@ async fn take_incremental_page(
             stats.duplicates += 1;
             continue;
         }
-        lines.push(page::one_line(raw.get()));
+        lines.push(page::one_line(raw));
         max = Some(max.map_or(updated, |m| m.max(updated)));
         // Kept only if a later listing can return it with the same update time.
         if max.is_some_and(|m| updated >= m.min(settled)) {
@@ -293,7 +293,7 @@ pub(crate) async fn snapshot_cycle(
         stats.received += page.items.len() as u64;
         let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(page.items.len());
         for raw in &page.items {
-            let line = page::one_line(raw.get());
+            let line = page::one_line(raw);
             if changes && let Some(obj_id) = page::object_meta(raw).id {
                 let h = format!("{:016x}", fnv1a(line.as_bytes()));
                 let unchanged = cursor.hashes.get(&obj_id) == Some(&h);

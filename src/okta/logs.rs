@@ -124,10 +124,10 @@ async fn take_page(
     let mut dups = 0;
     for raw in &page.items {
         let m = page::meta(raw);
-        if new_cursor.observe(m.uuid.as_deref(), m.published) {
+        if new_cursor.observe(m.uuid, m.published) {
             dups += 1;
         } else {
-            lines.push(page::one_line(raw.get()));
+            lines.push(page::one_line(raw));
         }
     }
     new_cursor.next_link = page.next.unwrap_or_else(|| url.to_string());

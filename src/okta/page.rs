@@ -1,6 +1,6 @@
 //! Splits an Okta list response into raw items without re-encoding them, and reads the few
-//! fields the pullers need from each (`uuid` and `published` of an event; `id` and
-//! `lastUpdated` of an inventory object).
+//! top-level fields the pullers need from each (`uuid` and `published` of an event; `id` and
+//! `lastUpdated` of an inventory object), in one strict pass over the page.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,8 +32,94 @@ impl std::fmt::Display for PageError {
     }
 }
 
-/// The raw items of a JSON array body, each exactly as sent.
-pub fn split(body: &[u8]) -> Result<Vec<&RawValue>, PageError> {
+/// The top-level string fields read from each item, in the order of [`Item`]'s `fields`.
+const KEYS: [&str; 6] = [
+    "uuid",
+    "published",
+    "id",
+    "client_id",
+    "lastUpdated",
+    "lastMembershipUpdated",
+];
+const UUID: usize = 0;
+const PUBLISHED: usize = 1;
+const ID: usize = 2;
+const CLIENT_ID: usize = 3;
+const LAST_UPDATED: usize = 4;
+const LAST_MEMBERSHIP_UPDATED: usize = 5;
+
+/// One item of a page: its JSON exactly as sent, and the top-level fields of [`KEYS`] that hold
+/// a string (a key given twice: the last one counts, as in most JSON parsers).
+#[derive(Debug)]
+pub struct Item<'a> {
+    raw: &'a str,
+    /// A raw CR or LF stands between two of its tokens.
+    multiline: bool,
+    fields: [Option<Cow<'a, str>>; KEYS.len()],
+}
+
+impl<'a> Item<'a> {
+    /// The item's JSON exactly as sent.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    fn field(&self, k: usize) -> Option<&str> {
+        self.fields[k].as_deref()
+    }
+
+    /// Reads the fields from an item that serde_json accepted (the slow path).
+    fn from_serde(raw: &'a RawValue) -> Item<'a> {
+        #[derive(Deserialize)]
+        struct M<'a> {
+            #[serde(borrow, default, deserialize_with = "lenient")]
+            uuid: Option<Cow<'a, str>>,
+            #[serde(borrow, default, deserialize_with = "lenient")]
+            published: Option<Cow<'a, str>>,
+            #[serde(borrow, default, deserialize_with = "lenient")]
+            id: Option<Cow<'a, str>>,
+            #[serde(borrow, default, deserialize_with = "lenient")]
+            client_id: Option<Cow<'a, str>>,
+            #[serde(borrow, default, rename = "lastUpdated", deserialize_with = "lenient")]
+            last_updated: Option<Cow<'a, str>>,
+            #[serde(
+                borrow,
+                default,
+                rename = "lastMembershipUpdated",
+                deserialize_with = "lenient"
+            )]
+            last_membership_updated: Option<Cow<'a, str>>,
+        }
+        let raw = raw.get();
+        let fields = match serde_json::from_str::<M<'a>>(raw) {
+            Ok(m) => [
+                m.uuid,
+                m.published,
+                m.id,
+                m.client_id,
+                m.last_updated,
+                m.last_membership_updated,
+            ],
+            Err(_) => Default::default(),
+        };
+        Item {
+            raw,
+            multiline: raw.contains('\n') || raw.contains('\r'),
+            fields,
+        }
+    }
+}
+
+/// The items of a JSON array body, each exactly as sent.
+///
+/// One hand-written pass validates the whole body as strictly as serde_json (UTF-8, string
+/// escapes, control characters, number syntax, nesting) while it splits the items and reads
+/// their fields. Anything it does not accept goes to serde_json, which names the error (or,
+/// should the two ever disagree on a valid page, splits it instead).
+pub fn split(body: &[u8]) -> Result<Vec<Item<'_>>, PageError> {
+    if let Some(items) = Scan::page(body) {
+        return Ok(items);
+    }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'[') => {}
@@ -47,33 +133,321 @@ pub fn split(body: &[u8]) -> Result<Vec<&RawValue>, PageError> {
     if let Some(i) = items.iter().position(|v| !v.get().starts_with('{')) {
         return Err(PageError::ItemNotObject(i));
     }
-    Ok(items)
+    Ok(items.into_iter().map(Item::from_serde).collect())
+}
+
+/// Nesting allowed on the fast path (its recursion stays shallow); deeper pages go to
+/// serde_json, which skips raw values without recursing.
+const MAX_DEPTH: usize = 100;
+
+/// Bytes that end a run of plain string content: `"`, `\` and the control characters.
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Where the first of the 8 bytes of `w` (little-endian) that is in [`STOP`] is, if any. The
+/// classic "has a zero byte" and "has a byte less than n" word tricks: a borrow can set false
+/// marks, but only above a true one, so the lowest mark is exact.
+fn first_stop(w: u64) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (LO * u64::from(b'"'));
+    let backslash = w ^ (LO * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let control = w.wrapping_sub(LO * 0x20) & !w & HI;
+    let marks = zero(quote) | zero(backslash) | control;
+    (marks != 0).then(|| marks.trailing_zeros() as usize / 8)
+}
+
+/// The one-pass scanner over a UTF-8 body.
+struct Scan<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// A CR or LF was skipped as whitespace since the flag was last cleared.
+    newline: bool,
+}
+
+impl<'a> Scan<'a> {
+    /// The items of a page, or `None` for anything but a valid JSON array of objects.
+    fn page(body: &'a [u8]) -> Option<Vec<Item<'a>>> {
+        let s = std::str::from_utf8(body).ok()?;
+        let mut sc = Scan {
+            s,
+            b: body,
+            i: 0,
+            newline: false,
+        };
+        sc.ws();
+        sc.eat(b'[')?;
+        sc.ws();
+        let mut items = Vec::new();
+        if sc.eat(b']').is_none() {
+            loop {
+                if sc.peek()? != b'{' {
+                    return None;
+                }
+                let start = sc.i;
+                sc.newline = false;
+                let mut fields = Default::default();
+                sc.object(1, Some(&mut fields))?;
+                items.push(Item {
+                    raw: s.get(start..sc.i)?,
+                    multiline: sc.newline,
+                    fields,
+                });
+                sc.ws();
+                match sc.bump()? {
+                    b',' => sc.ws(),
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        sc.ws();
+        (sc.i == body.len()).then_some(items)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn bump(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// Skips JSON whitespace, noting a CR or LF.
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            match c {
+                b' ' | b'\t' => {}
+                b'\n' | b'\r' => self.newline = true,
+                _ => return,
+            }
+            self.i += 1;
+        }
+    }
+
+    /// A value starting at the current byte (no whitespace before it).
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1, None),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(word)
+            .then(|| self.i += word.len())
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        let b = self.b;
+        let mut i = self.i;
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => i = digits(i + 1),
+            _ => return None,
+        }
+        if b.get(i) == Some(&b'.') {
+            let end = digits(i + 1);
+            if end == i + 1 {
+                return None;
+            }
+            i = end;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let end = digits(i);
+            if end == i {
+                return None;
+            }
+            i = end;
+        }
+        self.i = i;
+        Some(())
+    }
+
+    /// A string starting at its opening quote: the range of its contents, and whether they
+    /// hold an escape.
+    fn string(&mut self) -> Option<(usize, usize, bool)> {
+        let b = self.b;
+        let start = self.i + 1;
+        let mut i = start;
+        let mut escaped = false;
+        loop {
+            loop {
+                if let Some(chunk) = b.get(i..i + 8) {
+                    let w = u64::from_le_bytes(chunk.try_into().ok()?);
+                    match first_stop(w) {
+                        Some(at) => {
+                            i += at;
+                            break;
+                        }
+                        None => i += 8,
+                    }
+                } else {
+                    while b.get(i).is_some_and(|&c| !STOP[usize::from(c)]) {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+            match *b.get(i)? {
+                b'"' => {
+                    self.i = i + 1;
+                    return Some((start, i, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    match *b.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                        b'u' => {
+                            if !b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                // A raw control character: JSON strings must escape it.
+                _ => return None,
+            }
+        }
+    }
+
+    /// The decoded string whose contents are at `start..end`.
+    fn text(&self, start: usize, end: usize, escaped: bool) -> Option<Cow<'a, str>> {
+        if escaped {
+            serde_json::from_str::<String>(self.s.get(start - 1..end + 1)?)
+                .ok()
+                .map(Cow::Owned)
+        } else {
+            self.s.get(start..end).map(Cow::Borrowed)
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.value(depth)?;
+            self.ws();
+            match self.bump()? {
+                b',' => self.ws(),
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An object starting at its `{`; with `fields`, its top-level string values of [`KEYS`]
+    /// are read into them.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut fields: Option<&mut [Option<Cow<'a, str>>; KEYS.len()]>,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let (ks, ke, kesc) = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let slot = match fields {
+                Some(_) => {
+                    let key = self.text(ks, ke, kesc)?;
+                    KEYS.iter().position(|k| *k == key)
+                }
+                None => None,
+            };
+            match (slot, fields.as_deref_mut()) {
+                (Some(k), Some(f)) => {
+                    f[k] = if self.peek()? == b'"' {
+                        let (vs, ve, vesc) = self.string()?;
+                        self.text(vs, ve, vesc)
+                    } else {
+                        self.value(depth)?;
+                        None
+                    };
+                }
+                _ => self.value(depth)?,
+            }
+            self.ws();
+            match self.bump()? {
+                b',' => self.ws(),
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
 }
 
 /// The fields of an event that deduplication needs.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Meta {
+pub struct Meta<'a> {
     /// `uuid`, if present and a string.
-    pub uuid: Option<String>,
+    pub uuid: Option<&'a str>,
     /// `published`, if present and RFC 3339.
     pub published: Option<SystemTime>,
 }
 
 /// Reads `uuid` and `published`; missing or odd values give `None`, never an error.
-pub fn meta(raw: &RawValue) -> Meta {
-    #[derive(Deserialize)]
-    struct M<'a> {
-        #[serde(borrow, default, deserialize_with = "lenient")]
-        uuid: Option<Cow<'a, str>>,
-        #[serde(borrow, default, deserialize_with = "lenient")]
-        published: Option<Cow<'a, str>>,
-    }
-    match serde_json::from_str::<M<'_>>(raw.get()) {
-        Ok(m) => Meta {
-            uuid: m.uuid.map(Cow::into_owned),
-            published: m.published.and_then(|p| crate::time::parse_rfc3339(&p)),
-        },
-        Err(_) => Meta::default(),
+pub fn meta<'i>(item: &'i Item<'_>) -> Meta<'i> {
+    Meta {
+        uuid: item.field(UUID),
+        published: item.field(PUBLISHED).and_then(crate::time::parse_rfc3339),
     }
 }
 
@@ -87,33 +461,13 @@ pub struct ObjectMeta {
 }
 
 /// Reads an object's id and update time; missing or odd values give `None`, never an error.
-pub fn object_meta(raw: &RawValue) -> ObjectMeta {
-    #[derive(Deserialize)]
-    struct M<'a> {
-        #[serde(borrow, default, deserialize_with = "lenient")]
-        id: Option<Cow<'a, str>>,
-        #[serde(borrow, default, deserialize_with = "lenient")]
-        client_id: Option<Cow<'a, str>>,
-        #[serde(borrow, default, rename = "lastUpdated", deserialize_with = "lenient")]
-        last_updated: Option<Cow<'a, str>>,
-        #[serde(
-            borrow,
-            default,
-            rename = "lastMembershipUpdated",
-            deserialize_with = "lenient"
-        )]
-        last_membership_updated: Option<Cow<'a, str>>,
-    }
-    match serde_json::from_str::<M<'_>>(raw.get()) {
-        Ok(m) => ObjectMeta {
-            id: m.id.or(m.client_id).map(Cow::into_owned),
-            updated: [m.last_updated, m.last_membership_updated]
-                .into_iter()
-                .flatten()
-                .filter_map(|t| crate::time::parse_rfc3339(&t))
-                .max(),
-        },
-        Err(_) => ObjectMeta::default(),
+pub fn object_meta(item: &Item<'_>) -> ObjectMeta {
+    ObjectMeta {
+        id: item.field(ID).or(item.field(CLIENT_ID)).map(str::to_string),
+        updated: [LAST_UPDATED, LAST_MEMBERSHIP_UPDATED]
+            .into_iter()
+            .filter_map(|k| item.field(k).and_then(crate::time::parse_rfc3339))
+            .max(),
     }
 }
 
@@ -131,20 +485,19 @@ fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str
     })
 }
 
-/// The event as one line: unchanged unless it holds a raw CR or LF (only possible as
+/// The item as one line: unchanged unless it holds a raw CR or LF (only possible as
 /// whitespace between tokens, since JSON strings escape them), which is then removed along
 /// with the other whitespace between tokens. String contents are never touched.
-pub fn one_line(raw: &str) -> Cow<'_, str> {
-    // Two single-byte searches (memchr) are far faster than one search for a set of chars,
-    // which decodes every char: this check ran on every byte of every event (a fifth of the
-    // puller's CPU in a profile).
-    if !raw.contains('\n') && !raw.contains('\r') {
-        return Cow::Borrowed(raw);
+pub fn one_line<'a>(item: &Item<'a>) -> Cow<'a, str> {
+    // The split noted whether a CR or LF was skipped: most items are returned without
+    // looking at their bytes again.
+    if !item.multiline {
+        return Cow::Borrowed(item.raw);
     }
-    let mut out = String::with_capacity(raw.len());
+    let mut out = String::with_capacity(item.raw.len());
     let mut in_string = false;
     let mut escaped = false;
-    for c in raw.chars() {
+    for c in item.raw.chars() {
         if in_string {
             out.push(c);
             if escaped {
@@ -168,18 +521,27 @@ pub fn one_line(raw: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
+    /// What serde_json alone makes of a body: the raw items, or an error.
+    fn by_serde(body: &[u8]) -> Option<Vec<String>> {
+        let items: Vec<&RawValue> = serde_json::from_slice(body).ok()?;
+        items
+            .iter()
+            .all(|v| v.get().starts_with('{'))
+            .then(|| items.iter().map(|v| v.get().to_string()).collect())
+    }
+
     #[test]
     fn items_are_kept_byte_for_byte() {
         let body = r#"[ {"uuid":"a", "published":"2024-12-04T11:45:01.000Z","x":"\u00e9 é"} ,{"uuid":null}]"#.as_bytes();
         let items = split(body).unwrap();
         assert_eq!(
-            items[0].get(),
+            items[0].raw(),
             r#"{"uuid":"a", "published":"2024-12-04T11:45:01.000Z","x":"\u00e9 é"}"#
         );
-        let m = meta(items[0]);
-        assert_eq!(m.uuid.as_deref(), Some("a"));
+        let m = meta(&items[0]);
+        assert_eq!(m.uuid, Some("a"));
         assert!(m.published.is_some());
-        assert_eq!(meta(items[1]), Meta::default());
+        assert_eq!(meta(&items[1]), Meta::default());
     }
 
     #[test]
@@ -199,22 +561,125 @@ mod tests {
         ));
         assert!(matches!(split(b"[\"\xff\"]"), Err(PageError::NotJson(_))));
         assert_eq!(split(b"[]").unwrap().len(), 0);
+        assert_eq!(split(b" \r\n[ ]\n").unwrap().len(), 0);
     }
 
     #[test]
     fn odd_field_types_do_not_hide_the_event() {
         let items = split(br#"[{"uuid":5,"published":"2024-12-04T11:45:01.000Z"}]"#).unwrap();
-        let m = meta(items[0]);
+        let m = meta(&items[0]);
         assert_eq!(m.uuid, None);
         assert!(m.published.is_some());
     }
 
     #[test]
-    fn one_line_removes_only_whitespace_between_tokens() {
-        assert_eq!(one_line(r#"{"a":"x y"}"#), r#"{"a":"x y"}"#);
+    fn only_top_level_fields_count_and_escapes_are_decoded() {
+        let body = br#"[{"actor":{"id":"inner","uuid":"inner"},"uu\u0069d":"a\/b","id":"x\"y",
+            "lastUpdated":"2024-01-01T00:00:00.000Z","lastMembershipUpdated":"2024-02-01T00:00:00.000Z"},
+            {"client_id":"c1","id":null}]"#;
+        let items = split(body).unwrap();
+        assert_eq!(meta(&items[0]).uuid, Some("a/b"));
+        let o = object_meta(&items[0]);
+        assert_eq!(o.id.as_deref(), Some("x\"y"));
         assert_eq!(
-            one_line("{\n  \"a\": \"x \\\" \\n y\",\r\n  \"b\": [1, 2]\n}"),
-            r#"{"a":"x \" \n y","b":[1,2]}"#
+            o.updated,
+            crate::time::parse_rfc3339("2024-02-01T00:00:00.000Z")
         );
+        assert_eq!(object_meta(&items[1]).id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn one_line_removes_only_whitespace_between_tokens() {
+        let body = br#"[{"a":"x y"}]"#;
+        assert_eq!(one_line(&split(body).unwrap()[0]), r#"{"a":"x y"}"#);
+        let body = "[{\n  \"a\": \"x \\\" \\n y\",\r\n  \"b\": [1, 2]\n}\n]";
+        let items = split(body.as_bytes()).unwrap();
+        assert_eq!(one_line(&items[0]), r#"{"a":"x \" \n y","b":[1,2]}"#);
+        assert!(matches!(one_line(&items[0]), Cow::Owned(_)));
+    }
+
+    #[test]
+    fn the_fast_path_takes_simulated_pages_and_agrees_with_serde() {
+        let events: Vec<String> = (0..2_000)
+            .map(|i| crate::sim::okta::event(1_700_000_000_000, i))
+            .collect();
+        let body = format!("[{}]", events.join(","));
+        let fast = Scan::page(body.as_bytes()).expect("the fast path takes a simulated page");
+        assert_eq!(fast.len(), events.len());
+        for (item, event) in fast.iter().zip(&events) {
+            assert_eq!(item.raw(), event);
+            let slow = Item::from_serde(serde_json::from_str(event).unwrap());
+            assert_eq!(item.fields, slow.fields);
+            assert!(!item.multiline);
+        }
+    }
+
+    #[test]
+    fn the_fast_path_never_accepts_what_serde_refuses() {
+        // Valid pages with every JSON construct, then thousands of random single-byte edits
+        // and truncations: whatever the scanner accepts, serde_json must accept with the same
+        // items and fields.
+        let seeds = [
+            r#"[{"a":[1,-2.5e+3,0,true,false,null,{"b":"\u00e9\n\"\\\/\b\f\r\t"}],"uuid":"u-1","published":"2024-12-04T11:45:01.000Z"},{}]"#,
+            "[ {\"id\" : \"x\" , \"n\":[ [ ] , { } ] ,\r\n \"lastUpdated\":\"2024-01-01T00:00:00Z\"} ]",
+            r#"[{"k":-0.0E-7,"s":"é ü 𝄞","e":""}]"#,
+        ];
+        let alphabet = b"{}[]\",:\\/ \n\t-+.0123456789eEtrufalsn\x01\x7fu\xc3\xa9";
+        let mut rng = fastrand::Rng::with_seed(8);
+        let (mut accepted, mut refused) = (0, 0);
+        for seed in seeds {
+            let seed = seed.as_bytes();
+            for _ in 0..4_000 {
+                let mut b = seed.to_vec();
+                for _ in 0..rng.usize(1..3) {
+                    let at = rng.usize(0..b.len());
+                    match rng.u8(0..4) {
+                        0 => drop(b.remove(at)),
+                        1 => b.insert(at, alphabet[rng.usize(0..alphabet.len())]),
+                        2 => b[at] = alphabet[rng.usize(0..alphabet.len())],
+                        _ => b.truncate(at),
+                    }
+                    if b.is_empty() {
+                        break;
+                    }
+                }
+                let serde = by_serde(&b);
+                match Scan::page(&b) {
+                    Some(items) => {
+                        accepted += 1;
+                        let serde = serde.unwrap_or_else(|| {
+                            panic!(
+                                "accepted what serde refuses: {:?}",
+                                String::from_utf8_lossy(&b)
+                            )
+                        });
+                        let raws: Vec<&str> = items.iter().map(Item::raw).collect();
+                        assert_eq!(raws, serde);
+                    }
+                    None => {
+                        refused += 1;
+                        // Refused pages take the slow path, which serde_json decides.
+                        assert_eq!(split(&b).is_ok(), serde.is_some());
+                    }
+                }
+            }
+        }
+        assert!(
+            accepted > 500 && refused > 5_000,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_fast_path_goes_to_serde() {
+        let deep = |n: usize| format!("[{{\"a\":{}1{}}}]", "[".repeat(n), "]".repeat(n));
+        assert!(Scan::page(deep(50).as_bytes()).is_some());
+        assert!(Scan::page(deep(120).as_bytes()).is_none());
+        assert_eq!(
+            split(deep(120).as_bytes()).is_ok(),
+            by_serde(deep(120).as_bytes()).is_some()
+        );
+        // serde_json skips raw values without a depth limit: the slow path takes them too.
+        assert!(split(deep(1_000).as_bytes()).is_ok());
     }
 }

@@ -7,7 +7,6 @@ use super::{PULL_301, PULL_302, link, page};
 use crate::config::{PullMode, Service, SpoolLimits};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
-use serde_json::value::RawValue;
 use spool::Spool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,7 +116,7 @@ impl Stats {
 
 /// A checked page: its items, exactly as sent, and the next link, if any.
 pub(crate) struct Page<'a> {
-    pub items: Vec<&'a RawValue>,
+    pub items: Vec<page::Item<'a>>,
     pub next: Option<String>,
 }
 
