@@ -92,26 +92,54 @@ pub fn encode_frame(
     events: &[&[u8]],
 ) {
     out.clear();
+    out.extend_from_slice(&[0; FRAME_PREFIX_LEN as usize]);
+    let Ok(prefix) = encode_frame_body(kind, first_seq, batch_no, cursor, events, |piece| {
+        out.extend_from_slice(piece);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    out[..FRAME_PREFIX_LEN as usize].copy_from_slice(&prefix);
+}
+
+/// Encodes one frame's body as a sequence of pieces given to `put`, in order, and returns the
+/// frame prefix (magic, length and the CRC of them all) that goes before them. A frame of any
+/// size can so be written through a small buffer, or straight from the events.
+///
+/// # Errors
+/// The first error `put` returns.
+pub fn encode_frame_body<E>(
+    kind: u16,
+    first_seq: u64,
+    batch_no: u64,
+    cursor: &[u8],
+    events: &[&[u8]],
+    mut put: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<[u8; FRAME_PREFIX_LEN as usize], E> {
     let events_len: usize = events.iter().map(|e| 4 + e.len()).sum();
-    let body_len = BODY_FIXED_LEN + cursor.len() + events_len;
-    out.reserve(FRAME_PREFIX_LEN as usize + body_len);
-    out.extend_from_slice(&FRAME_MAGIC);
-    out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // CRC, filled in below
-    out.extend_from_slice(&first_seq.to_le_bytes());
-    out.extend_from_slice(&(events.len() as u32).to_le_bytes());
-    out.extend_from_slice(&kind.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // flags
-    out.extend_from_slice(&0u32.to_le_bytes()); // source_id: one source per spool
-    out.extend_from_slice(&batch_no.to_le_bytes());
-    out.extend_from_slice(&(cursor.len() as u32).to_le_bytes());
-    out.extend_from_slice(cursor);
+    let body_len = (BODY_FIXED_LEN + cursor.len() + events_len) as u32;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&body_len.to_le_bytes());
+    let mut piece = |b: &[u8]| {
+        h.update(b);
+        put(b)
+    };
+    let mut fixed = [0u8; BODY_FIXED_LEN];
+    fixed[0..8].copy_from_slice(&first_seq.to_le_bytes());
+    fixed[8..12].copy_from_slice(&(events.len() as u32).to_le_bytes());
+    fixed[12..14].copy_from_slice(&kind.to_le_bytes());
+    // 14: u16 flags, 16: u32 source_id (one source per spool): zero
+    fixed[20..28].copy_from_slice(&batch_no.to_le_bytes());
+    fixed[28..32].copy_from_slice(&(cursor.len() as u32).to_le_bytes());
+    piece(&fixed)?;
+    piece(cursor)?;
     for e in events {
-        out.extend_from_slice(&(e.len() as u32).to_le_bytes());
-        out.extend_from_slice(e);
+        piece(&(e.len() as u32).to_le_bytes())?;
+        piece(e)?;
     }
-    let crc = crc32(&[&out[4..8], &out[12..]]);
-    out[8..12].copy_from_slice(&crc.to_le_bytes());
+    let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
+    prefix[0..4].copy_from_slice(&FRAME_MAGIC);
+    prefix[4..8].copy_from_slice(&body_len.to_le_bytes());
+    prefix[8..12].copy_from_slice(&h.finalize().to_le_bytes());
+    Ok(prefix)
 }
 
 /// What a frame prefix says about the body that follows.

@@ -225,6 +225,7 @@ struct Writer {
     next_seq: u64,
     batch_no: u64,
     cursor: Option<Vec<u8>>,
+    /// The staging buffer frames are written through (at most [`STAGE_BYTES`]).
     buf: Vec<u8>,
     /// Set after an fsync failure: nothing more is written.
     failed: bool,
@@ -289,14 +290,9 @@ pub fn valid_consumer_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The frame buffer kept for the next append: a large one (a page of big events) is let go
-/// rather than held by an idle spool; allocating it again costs far less than the write.
-fn keep_small(mut buf: Vec<u8>) -> Vec<u8> {
-    if buf.capacity() > 256 << 10 {
-        buf = Vec::new();
-    }
-    buf
-}
+/// Bytes of a frame gathered before each write: a frame of any size (a System Log page is
+/// about 2 MB) goes to the file through this much memory, which stays small and cache-warm.
+const STAGE_BYTES: usize = 128 << 10;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a spool lock leaves no half-written state in memory that matters:
@@ -754,7 +750,7 @@ impl Spool {
         let mut w = self.writer()?;
         let mut buf = std::mem::take(&mut w.buf);
         let result = self.write_frame(&mut w, &mut buf, KIND_DATA, cursor, events);
-        w.buf = keep_small(buf);
+        w.buf = buf;
         let (head, len) = result?;
         let path = segment_path(&self.inner.dir, w.segment);
         if let Err(source) = w.file.sync_data() {
@@ -788,7 +784,7 @@ impl Spool {
         let mut w = self.writer()?;
         let mut buf = std::mem::take(&mut w.buf);
         let result = self.write_frame(&mut w, &mut buf, KIND_PENDING, &[], events);
-        w.buf = keep_small(buf);
+        w.buf = buf;
         let (head, len) = result?;
         w.pending = Some(Head {
             offset: head.offset + len,
@@ -864,8 +860,39 @@ impl Spool {
             self.rotate(w)?;
         }
         let head = w.head();
-        format::encode_frame(buf, kind, head.next_seq, head.batch_no + 1, cursor, events);
-        if let Err(e) = w.file.write_all_at(buf, head.offset) {
+        // The body goes out through the staging buffer (an event at least as large as the
+        // buffer straight from memory), then the prefix with its CRC at the front. A crash in
+        // between leaves a torn tail, as a crash during one write would: nothing is synced yet.
+        let file = &w.file;
+        let mut at = head.offset + FRAME_PREFIX_LEN;
+        buf.clear();
+        let written = format::encode_frame_body(
+            kind,
+            head.next_seq,
+            head.batch_no + 1,
+            cursor,
+            events,
+            |piece| {
+                if buf.len() + piece.len() > STAGE_BYTES {
+                    file.write_all_at(buf, at)?;
+                    at += buf.len() as u64;
+                    buf.clear();
+                }
+                if piece.len() >= STAGE_BYTES {
+                    file.write_all_at(piece, at)?;
+                    at += piece.len() as u64;
+                } else {
+                    buf.extend_from_slice(piece);
+                }
+                Ok(())
+            },
+        )
+        .and_then(|prefix| {
+            file.write_all_at(buf, at)?;
+            buf.clear();
+            file.write_all_at(&prefix, head.offset)
+        });
+        if let Err(e) = written {
             let _ = w.file.set_len(head.offset);
             return Err(Error::Io {
                 op: "append to",
@@ -956,6 +983,7 @@ impl Spool {
             skip_below: 0,
             file: None,
             corrupt_frames: 0,
+            spare: Vec::new(),
             lost_events: 0,
         };
         r.seek(self.acked_by(consumer));
@@ -1185,6 +1213,9 @@ pub struct Reader {
     file: Option<(u64, File)>,
     corrupt_frames: u64,
     lost_events: u64,
+    /// A frame buffer handed back by [`Reader::recycle`], read into next: no allocation, and no
+    /// zeroing, per frame.
+    spare: Vec<u8>,
 }
 
 /// The events of one frame, from the reader's position on.
@@ -1242,6 +1273,19 @@ impl Reader {
         self.segment = pos.segment;
         self.offset = pos.offset.max(HEADER_LEN);
         self.skip_below = pos.seq;
+    }
+
+    /// Takes back a frame's buffer for the next read. The reader keeps the largest it is
+    /// given until [`Reader::release_buffer`].
+    pub fn recycle(&mut self, frame: Frame) {
+        if frame.body.capacity() > self.spare.capacity() {
+            self.spare = frame.body;
+        }
+    }
+
+    /// Frees the kept frame buffer (an idle reader need not hold a page's worth of memory).
+    pub fn release_buffer(&mut self) {
+        self.spare = Vec::new();
     }
 
     /// Frames found corrupt (and skipped) so far.
@@ -1321,9 +1365,11 @@ impl Reader {
                 return Ok(None);
             }
             let at = self.offset;
-            match read_frame(file, at, limit, max_body).map_err(io_err("read", &path))? {
-                Some((body, b)) => {
-                    self.offset = at + FRAME_PREFIX_LEN + body.len() as u64;
+            let mut body = std::mem::take(&mut self.spare);
+            let read = read_frame_into(file, at, limit, max_body, &mut body);
+            match read.map_err(io_err("read", &path))? {
+                Some((len, b)) => {
+                    self.offset = at + FRAME_PREFIX_LEN + len as u64;
                     let end = b.first_seq + b.events.len() as u64;
                     if b.first_seq > self.skip_below {
                         let (from, lost) = (self.skip_below, b.first_seq - self.skip_below);
@@ -1340,6 +1386,7 @@ impl Reader {
                         || b.events.is_empty()
                         || end <= self.skip_below
                     {
+                        self.spare = body;
                         continue;
                     }
                     let skip = self.skip_below.saturating_sub(b.first_seq) as usize;
@@ -1354,6 +1401,7 @@ impl Reader {
                     }));
                 }
                 None => {
+                    self.spare = body;
                     self.corrupt_frames += 1;
                     let next =
                         resync(file, at + 1, limit, max_body).map_err(io_err("read", &path))?;
@@ -1378,6 +1426,23 @@ fn read_frame(
     limit: u64,
     max_body: u32,
 ) -> io::Result<Option<(Vec<u8>, format::Body)>> {
+    let mut body = Vec::new();
+    let frame = read_frame_into(file, at, limit, max_body, &mut body)?;
+    Ok(frame.map(|(len, b)| {
+        body.truncate(len);
+        (body, b)
+    }))
+}
+
+/// As [`read_frame`], into `buf`: the body is `buf[..len]` (`len` is returned). `buf` only
+/// grows, so a reused buffer is not zeroed again.
+fn read_frame_into(
+    file: &File,
+    at: u64,
+    limit: u64,
+    max_body: u32,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(usize, format::Body)>> {
     let mut prefix = [0u8; FRAME_PREFIX_LEN as usize];
     file.read_exact_at(&mut prefix, at)?;
     let Some(p) = format::decode_prefix(&prefix, max_body) else {
@@ -1386,9 +1451,13 @@ fn read_frame(
     if at + FRAME_PREFIX_LEN + u64::from(p.body_len) > limit {
         return Ok(None);
     }
-    let mut body = vec![0u8; p.body_len as usize];
-    file.read_exact_at(&mut body, at + FRAME_PREFIX_LEN)?;
-    Ok(format::decode_body(p, &body).map(|b| (body, b)))
+    let len = p.body_len as usize;
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let body = &mut buf[..len];
+    file.read_exact_at(body, at + FRAME_PREFIX_LEN)?;
+    Ok(format::decode_body(p, body).map(|b| (len, b)))
 }
 
 /// Finds the next offset ≥ `from` where a valid frame starts, or `limit` if there is none.
