@@ -4,7 +4,9 @@
 //! written to a rejected-batch file and logged with its count, so the table goes on and
 //! nothing is dropped unseen.
 
-use super::{Fatal, TableState, http, next_frame, persist, persist_due, syslog, wait_for_work};
+use super::{
+    Fatal, TableState, http, next_frame, persist, persist_due, recycle, syslog, wait_for_work,
+};
 use crate::config::Output;
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
@@ -177,7 +179,7 @@ pub(super) async fn run<S: Sink>(
                 persist(&mut states).await?;
                 last_persist = Instant::now();
             }
-            wait_for_work(&states, &shutdown).await;
+            wait_for_work(&mut states, &shutdown).await;
         }
     }
 }
@@ -210,6 +212,7 @@ async fn gather<S: Sink>(
             count += 1;
             taken = Some(frame.position(seq + 1));
         }
+        recycle(s, frame);
     }
     taken.map(|p| (p, count))
 }

@@ -203,6 +203,13 @@ async fn next_frame(s: &mut TableState) -> Option<spool::Frame> {
     }
 }
 
+/// Hands a frame's buffer back to the table's reader, for the next frame.
+fn recycle(s: &mut TableState, frame: spool::Frame) {
+    if let Some(r) = s.reader.as_mut() {
+        r.recycle(frame);
+    }
+}
+
 /// Writes acked positions that moved to the ack files.
 async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<(), Fatal> {
     for s in states.iter_mut().map(AsMut::as_mut) {
@@ -227,11 +234,12 @@ async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<(), Fatal> {
 /// acknowledgements to confirm, at the ack file).
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
-/// Waits for a spool append, shutdown, or [`IDLE_TICK`].
-async fn wait_for_work<T: AsRef<TableState>>(states: &[T], shutdown: &Shutdown) {
+/// Waits for a spool append, shutdown, or [`IDLE_TICK`]. After a whole tick without an
+/// append, the readers let go of their frame buffers: an idle forwarder holds no page.
+async fn wait_for_work<T: AsMut<TableState>>(states: &mut [T], shutdown: &Shutdown) {
     let mut listeners: Vec<_> = states
-        .iter()
-        .map(|s| s.as_ref().table.spool.listen())
+        .iter_mut()
+        .map(|s| s.as_mut().table.spool.listen())
         .collect();
     let any_append = std::future::poll_fn(|cx| {
         for l in listeners.iter_mut() {
@@ -243,11 +251,28 @@ async fn wait_for_work<T: AsRef<TableState>>(states: &[T], shutdown: &Shutdown) 
     });
     // A message from a stream's server stays in its channel for the loop to read; the timer
     // bounds how long it waits there.
-    smol::future::or(
-        smol::future::or(any_append, async {
-            smol::Timer::after(IDLE_TICK).await;
-        }),
-        shutdown.wait(),
+    let idle = smol::future::or(
+        smol::future::or(
+            async {
+                any_append.await;
+                false
+            },
+            async {
+                smol::Timer::after(IDLE_TICK).await;
+                true
+            },
+        ),
+        async {
+            shutdown.wait().await;
+            false
+        },
     )
     .await;
+    if idle {
+        for s in states {
+            if let Some(r) = s.as_mut().reader.as_mut() {
+                r.release_buffer();
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! acknowledged counts (bytes written minus `SIOCOUTQ`), and a reconnect rewinds to that point.
 
 use super::tls::{self, Session};
-use super::{Fatal, TableState, next_frame, persist, persist_due, syslog, wait_for_work};
+use super::{Fatal, TableState, next_frame, persist, persist_due, recycle, syslog, wait_for_work};
 use crate::config::{Output, OutputKind};
 use crate::shutdown::Shutdown;
 use crate::time::{jitter, timeout};
@@ -307,6 +307,7 @@ async fn session_loop(
                     syslog::push_line(&mut buf, &date, &output.hostname, &s.table.tag, ev);
                 }
                 batch.push((i, frame.position(frame.end_seq()), frame.len() as u64));
+                recycle(s, frame);
             }
         }
         if buf.is_empty() {

@@ -192,7 +192,10 @@ impl Client {
         let rate_limit = number("x-rate-limit-limit");
         let rate_remaining = number("x-rate-limit-remaining");
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
+        // Sized from Content-Length (up to 8 MiB, whatever the header claims): a page is read
+        // without growing and copying the buffer a dozen times.
+        let expected = number("content-length").unwrap_or(0).min(8 << 20);
+        let mut body = Vec::with_capacity(expected as usize);
         resp.body_mut()
             .as_reader()
             .take(MAX_BODY + 1)

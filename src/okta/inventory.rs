@@ -6,7 +6,7 @@
 use super::client::Response;
 use super::link::percent_encode;
 use super::page;
-use super::pull::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
+use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
 use crate::config::{Emit, ServiceKind};
 use crate::shutdown::Shutdown;
 use crate::time::{format_millis, parse_rfc3339};
@@ -109,7 +109,7 @@ pub(crate) async fn restore_incremental(p: &Puller) -> Result<IncrementalCursor,
         watermark: start,
         ..IncrementalCursor::default()
     };
-    p.commit(&[], encode(&c)).await?;
+    p.commit(Events::default(), encode(&c)).await?;
     log::warn!("{} -> Persistence has been updated successfully", p.label);
     Ok(c)
 }
@@ -232,7 +232,7 @@ async fn take_incremental_page(
     stats.pages += 1;
     if !lines.is_empty() || c != *cursor {
         let events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        p.commit(&events, encode(&c)).await?;
+        p.commit(Events::copied(&events), encode(&c)).await?;
         stats.sent += events.len() as u64;
         *cursor = c;
     }
@@ -330,7 +330,7 @@ pub(crate) async fn snapshot_cycle(
                     last_snapshot: format_millis(now),
                     hashes: std::mem::take(&mut hashes),
                 };
-                p.commit(&events, encode(&next)).await?;
+                p.commit(Events::copied(&events), encode(&next)).await?;
                 stats.sent += events.len() as u64;
                 log::info!(
                     "{} -> Snapshot {} committed: {} objects listed, {} sent ({} deleted).",

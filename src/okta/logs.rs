@@ -4,7 +4,7 @@
 
 use super::cursor::LogsCursor;
 use super::page;
-use super::pull::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
+use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
 use crate::shutdown::Shutdown;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,12 +61,17 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     }
     let mut c = LogsCursor::new(start);
     c.configured_start = configured;
-    p.commit(&[], c.encode()).await?;
+    p.commit(Events::default(), c.encode()).await?;
     log::warn!("{label} -> Persistence has been updated successfully");
     Ok(c)
 }
 
 /// One pull cycle: pages until an empty one (or an error, or shutdown).
+///
+/// While a page is being made durable, the next one is already being fetched: the request
+/// overlaps the spool's `fdatasync`. Nothing of the next page counts until the commit before it
+/// is durable, so the order events, cursor, visibility is unchanged; a page fetched when the
+/// commit fails, or when shutdown comes, is dropped and asked for again.
 pub(crate) async fn cycle(
     p: &Puller,
     cursor: &mut LogsCursor,
@@ -75,6 +80,7 @@ pub(crate) async fn cycle(
     let started = Instant::now();
     let id = pulling_id();
     let mut stats = Stats::default();
+    let mut fetched: Option<Got> = None;
     let end = loop {
         let url = if cursor.next_link.is_empty() {
             format!(
@@ -88,15 +94,46 @@ pub(crate) async fn cycle(
         } else {
             cursor.next_link.clone()
         };
-        let resp = match p.get(&url, shutdown, &mut stats).await {
+        let got = match fetched.take() {
+            Some(got) => got,
+            None => p.get(&url, shutdown, &mut stats).await,
+        };
+        let resp = match got {
             Got::Page(r) => r,
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
         };
-        match take_page(p, cursor, &url, &resp, &mut stats).await? {
-            Some(0) => break CycleEnd::UpToDate,
-            Some(_) => {}
-            None => break stats.failed(),
+        // The System Log's next link may equal the current one (polling): no loop check.
+        let Some(page) = p.check_page(&url, &resp) else {
+            break stats.failed();
+        };
+        let items = page.items.len();
+        let Take {
+            lines,
+            cursor: new_cursor,
+            changed,
+        } = take_page(p, cursor, &url, page, &mut stats);
+        // After a non-empty page the cycle goes on at the next link: fetch it meanwhile.
+        let next = (items > 0).then(|| new_cursor.next_link.clone());
+        let spans = Events::spans(&resp.body, lines);
+        let events = Events::new(resp.body, spans);
+        let commit = async {
+            if changed {
+                p.commit(events, new_cursor.encode()).await?;
+            }
+            Ok::<_, Halt>(new_cursor)
+        };
+        match next {
+            Some(next) => {
+                let (done, got) =
+                    smol::future::zip(commit, p.get(&next, shutdown, &mut stats)).await;
+                *cursor = done?;
+                fetched = Some(got);
+            }
+            None => *cursor = commit.await?,
+        }
+        if items == 0 {
+            break CycleEnd::UpToDate;
         }
         if shutdown.is_set() {
             break CycleEnd::Shutdown;
@@ -106,45 +143,50 @@ pub(crate) async fn cycle(
     Ok(end)
 }
 
-/// Takes one page: dedup, then events and the new cursor into the spool in one frame.
-/// Returns the number of items on the page, or `None` if the page was rejected.
-async fn take_page(
+/// A page taken: the events to append, and the cursor after them.
+struct Take<'a> {
+    lines: Vec<std::borrow::Cow<'a, str>>,
+    cursor: LogsCursor,
+    /// Whether anything changed (events, or the cursor).
+    changed: bool,
+}
+
+/// Takes one checked page: drops boundary duplicates and computes the cursor after it.
+fn take_page<'a>(
     p: &Puller,
-    cursor: &mut LogsCursor,
+    cursor: &LogsCursor,
     url: &str,
-    resp: &super::client::Response,
+    page: super::pull::Page<'a>,
     stats: &mut Stats,
-) -> Result<Option<usize>, Halt> {
-    // The System Log's next link may equal the current one (polling): no loop check.
-    let Some(page) = p.check_page(url, resp) else {
-        return Ok(None);
-    };
+) -> Take<'a> {
     let mut new_cursor = cursor.clone();
-    let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(page.items.len());
+    let mut lines: Vec<std::borrow::Cow<'a, str>> = Vec::with_capacity(page.items.len());
     let mut dups = 0;
-    for raw in &page.items {
-        let m = page::meta(raw);
+    for item in &page.items {
+        let m = page::meta(item);
         if new_cursor.observe(m.uuid, m.published) {
             dups += 1;
         } else {
-            lines.push(page::one_line(raw));
+            lines.push(page::one_line(item));
         }
     }
     new_cursor.next_link = page.next.unwrap_or_else(|| url.to_string());
     stats.received += page.items.len() as u64;
     stats.duplicates += dups;
     stats.pages += 1;
-    if !lines.is_empty() || new_cursor != *cursor {
-        let events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        p.commit(&events, new_cursor.encode()).await?;
-        stats.sent += events.len() as u64;
-        *cursor = new_cursor;
+    let changed = !lines.is_empty() || new_cursor != *cursor;
+    if changed {
+        stats.sent += lines.len() as u64;
     }
     log::debug!(
         "{} -> (Partial) Statistics for this pull cycle: {} events on the page, {dups} duplicated, next link {}",
         p.label,
         page.items.len(),
-        cursor.next_link
+        new_cursor.next_link
     );
-    Ok(Some(page.items.len()))
+    Take {
+        lines,
+        cursor: new_cursor,
+        changed,
+    }
 }

@@ -114,6 +114,75 @@ impl Stats {
     }
 }
 
+/// Events for the spool, as ranges of one buffer: a page's response body itself, with any event
+/// rewritten onto one line appended after it. A page goes to the spool's blocking write without
+/// a copy (and an allocation) per event.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    buf: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+/// Where an event of a page is: in the body, or rewritten.
+pub(crate) enum Span {
+    InBody(std::ops::Range<usize>),
+    Rewritten(String),
+}
+
+impl Events {
+    /// Where each line is: a line borrowed from `body` becomes its range there.
+    pub fn spans(body: &[u8], lines: Vec<std::borrow::Cow<'_, str>>) -> Vec<Span> {
+        let base = body.as_ptr() as usize;
+        lines
+            .into_iter()
+            .map(|line| {
+                let at = (line.as_ptr() as usize).wrapping_sub(base);
+                match line {
+                    std::borrow::Cow::Borrowed(l)
+                        if at.checked_add(l.len()).is_some_and(|end| end <= body.len()) =>
+                    {
+                        Span::InBody(at..at + l.len())
+                    }
+                    other => Span::Rewritten(other.into_owned()),
+                }
+            })
+            .collect()
+    }
+
+    /// The events at `spans`, taking `body` over.
+    pub fn new(mut buf: Vec<u8>, spans: Vec<Span>) -> Events {
+        let ranges = spans
+            .into_iter()
+            .map(|span| match span {
+                Span::InBody(r) => r,
+                Span::Rewritten(line) => {
+                    let start = buf.len();
+                    buf.extend_from_slice(line.as_bytes());
+                    start..buf.len()
+                }
+            })
+            .collect();
+        Events { buf, ranges }
+    }
+
+    /// A copy of `events` in one buffer.
+    pub fn copied(events: &[&[u8]]) -> Events {
+        let mut buf = Vec::with_capacity(events.iter().map(|e| e.len()).sum());
+        let mut ranges = Vec::with_capacity(events.len());
+        for e in events {
+            let start = buf.len();
+            buf.extend_from_slice(e);
+            ranges.push(start..buf.len());
+        }
+        Events { buf, ranges }
+    }
+
+    /// Each event's bytes.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.ranges.iter().map(|r| &self.buf[r.clone()]).collect()
+    }
+}
+
 /// A checked page: its items, exactly as sent, and the next link, if any.
 pub(crate) struct Page<'a> {
     pub items: Vec<page::Item<'a>>,
@@ -410,13 +479,11 @@ impl Puller {
 
     /// Appends events and cursor as one durable frame (committing any pending frames before
     /// it), retrying while the disk refuses the write.
-    pub(crate) async fn commit(&self, events: &[&[u8]], cursor: Vec<u8>) -> Result<(), Halt> {
-        let n = events.len() as u64;
-        let batch: Arc<(Vec<Vec<u8>>, Vec<u8>)> =
-            Arc::new((events.iter().map(|e| e.to_vec()).collect(), cursor));
+    pub(crate) async fn commit(&self, events: Events, cursor: Vec<u8>) -> Result<(), Halt> {
+        let n = events.ranges.len() as u64;
+        let batch = Arc::new((events, cursor));
         self.write_retrying(move |spool: &Spool| {
-            let refs: Vec<&[u8]> = batch.0.iter().map(Vec::as_slice).collect();
-            spool.append(&refs, &batch.1).map(|_| ())
+            spool.append(&batch.0.slices(), &batch.1).map(|_| ())
         })
         .await?;
         self.counters.spooled.fetch_add(n, Ordering::Relaxed);
@@ -429,12 +496,9 @@ impl Puller {
         if events.is_empty() {
             return Ok(());
         }
-        let batch: Arc<Vec<Vec<u8>>> = Arc::new(events.iter().map(|e| e.to_vec()).collect());
-        self.write_retrying(move |spool: &Spool| {
-            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            spool.append_pending(&refs)
-        })
-        .await
+        let batch = Arc::new(Events::copied(events));
+        self.write_retrying(move |spool: &Spool| spool.append_pending(&batch.slices()))
+            .await
     }
 
     /// Discards the open transaction.
