@@ -225,8 +225,6 @@ struct Writer {
     next_seq: u64,
     batch_no: u64,
     cursor: Option<Vec<u8>>,
-    /// The staging buffer frames are written through (at most [`STAGE_BYTES`]).
-    buf: Vec<u8>,
     /// Set after an fsync failure: nothing more is written.
     failed: bool,
     /// The write head of an open transaction (pending frames after the committed end).
@@ -292,7 +290,7 @@ pub fn valid_consumer_name(name: &str) -> bool {
 
 /// Bytes of a frame gathered before each write: a frame of any size (a System Log page is
 /// about 2 MB) goes to the file through this much memory, which stays small and cache-warm.
-const STAGE_BYTES: usize = 128 << 10;
+const STAGE_BYTES: usize = 64 << 10;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a spool lock leaves no half-written state in memory that matters:
@@ -615,7 +613,6 @@ impl Spool {
                 next_seq: scan.next_seq.max(acked_seq),
                 batch_no,
                 cursor,
-                buf: Vec::new(),
                 failed: false,
                 pending: None,
             });
@@ -632,7 +629,6 @@ impl Spool {
                     next_seq: acked_seq,
                     batch_no: 0,
                     cursor: None,
-                    buf: Vec::new(),
                     failed: false,
                     pending: None,
                 }
@@ -748,9 +744,7 @@ impl Spool {
     /// [`Error::TooLarge`] if the frame is over the limit.
     pub fn append(&self, events: &[&[u8]], cursor: &[u8]) -> Result<Durable> {
         let mut w = self.writer()?;
-        let mut buf = std::mem::take(&mut w.buf);
-        let result = self.write_frame(&mut w, &mut buf, KIND_DATA, cursor, events);
-        w.buf = buf;
+        let result = self.write_frame(&mut w, KIND_DATA, cursor, events);
         let (head, len) = result?;
         let path = segment_path(&self.inner.dir, w.segment);
         if let Err(source) = w.file.sync_data() {
@@ -782,9 +776,7 @@ impl Spool {
     /// written before, so the call can be retried or the transaction aborted.
     pub fn append_pending(&self, events: &[&[u8]]) -> Result<()> {
         let mut w = self.writer()?;
-        let mut buf = std::mem::take(&mut w.buf);
-        let result = self.write_frame(&mut w, &mut buf, KIND_PENDING, &[], events);
-        w.buf = buf;
+        let result = self.write_frame(&mut w, KIND_PENDING, &[], events);
         let (head, len) = result?;
         w.pending = Some(Head {
             offset: head.offset + len,
@@ -838,7 +830,6 @@ impl Spool {
     fn write_frame(
         &self,
         w: &mut Writer,
-        buf: &mut Vec<u8>,
         kind: u16,
         cursor: &[u8],
         events: &[&[u8]],
@@ -865,7 +856,8 @@ impl Spool {
         // between leaves a torn tail, as a crash during one write would: nothing is synced yet.
         let file = &w.file;
         let mut at = head.offset + FRAME_PREFIX_LEN;
-        buf.clear();
+        // Allocated for each frame, not kept: an idle spool holds no buffer.
+        let mut buf = Vec::with_capacity(STAGE_BYTES);
         let written = format::encode_frame_body(
             kind,
             head.next_seq,
@@ -874,7 +866,7 @@ impl Spool {
             events,
             |piece| {
                 if buf.len() + piece.len() > STAGE_BYTES {
-                    file.write_all_at(buf, at)?;
+                    file.write_all_at(&buf, at)?;
                     at += buf.len() as u64;
                     buf.clear();
                 }
@@ -888,8 +880,7 @@ impl Spool {
             },
         )
         .and_then(|prefix| {
-            file.write_all_at(buf, at)?;
-            buf.clear();
+            file.write_all_at(&buf, at)?;
             file.write_all_at(&prefix, head.offset)
         });
         if let Err(e) = written {
