@@ -3,8 +3,8 @@
 //! (durable before the next request).
 
 use super::cursor::LogsCursor;
+use super::page;
 use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
-use super::{link, page};
 use crate::shutdown::Shutdown;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -68,11 +68,11 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
 
 /// One pull cycle: pages until an empty one (or an error, or shutdown).
 ///
-/// The next page is fetched while the current one is checked, split and made durable: its link
-/// is in the current page's headers. Nothing of the next page counts until the commit before
-/// it is durable, so the order events, cursor, visibility is unchanged; a page fetched ahead
-/// when the current one is rejected, when a commit fails, or when shutdown comes is dropped
-/// and asked for again.
+/// Once a page has been checked and split, the next one is requested while this one is made
+/// durable: the request overlaps the spool's `fdatasync`. Nothing of the next page counts until
+/// the commit before it is durable, so the order events, cursor, visibility is unchanged; a
+/// page fetched ahead when the commit fails, or when shutdown comes, is dropped and asked for
+/// again. A page that fails its checks is not fetched ahead of.
 pub(crate) async fn cycle(
     p: &Puller,
     cursor: &mut LogsCursor,
@@ -104,33 +104,35 @@ pub(crate) async fn cycle(
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
         };
-        // An empty System Log page links to itself (polling): then the cycle ends, nothing to
-        // fetch ahead. A link elsewhere than the org is never followed (check_page logs it).
-        let ahead = link::next(resp.links.iter().map(String::as_str))
-            .ok()
-            .flatten()
-            .filter(|n| *n != url && p.client.url().same_origin(n));
-        let mut ahead_stats = Stats::default();
-        let this = take_and_commit(p, cursor, &url, resp, &mut stats);
-        let (taken, got) = match ahead {
-            Some(next) => {
-                // The request goes first: it is on its way while this page is parsed.
-                let (got, taken) =
-                    smol::future::zip(p.get(&next, shutdown, &mut ahead_stats), this).await;
-                (taken, Some((next, got)))
-            }
-            None => (this.await, None),
-        };
-        stats.requests += ahead_stats.requests;
-        let Some((items, new_cursor)) = taken? else {
+        // The System Log's next link may equal the current one (polling): no loop check.
+        let Some(page) = p.check_page(&url, &resp) else {
             break stats.failed();
         };
-        *cursor = new_cursor;
-        // A failure of the request made ahead counts as this cycle's, with its progress.
-        fetched = got.map(|(next, got)| match got {
-            Got::Failed(CycleEnd::Failed { .. }) => (next, Got::Failed(stats.failed())),
-            other => (next, other),
-        });
+        let items = page.items.len();
+        let Take {
+            lines,
+            cursor: new_cursor,
+            changed,
+        } = take_page(p, cursor, &url, page, &mut stats);
+        // After a non-empty page the cycle goes on at the next link: fetch it meanwhile.
+        let ahead = (items > 0).then(|| new_cursor.next_link.clone());
+        let spans = Events::spans(&resp.body, lines);
+        let events = Events::new(resp.body, spans);
+        let commit = async {
+            if changed {
+                p.commit(events, new_cursor.encode()).await?;
+            }
+            Ok::<_, Halt>(new_cursor)
+        };
+        match ahead {
+            Some(next) => {
+                let (got, done) =
+                    smol::future::zip(p.get(&next, shutdown, &mut stats), commit).await;
+                *cursor = done?;
+                fetched = Some((next, got));
+            }
+            None => *cursor = commit.await?,
+        }
         if items == 0 {
             break CycleEnd::UpToDate;
         }
@@ -140,33 +142,6 @@ pub(crate) async fn cycle(
     };
     p.log_stats(&stats, started, id, &end);
     Ok(end)
-}
-
-/// Checks a page, drops boundary duplicates, and appends its events with the cursor after
-/// them as one durable frame. Returns the number of items on the page and the cursor now in
-/// force, or `None` if the page was rejected (already logged).
-async fn take_and_commit(
-    p: &Puller,
-    cursor: &LogsCursor,
-    url: &str,
-    resp: super::client::Response,
-    stats: &mut Stats,
-) -> Result<Option<(usize, LogsCursor)>, Halt> {
-    let Some(page) = p.check_page(url, &resp) else {
-        return Ok(None);
-    };
-    let items = page.items.len();
-    let Take {
-        lines,
-        cursor: new_cursor,
-        changed,
-    } = take_page(p, cursor, url, page, stats);
-    let spans = Events::spans(&resp.body, lines);
-    let events = Events::new(resp.body, spans);
-    if changed {
-        p.commit(events, new_cursor.encode()).await?;
-    }
-    Ok(Some((items, new_cursor)))
 }
 
 /// A page taken: the events to append, and the cursor after them.
