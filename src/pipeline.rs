@@ -165,6 +165,7 @@ impl Pipeline {
                 pacer: Pacer::new(&service.limits, global.clone()),
                 spool_limits: config.spool,
                 stop: Shutdown::new(),
+                write_failing: Default::default(),
                 spool,
                 service,
                 counters,

@@ -6,6 +6,7 @@ use super::cursor::LogsCursor;
 use super::page;
 use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
 use crate::shutdown::Shutdown;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Page size asked of Okta (its maximum for the System Log).
@@ -66,82 +67,152 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     Ok(c)
 }
 
+/// Page bodies taken and waiting for the commit in progress, at most (a System Log page of
+/// 1,000 events is about 2 MB): fetching ahead stops there until the commit is done.
+const AHEAD_BYTES: usize = 1 << 20;
+
+/// The URL a cycle asks for next, after `cursor`.
+fn next_url(p: &Puller, cursor: &LogsCursor) -> String {
+    if cursor.next_link.is_empty() {
+        format!(
+            "{}/api/v1/logs?since={}&limit={PAGE_LIMIT}&sortOrder=ASCENDING",
+            p.client.url().base(),
+            crate::time::format_millis(
+                crate::time::parse_rfc3339(&cursor.initial_start_time_in_utc)
+                    .unwrap_or(SystemTime::now())
+            )
+        )
+    } else {
+        cursor.next_link.clone()
+    }
+}
+
+/// What a cycle waits for: a page fetched, or a commit done.
+enum Step {
+    Fetched(String, Got, u64),
+    Committed(Result<LogsCursor, Halt>),
+}
+
 /// One pull cycle: pages until an empty one (or an error, or shutdown).
 ///
-/// Once a page has been checked and split, the next one is requested while this one is made
-/// durable: the request overlaps the spool's `fdatasync`. Nothing of the next page counts until
-/// the commit before it is durable, so the order events, cursor, visibility is unchanged; a
-/// page fetched ahead when the commit fails, or when shutdown comes, is dropped and asked for
-/// again. A page that fails its checks is not fetched ahead of.
+/// Fetching, checking and committing overlap. Once a page is taken (checked, split, duplicates
+/// dropped), the next one is requested; pages taken while a commit is in progress wait (up to
+/// [`AHEAD_BYTES`]) and then go to the spool together, as one frame with the cursor after the
+/// last of them: one `fdatasync` for them all (group commit). The cursor the caller holds
+/// changes only when a commit is durable, and commits are issued one after another, so the
+/// order events, cursor, visibility is unchanged. A page taken when the cycle ends (a rejected
+/// page, an error, shutdown) is still committed; one in flight is dropped and asked for again.
 pub(crate) async fn cycle(
     p: &Puller,
     cursor: &mut LogsCursor,
     shutdown: &Shutdown,
 ) -> Result<CycleEnd, Halt> {
+    type Flight<'f, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'f>>;
     let started = Instant::now();
     let id = pulling_id();
     let mut stats = Stats::default();
-    let mut fetched: Option<(String, Got)> = None;
-    let end = loop {
-        let url = if cursor.next_link.is_empty() {
-            format!(
-                "{}/api/v1/logs?since={}&limit={PAGE_LIMIT}&sortOrder=ASCENDING",
-                p.client.url().base(),
-                crate::time::format_millis(
-                    crate::time::parse_rfc3339(&cursor.initial_start_time_in_utc)
-                        .unwrap_or(SystemTime::now())
+    // The cursor after the last page taken: durable once the commits before it are.
+    let mut taken = cursor.clone();
+    // Pages taken and not yet committing; `dirty` if they change anything.
+    let mut pending = Events::default();
+    let mut dirty = false;
+    let mut fetching: Option<Flight<'_, (String, Got, u64)>> = None;
+    let mut committing: Option<Flight<'_, Result<LogsCursor, Halt>>> = None;
+    let mut end: Option<CycleEnd> = None;
+    loop {
+        if committing.is_none() && dirty {
+            let events = std::mem::take(&mut pending);
+            dirty = false;
+            let after = taken.clone();
+            let encoded = after.encode();
+            committing = Some(Box::pin(async move {
+                p.commit(events, encoded).await.map(|()| after)
+            }));
+        }
+        // Nothing is fetched ahead while the spool refuses writes (a full disk): pulling
+        // pauses with the data at Okta, as it does when the spool is full.
+        let writable = committing.is_none() || !p.write_failing.load(Ordering::Relaxed);
+        if end.is_none() && fetching.is_none() && pending.bytes() < AHEAD_BYTES && writable {
+            let url = next_url(p, &taken);
+            fetching = Some(Box::pin(async move {
+                let mut s = Stats::default();
+                let got = p.get(&url, shutdown, &mut s).await;
+                (url, got, s.requests)
+            }));
+        }
+        let step = match (fetching.as_mut(), committing.as_mut()) {
+            (None, None) => break,
+            (Some(f), None) => {
+                let (url, got, n) = f.await;
+                Step::Fetched(url, got, n)
+            }
+            (None, Some(c)) => Step::Committed(c.await),
+            (Some(f), Some(c)) => {
+                smol::future::or(
+                    async {
+                        let (url, got, n) = f.await;
+                        Step::Fetched(url, got, n)
+                    },
+                    async { Step::Committed(c.await) },
                 )
-            )
-        } else {
-            cursor.next_link.clone()
-        };
-        let got = match fetched.take() {
-            Some((for_url, got)) if for_url == url => got,
-            _ => p.get(&url, shutdown, &mut stats).await,
-        };
-        let resp = match got {
-            Got::Page(r) => r,
-            Got::Shutdown => break CycleEnd::Shutdown,
-            Got::Failed(end) => break end,
-        };
-        // The System Log's next link may equal the current one (polling): no loop check.
-        let Some(page) = p.check_page(&url, &resp) else {
-            break stats.failed();
-        };
-        let items = page.items.len();
-        let Take {
-            lines,
-            cursor: new_cursor,
-            changed,
-        } = take_page(p, cursor, &url, page, &mut stats);
-        // After a non-empty page the cycle goes on at the next link: fetch it meanwhile.
-        let ahead = (items > 0).then(|| new_cursor.next_link.clone());
-        let spans = Events::spans(&resp.body, lines);
-        let events = Events::new(resp.body, spans);
-        let commit = async {
-            if changed {
-                p.commit(events, new_cursor.encode()).await?;
+                .await
             }
-            Ok::<_, Halt>(new_cursor)
         };
-        match ahead {
-            Some(next) => {
-                let (got, done) =
-                    smol::future::zip(p.get(&next, shutdown, &mut stats), commit).await;
+        match step {
+            Step::Committed(done) => {
+                committing = None;
                 *cursor = done?;
-                fetched = Some((next, got));
             }
-            None => *cursor = commit.await?,
+            Step::Fetched(url, got, requests) => {
+                fetching = None;
+                stats.requests += requests;
+                match got {
+                    Got::Page(resp) => match take(p, &mut taken, &url, resp, &mut stats) {
+                        Some((events, changed, items)) => {
+                            pending.extend(events);
+                            dirty |= changed;
+                            if items == 0 {
+                                end = Some(CycleEnd::UpToDate);
+                            } else if shutdown.is_set() {
+                                end = Some(CycleEnd::Shutdown);
+                            }
+                        }
+                        None => end = Some(stats.failed()),
+                    },
+                    Got::Shutdown => end = Some(CycleEnd::Shutdown),
+                    // A failure's progress counts the pages taken this cycle.
+                    Got::Failed(CycleEnd::Failed { .. }) => end = Some(stats.failed()),
+                    Got::Failed(e) => end = Some(e),
+                }
+            }
         }
-        if items == 0 {
-            break CycleEnd::UpToDate;
-        }
-        if shutdown.is_set() {
-            break CycleEnd::Shutdown;
-        }
-    };
+    }
+    let end = end.unwrap_or(CycleEnd::UpToDate);
     p.log_stats(&stats, started, id, &end);
     Ok(end)
+}
+
+/// Takes a fetched page: checks it, drops boundary duplicates, and moves `taken` past it.
+/// Returns its events, whether anything changed, and its number of items; `None` if the page
+/// was rejected (already logged).
+fn take(
+    p: &Puller,
+    taken: &mut LogsCursor,
+    url: &str,
+    resp: super::client::Response,
+    stats: &mut Stats,
+) -> Option<(Events, bool, usize)> {
+    // The System Log's next link may equal the current one (polling): no loop check.
+    let page = p.check_page(url, &resp)?;
+    let items = page.items.len();
+    let Take {
+        lines,
+        cursor: after,
+        changed,
+    } = take_page(p, taken, url, page, stats);
+    let spans = Events::spans(&resp.body, lines);
+    *taken = after;
+    Some((Events::new(resp.body, spans), changed, items))
 }
 
 /// A page taken: the events to append, and the cursor after them.

@@ -53,6 +53,8 @@ pub struct Puller {
     pub stop: Shutdown,
     /// When the spool counts as full.
     pub spool_limits: SpoolLimits,
+    /// Set while a spool write is failing and being retried: nothing is fetched ahead then.
+    pub write_failing: std::sync::atomic::AtomicBool,
 }
 
 /// A fatal puller error: the spool can no longer be written.
@@ -114,13 +116,12 @@ impl Stats {
     }
 }
 
-/// Events for the spool, as ranges of one buffer: a page's response body itself, with any event
-/// rewritten onto one line appended after it. A page goes to the spool's blocking write without
-/// a copy (and an allocation) per event.
+/// Events for the spool, as ranges of buffers: each a page's response body itself, with any
+/// event rewritten onto one line appended after it. Pages go to the spool's blocking write
+/// without a copy (and an allocation) per event, and several pages can go as one frame.
 #[derive(Debug, Default)]
 pub(crate) struct Events {
-    buf: Vec<u8>,
-    ranges: Vec<std::ops::Range<usize>>,
+    parts: Vec<(Vec<u8>, Vec<std::ops::Range<usize>>)>,
 }
 
 /// Where an event of a page is: in the body, or rewritten.
@@ -162,7 +163,9 @@ impl Events {
                 }
             })
             .collect();
-        Events { buf, ranges }
+        Events {
+            parts: vec![(buf, ranges)],
+        }
     }
 
     /// A copy of `events` in one buffer.
@@ -174,12 +177,32 @@ impl Events {
             buf.extend_from_slice(e);
             ranges.push(start..buf.len());
         }
-        Events { buf, ranges }
+        Events {
+            parts: vec![(buf, ranges)],
+        }
     }
 
-    /// Each event's bytes.
+    /// `other`'s events after these.
+    pub fn extend(&mut self, other: Events) {
+        self.parts.extend(other.parts);
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|(_, r)| r.len()).sum()
+    }
+
+    /// Bytes held (bodies included).
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(|(b, _)| b.len()).sum()
+    }
+
+    /// Each event's bytes, in order.
     pub fn slices(&self) -> Vec<&[u8]> {
-        self.ranges.iter().map(|r| &self.buf[r.clone()]).collect()
+        self.parts
+            .iter()
+            .flat_map(|(buf, ranges)| ranges.iter().map(|r| &buf[r.clone()]))
+            .collect()
     }
 }
 
@@ -480,7 +503,7 @@ impl Puller {
     /// Appends events and cursor as one durable frame (committing any pending frames before
     /// it), retrying while the disk refuses the write.
     pub(crate) async fn commit(&self, events: Events, cursor: Vec<u8>) -> Result<(), Halt> {
-        let n = events.ranges.len() as u64;
+        let n = events.len() as u64;
         let batch = Arc::new((events, cursor));
         self.write_retrying(move |spool: &Spool| {
             spool.append(&batch.0.slices(), &batch.1).map(|_| ())
@@ -522,9 +545,13 @@ impl Puller {
             let spool = self.spool.clone();
             let w = write.clone();
             match smol::unblock(move || w(&spool)).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.write_failing.store(false, Ordering::Relaxed);
+                    return Ok(());
+                }
                 Err(e) if e.is_fatal() => return Err(Halt::Fatal(e.to_string())),
                 Err(e) => {
+                    self.write_failing.store(true, Ordering::Relaxed);
                     log::error!(
                         "{} -> Cannot write to the spool: {e}. Pulling is paused; retrying in {}s.",
                         self.label,
