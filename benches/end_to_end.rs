@@ -65,7 +65,13 @@ fn main() {
     }
     let pulled = started.elapsed().as_secs_f64();
     let rx = run.receiver();
+    // The drain is timed from the first event received: the collector reconnects on its own
+    // backoff (up to 60 s), which is not the drain's speed.
+    while rx.count() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let drain = Instant::now();
+    let first = rx.count();
     while rx.count() < events {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -73,8 +79,8 @@ fn main() {
     let (_, rss) = usage(child.id());
     stop(child);
     println!(
-        "  3. outage drain: {events} events pulled into the spool in {pulled:.1}s while Devo was down ({:.1} MiB on disk); drained in {secs:.1}s = {:.0} events/s; peak RSS {rss:.1} MiB",
+        "  3. outage drain: {events} events pulled into the spool in {pulled:.1}s while Devo was down ({:.1} MiB on disk); drained in {secs:.1}s from the first event received = {:.0} events/s; peak RSS {rss:.1} MiB",
         prev as f64 / 1_048_576.0,
-        events as f64 / secs
+        (events - first) as f64 / secs
     );
 }

@@ -2,7 +2,7 @@
 //! with the events it covers, and the duplicate filter it carries across page boundaries.
 
 use serde::{Deserialize, Serialize};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The persistence record (same keys as the seed collector's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +22,24 @@ pub struct LogsCursor {
     /// from `initial_start_time_in_utc` when that was clamped to Okta's retention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_start: Option<String>,
+    /// `last_timestamp` parsed, so that each event is not compared by parsing it again. Never
+    /// stored, ignored by comparisons, and used only while `last_timestamp` is the text it was
+    /// made from.
+    #[serde(skip)]
+    last: Parsed,
 }
+
+/// A timestamp and the text it was parsed from or formatted to.
+#[derive(Debug, Clone, Default)]
+struct Parsed(Option<(SystemTime, String)>);
+
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Parsed) -> bool {
+        true
+    }
+}
+
+impl Eq for Parsed {}
 
 impl LogsCursor {
     /// A cursor for a first run starting at `start`.
@@ -35,6 +52,7 @@ impl LogsCursor {
             last_timestamp: s,
             uuid_list: Vec::new(),
             configured_start: None,
+            last: Parsed::default(),
         }
     }
 
@@ -62,7 +80,10 @@ impl LogsCursor {
         let (Some(uuid), Some(published)) = (uuid, published) else {
             return false;
         };
-        let last = crate::time::parse_rfc3339(&self.last_timestamp);
+        let last = match &self.last.0 {
+            Some((t, text)) if *text == self.last_timestamp => Some(*t),
+            _ => crate::time::parse_rfc3339(&self.last_timestamp),
+        };
         match last.map(|l| published.cmp(&l)) {
             Some(std::cmp::Ordering::Less) => false,
             Some(std::cmp::Ordering::Equal) => {
@@ -74,7 +95,14 @@ impl LogsCursor {
                 }
             }
             Some(std::cmp::Ordering::Greater) | None => {
-                self.last_timestamp = crate::time::format_millis(published);
+                let text = crate::time::format_millis(published);
+                // The text holds milliseconds: the cached time is what parsing it gives.
+                let floored = published
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| std::time::UNIX_EPOCH + Duration::from_millis(d.as_millis() as u64));
+                self.last = Parsed(floored.map(|t| (t, text.clone())));
+                self.last_timestamp = text;
                 self.uuid_list.clear();
                 self.uuid_list.push(uuid.to_string());
                 false
@@ -87,6 +115,25 @@ impl LogsCursor {
 mod tests {
     use super::*;
     use crate::time::parse_rfc3339;
+
+    #[test]
+    fn the_parsed_timestamp_kept_decides_as_parsing_the_text_would() {
+        // Times with microseconds, repeated and late: a cursor that keeps the parsed time and
+        // one decoded afresh before every event (nothing kept) must agree on every event.
+        let mut rng = fastrand::Rng::with_seed(3);
+        let base = parse_rfc3339("2024-01-01T00:00:00Z").unwrap();
+        let mut kept = LogsCursor::new(base);
+        let mut fresh = LogsCursor::new(base);
+        for i in 0..5_000 {
+            let t = base + Duration::from_micros(rng.u64(0..3_000) + i * 500);
+            let uuid = format!("u{}", rng.u8(0..6));
+            let a = kept.observe(Some(&uuid), Some(t));
+            fresh = LogsCursor::decode(&fresh.encode()).unwrap();
+            let b = fresh.observe(Some(&uuid), Some(t));
+            assert_eq!(a, b, "event {i} at {t:?}");
+            assert_eq!(kept, fresh);
+        }
+    }
 
     #[test]
     fn duplicates_at_the_boundary_are_dropped_and_late_events_kept() {
