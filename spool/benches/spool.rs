@@ -65,6 +65,24 @@ fn read(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // As the forwarder reads: each frame's buffer handed back for the next one.
+    g.bench_function(
+        "100,000 events from the page cache, buffers recycled",
+        |b| {
+            b.iter_batched(
+                || s.reader(),
+                |mut r| {
+                    let mut n = 0usize;
+                    while let Some(f) = r.next_frame().expect("read") {
+                        n += f.events().map(|(_, e)| e.len()).sum::<usize>();
+                        r.recycle(f);
+                    }
+                    black_box(n)
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
     g.finish();
 }
 

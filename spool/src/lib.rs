@@ -1443,7 +1443,10 @@ fn read_frame_into(
         return Ok(None);
     }
     let len = p.body_len as usize;
-    if buf.len() < len {
+    if buf.capacity() == 0 {
+        // A fresh buffer: zeroed by the allocator (calloc), often for free.
+        *buf = vec![0; len];
+    } else if buf.len() < len {
         buf.resize(len, 0);
     }
     let body = &mut buf[..len];
