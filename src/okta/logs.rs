@@ -1,6 +1,6 @@
 //! The System Log puller: follows `rel="next"` links from `/api/v1/logs`, drops boundary
-//! duplicates, and appends each page's events with the cursor after them to the spool
-//! (durable before the next request).
+//! duplicates, and appends each page's events with the cursor after them to the spool, the
+//! next page travelling while the last one is synced (pages committed in order).
 
 use super::cursor::LogsCursor;
 use super::page;
@@ -67,8 +67,8 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     Ok(c)
 }
 
-/// Page bodies taken and waiting for the commit in progress, at most (a System Log page of
-/// 1,000 events is about 2 MB): fetching ahead stops there until the commit is done.
+/// Fetching ahead stops once this much of taken pages waits for the commit in progress (a
+/// System Log page of 1,000 events is about 2 MB, so one full page waits at most).
 const AHEAD_BYTES: usize = 1 << 20;
 
 /// The URL a cycle asks for next, after `cursor`.
