@@ -116,8 +116,8 @@ pub(crate) async fn cycle(
     // Pages taken and not yet committing; `dirty` if they change anything.
     let mut pending = Events::default();
     let mut dirty = false;
-    let mut fetching: Option<Flight<'_, (String, Got, u64)>> = None;
-    let mut committing: Option<Flight<'_, Result<LogsCursor, Halt>>> = None;
+    let mut fetching: Option<Flight<'_, Step>> = None;
+    let mut committing: Option<Flight<'_, Step>> = None;
     let mut end: Option<CycleEnd> = None;
     loop {
         if committing.is_none() && dirty {
@@ -126,7 +126,7 @@ pub(crate) async fn cycle(
             let after = taken.clone();
             let encoded = after.encode();
             committing = Some(Box::pin(async move {
-                p.commit(events, encoded).await.map(|()| after)
+                Step::Committed(p.commit(events, encoded).await.map(|()| after))
             }));
         }
         // Nothing is fetched ahead while the spool refuses writes (a full disk): pulling
@@ -137,26 +137,14 @@ pub(crate) async fn cycle(
             fetching = Some(Box::pin(async move {
                 let mut s = Stats::default();
                 let got = p.get(&url, shutdown, &mut s).await;
-                (url, got, s.requests)
+                Step::Fetched(url, got, s.requests)
             }));
         }
         let step = match (fetching.as_mut(), committing.as_mut()) {
             (None, None) => break,
-            (Some(f), None) => {
-                let (url, got, n) = f.await;
-                Step::Fetched(url, got, n)
-            }
-            (None, Some(c)) => Step::Committed(c.await),
-            (Some(f), Some(c)) => {
-                smol::future::or(
-                    async {
-                        let (url, got, n) = f.await;
-                        Step::Fetched(url, got, n)
-                    },
-                    async { Step::Committed(c.await) },
-                )
-                .await
-            }
+            (Some(f), None) => f.await,
+            (None, Some(c)) => c.await,
+            (Some(f), Some(c)) => smol::future::or(f, c).await,
         };
         match step {
             Step::Committed(done) => {
@@ -193,8 +181,8 @@ pub(crate) async fn cycle(
 }
 
 /// Takes a fetched page: checks it, drops boundary duplicates, and moves `taken` past it.
-/// Returns its events, whether anything changed, and its number of items; `None` if the page
-/// was rejected (already logged).
+/// Returns its events, whether anything changed (events, or the cursor), and its number of
+/// items; `None` if the page was rejected (already logged).
 fn take(
     p: &Puller,
     taken: &mut LogsCursor,
@@ -205,60 +193,31 @@ fn take(
     // The System Log's next link may equal the current one (polling): no loop check.
     let page = p.check_page(url, &resp)?;
     let items = page.items.len();
-    let Take {
-        lines,
-        cursor: after,
-        changed,
-    } = take_page(p, taken, url, page, stats);
-    let spans = Events::spans(&resp.body, lines);
-    *taken = after;
-    Some((Events::new(resp.body, spans), changed, items))
-}
-
-/// A page taken: the events to append, and the cursor after them.
-struct Take<'a> {
-    lines: Vec<std::borrow::Cow<'a, str>>,
-    cursor: LogsCursor,
-    /// Whether anything changed (events, or the cursor).
-    changed: bool,
-}
-
-/// Takes one checked page: drops boundary duplicates and computes the cursor after it.
-fn take_page<'a>(
-    p: &Puller,
-    cursor: &LogsCursor,
-    url: &str,
-    page: super::pull::Page<'a>,
-    stats: &mut Stats,
-) -> Take<'a> {
-    let mut new_cursor = cursor.clone();
-    let mut lines: Vec<std::borrow::Cow<'a, str>> = Vec::with_capacity(page.items.len());
+    let mut after = taken.clone();
+    let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(items);
     let mut dups = 0;
     for item in &page.items {
         let m = page::meta(item);
-        if new_cursor.observe(m.uuid, m.published) {
+        if after.observe(m.uuid, m.published) {
             dups += 1;
         } else {
             lines.push(page::one_line(item));
         }
     }
-    new_cursor.next_link = page.next.unwrap_or_else(|| url.to_string());
-    stats.received += page.items.len() as u64;
+    after.next_link = page.next.unwrap_or_else(|| url.to_string());
+    stats.received += items as u64;
     stats.duplicates += dups;
     stats.pages += 1;
-    let changed = !lines.is_empty() || new_cursor != *cursor;
+    let changed = !lines.is_empty() || after != *taken;
     if changed {
         stats.sent += lines.len() as u64;
     }
     log::debug!(
-        "{} -> (Partial) Statistics for this pull cycle: {} events on the page, {dups} duplicated, next link {}",
+        "{} -> (Partial) Statistics for this pull cycle: {items} events on the page, {dups} duplicated, next link {}",
         p.label,
-        page.items.len(),
-        new_cursor.next_link
+        after.next_link
     );
-    Take {
-        lines,
-        cursor: new_cursor,
-        changed,
-    }
+    *taken = after;
+    let spans = Events::spans(&resp.body, lines);
+    Some((Events::new(resp.body, spans), changed, items))
 }
