@@ -27,14 +27,19 @@ pub fn reset_on_close(s: &impl AsRawFd) {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: setsockopt reads `size_of::<linger>()` bytes from a valid pointer to `l`.
+    set_option(s, libc::SOL_SOCKET, libc::SO_LINGER, &l);
+}
+
+/// `setsockopt(level, name, value)` on `s`, best effort (the result is not checked).
+fn set_option<T>(s: &impl AsRawFd, level: libc::c_int, name: libc::c_int, value: &T) {
+    // SAFETY: setsockopt reads `size_of::<T>()` bytes from a valid pointer to `value`.
     unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         );
     }
 }
@@ -82,16 +87,7 @@ pub fn enter_netns(path: &std::path::Path) -> std::io::Result<()> {
 /// after `d` instead of the kernel's ~15 minutes. Best effort.
 pub fn set_user_timeout(s: &impl AsRawFd, d: Duration) {
     let ms: libc::c_uint = d.as_millis().try_into().unwrap_or(libc::c_uint::MAX);
-    // SAFETY: setsockopt reads `size_of::<c_uint>()` bytes from a valid pointer to `ms`.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            &ms as *const libc::c_uint as *const libc::c_void,
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        );
-    }
+    set_option(s, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, &ms);
 }
 
 /// Bytes available to unprivileged users, and the size, of the file system holding `path`.
