@@ -204,11 +204,8 @@ impl<'a> Scan<'a> {
                     multiline: sc.newline,
                     fields,
                 });
-                sc.ws();
-                match sc.bump()? {
-                    b',' => sc.ws(),
-                    b']' => break,
-                    _ => return None,
+                if sc.next_member(b']')? {
+                    break;
                 }
             }
         }
@@ -362,22 +359,42 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Option<()> {
+    /// Enters the array or object at the current byte: whether it ends at once with `close`
+    /// (`None` if it nests deeper than [`MAX_DEPTH`]). Inlined, as is [`Scan::next_member`]:
+    /// they run for every array and object (without it the scan was 8% slower).
+    #[inline(always)]
+    fn open(&mut self, depth: usize, close: u8) -> Option<bool> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.i += 1;
         self.ws();
-        if self.eat(b']').is_some() {
+        Some(self.eat(close).is_some())
+    }
+
+    /// After a member of an array or object: whether `close` ended it (`false` after a comma,
+    /// `None` for anything else).
+    #[inline(always)]
+    fn next_member(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        match self.bump()? {
+            b',' => {
+                self.ws();
+                Some(false)
+            }
+            c if c == close => Some(true),
+            _ => None,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if self.open(depth, b']')? {
             return Some(());
         }
         loop {
             self.value(depth)?;
-            self.ws();
-            match self.bump()? {
-                b',' => self.ws(),
-                b']' => return Some(()),
-                _ => return None,
+            if self.next_member(b']')? {
+                return Some(());
             }
         }
     }
@@ -389,12 +406,7 @@ impl<'a> Scan<'a> {
         depth: usize,
         mut fields: Option<&mut [Option<Cow<'a, str>>; KEYS.len()]>,
     ) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.i += 1;
-        self.ws();
-        if self.eat(b'}').is_some() {
+        if self.open(depth, b'}')? {
             return Some(());
         }
         loop {
@@ -424,11 +436,8 @@ impl<'a> Scan<'a> {
                 }
                 _ => self.value(depth)?,
             }
-            self.ws();
-            match self.bump()? {
-                b',' => self.ws(),
-                b'}' => return Some(()),
-                _ => return None,
+            if self.next_member(b'}')? {
+                return Some(());
             }
         }
     }
