@@ -42,25 +42,11 @@ fn main() -> Result<(), String> {
         },
     )?;
     let config_path = dir.path().join("config.yaml");
-    let text = format!(
-        r#"globals:
-  data_dir: data
-  log_level: warn
-  requests_per_minute: 0
-outputs:
-  devo:
-    type: devo_platform
-    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
-inputs:
-  okta:
-    credentials: {{okta_url: "{url}", api_token: bench-token}}
-    services:
-      logs: {{start: "{start}", request_period_in_seconds: 1, requests_limits: []}}
-"#,
-        port = receiver.addr.port(),
-        url = sim.url(),
-        start = sim.start_time(),
+    let services = format!(
+        "      logs: {{start: \"{}\", request_period_in_seconds: 1, requests_limits: []}}\n",
+        sim.start_time()
     );
+    let text = common::config(receiver.addr.port(), &sim.url(), &services);
     common::write_private(&config_path, &text).map_err(|e| e.to_string())?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     okta_collector::logging::init(log::LevelFilter::Warn);

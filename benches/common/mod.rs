@@ -18,6 +18,29 @@ pub struct Run {
     pub port: u16,
 }
 
+/// A collector config: the simulated org at `url`, the mutual-TLS receiver on `port` (the
+/// certificates under `certs/`), `services` the YAML under `inputs.okta.services`. No local
+/// budget, an 8 GiB spool bound.
+pub fn config(port: u16, url: &str, services: &str) -> String {
+    format!(
+        r#"globals:
+  data_dir: data
+  log_level: warn
+  requests_per_minute: 0
+  spool:
+    max_bytes_per_table: 8589934592
+outputs:
+  devo:
+    type: devo_platform
+    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
+inputs:
+  okta:
+    credentials: {{okta_url: "{url}", api_token: bench-token}}
+    services:
+{services}"#
+    )
+}
+
 impl Run {
     /// `events` System Log events available at once; `services` is the YAML under
     /// `inputs.okta.services` (`{start}` is replaced by a start before the backlog). No local
@@ -40,24 +63,7 @@ impl Run {
             .map(|a| a.port())
             .expect("a free port");
         let services = services.replace("{start}", &sim.start_time());
-        let config = format!(
-            r#"globals:
-  data_dir: data
-  log_level: warn
-  requests_per_minute: 0
-  spool:
-    max_bytes_per_table: 8589934592
-outputs:
-  devo:
-    type: devo_platform
-    config: {{address: 127.0.0.1, port: {port}, chain: certs/chain.crt, cert: certs/domain.crt, key: certs/domain.key, hostname: bench}}
-inputs:
-  okta:
-    credentials: {{okta_url: "{url}", api_token: bench-token}}
-    services:
-{services}"#,
-            url = sim.url(),
-        );
+        let config = config(port, &sim.url(), &services);
         write_private(&dir.path().join("config.yaml"), &config).expect("config");
         Run {
             dir,
