@@ -19,7 +19,9 @@ const LOGS: &str =
 
 fn main() {
     let events = arg("--events", 1_000_000);
-    println!("end-to-end benchmarks: cargo bench --bench end_to_end -- --events {events}");
+    common::header(&format!(
+        "end-to-end benchmarks: cargo bench --bench end_to_end -- --events {events}"
+    ));
 
     // 1. End to end.
     let run = Run::new(events, LOGS);

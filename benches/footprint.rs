@@ -64,9 +64,9 @@ fn main() {
     let idle = arg("--idle-seconds", 600);
     let starts = arg("--starts", 11);
     let spool_mib = arg("--spool-mib", 2048);
-    println!(
+    common::header(&format!(
         "footprint benchmarks: cargo bench --bench footprint -- --idle-seconds {idle} --starts {starts} --spool-mib {spool_mib}"
-    );
+    ));
 
     // 6a. Start-up, empty data_dir each time.
     let mut times = Vec::new();
@@ -77,7 +77,7 @@ fn main() {
         times.push(t);
         stop(child);
     }
-    let mut v = Command::new(env!("CARGO_BIN_EXE_okta-collector"));
+    let mut v = Command::new(common::collector());
     v.arg("--version").stdout(Stdio::null());
     let t = Instant::now();
     let _ = v.status();

@@ -8,6 +8,25 @@ use okta_collector::sim::{certs, devo, okta};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// The collector binary measured: this build's, or the one named by `OKTA_COLLECTOR_BIN`
+/// (to compare two builds back to back with the same bench).
+pub fn collector() -> std::ffi::OsString {
+    std::env::var_os("OKTA_COLLECTOR_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_okta-collector").into())
+}
+
+/// Prints a bench's first line, the command that reproduces it, and the binary measured when
+/// it is not this build's.
+pub fn header(command: &str) {
+    println!("{command}");
+    if let Some(bin) = std::env::var_os("OKTA_COLLECTOR_BIN") {
+        println!(
+            "  collector: {} (OKTA_COLLECTOR_BIN)",
+            bin.to_string_lossy()
+        );
+    }
+}
+
 /// One run: a folder under target/ (not /tmp, which may be a tmpfs where `fdatasync` costs
 /// nothing), throwaway certificates, the simulated org, a reserved port for the receiver, and
 /// a config for the real binary.
@@ -89,7 +108,7 @@ impl Run {
 
     /// Starts `okta-collector run` on the config.
     pub fn spawn(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_okta-collector"))
+        Command::new(collector())
             .args(["run", "--config"])
             .arg(self.dir.path().join("config.yaml"))
             .stdout(Stdio::null())

@@ -179,6 +179,7 @@ pub(super) async fn run<S: Sink>(
                 persist(&mut states).await?;
                 last_persist = Instant::now();
             }
+            // Its batch buffer is a fresh one, never written: it holds no memory.
             wait_for_work(&mut states, &shutdown).await;
         }
     }
