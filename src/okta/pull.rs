@@ -183,8 +183,8 @@ impl Events {
     }
 
     /// `other`'s events after these.
-    pub fn extend(&mut self, other: Events) {
-        self.parts.extend(other.parts);
+    pub fn extend(&mut self, mut other: Events) {
+        self.parts.append(&mut other.parts);
     }
 
     /// Number of events.
@@ -203,6 +203,15 @@ impl Events {
             .iter()
             .flat_map(|(buf, ranges)| ranges.iter().map(|r| &buf[r.clone()]))
             .collect()
+    }
+}
+
+impl Drop for Events {
+    /// The bodies go back for the next pages to be read into.
+    fn drop(&mut self) {
+        for (buf, _) in self.parts.drain(..) {
+            super::client::recycle_body(buf);
+        }
     }
 }
 
