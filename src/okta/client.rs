@@ -37,8 +37,8 @@ pub fn recycle_body(mut body: Vec<u8>) {
     }
 }
 
-/// Frees the spare bodies (called every minute, before free memory goes back to the system:
-/// a collector that is not pulling holds none for long).
+/// Frees the spare bodies: when the System Log puller has caught up, and every minute before
+/// free memory goes back to the system (a collector that is not pulling holds none for long).
 pub fn release_spare_bodies() {
     let spare = std::mem::take(&mut *SPARE_BODIES.lock().unwrap_or_else(|e| e.into_inner()));
     drop(spare);

@@ -271,6 +271,10 @@ impl Puller {
                 CycleEnd::Shutdown => return Ok(()),
                 CycleEnd::UpToDate | CycleEnd::Unavailable => {
                     backoff = Duration::from_secs(1);
+                    if matches!(state, State::Logs(_)) {
+                        // Caught up: the System Log's page buffers are not kept for a period.
+                        super::client::release_spare_bodies();
+                    }
                     self.service.period
                 }
                 CycleEnd::Failed { progress } => {
