@@ -179,7 +179,8 @@ pub(super) async fn run<S: Sink>(
                 persist(&mut states).await?;
                 last_persist = Instant::now();
             }
-            // Its batch buffer is a fresh one, never written: it holds no memory.
+            // Unlike the stream output's, this batch buffer is replaced after each send and
+            // not written since, so an idle wait holds no written page of it.
             wait_for_work(&mut states, &shutdown).await;
         }
     }

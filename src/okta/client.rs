@@ -18,9 +18,9 @@ const SPARE_KEPT: usize = 4;
 const SPARE_MAX_BYTES: usize = 8 << 20;
 
 /// Hands a response body back once its events are on disk, for the next response to be read
-/// into. Pages are 2 MB: allocated fresh each time they fragment the allocator's heap (the
-/// peak RSS of a backfill rose from 14 to 25–31 MiB) or, as separate mappings, cost a page
-/// fault per 4 KiB (14% more CPU per event). Measured in BENCHMARKS.md.
+/// into. A page is 2 MB. Allocated fresh for each page, such blocks fragment the allocator's
+/// heap (a million-event backfill peaked at 25–31 MiB of RSS instead of 15), or, each as its
+/// own mapping, cost a page fault per 4 KiB (14% more CPU per event). BENCHMARKS.md, stop 13.
 pub fn recycle_body(mut body: Vec<u8>) {
     if body.capacity() == 0 || body.capacity() > SPARE_MAX_BYTES {
         return;
@@ -41,7 +41,7 @@ pub fn recycle_body(mut body: Vec<u8>) {
 /// free memory goes back to the system (a collector that is not pulling holds none for long).
 pub fn release_spare_bodies() {
     let spare = std::mem::take(&mut *SPARE_BODIES.lock().unwrap_or_else(|e| e.into_inner()));
-    drop(spare);
+    drop(spare); // freed outside the lock
 }
 
 /// A buffer for a body of `expected` bytes: a spare one if there is one.
