@@ -6,7 +6,8 @@ pub const PRI: &str = "<14>";
 /// Appends one line for `event` to `out`. `date` is an RFC 3164 timestamp (`Dec  4 11:45:01`).
 /// The event must not contain a raw LF (the pullers guarantee it); a trailing LF is not doubled.
 pub fn push_line(out: &mut Vec<u8>, date: &str, hostname: &str, tag: &str, event: &[u8]) {
-    out.reserve(PRI.len() + date.len() + hostname.len() + tag.len() + event.len() + 6);
+    let end = line_end(event);
+    out.reserve(PRI.len() + date.len() + hostname.len() + tag.len() + event.len() + 5);
     out.extend_from_slice(PRI.as_bytes());
     out.extend_from_slice(date.as_bytes());
     out.push(b' ');
@@ -15,8 +16,21 @@ pub fn push_line(out: &mut Vec<u8>, date: &str, hostname: &str, tag: &str, event
     out.extend_from_slice(tag.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(event);
-    if event.last() != Some(&b'\n') {
-        out.push(b'\n');
+    out.extend_from_slice(end);
+}
+
+/// What comes before the event in each line of [`push_line`] (for writing a line as pieces:
+/// this, the event, [`line_end`]).
+pub fn prefix(date: &str, hostname: &str, tag: &str) -> String {
+    format!("{PRI}{date} {hostname} {tag}: ")
+}
+
+/// What ends the line of `event`: an LF, or nothing if the event ends with one.
+pub fn line_end(event: &[u8]) -> &'static [u8] {
+    if event.last() == Some(&b'\n') {
+        b""
+    } else {
+        b"\n"
     }
 }
 
@@ -57,6 +71,27 @@ mod tests {
             parse_line(&out),
             Some(("edge-01", "auth.okta.system", r#"{"a":"é"}"#.as_bytes()))
         );
+    }
+
+    #[test]
+    fn a_line_in_pieces_is_the_line() {
+        for event in [&b"{\"a\":1}"[..], b"{}\n", b""] {
+            let mut whole = Vec::new();
+            push_line(
+                &mut whole,
+                "Dec  4 11:45:01",
+                "edge-01",
+                "auth.okta.system",
+                event,
+            );
+            let pieces = [
+                prefix("Dec  4 11:45:01", "edge-01", "auth.okta.system").as_bytes(),
+                event,
+                line_end(event),
+            ]
+            .concat();
+            assert_eq!(pieces, whole);
+        }
     }
 
     #[test]

@@ -111,6 +111,17 @@ impl AsyncWrite for Counted {
         }
         r
     }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
@@ -122,6 +133,67 @@ impl AsyncWrite for Counted {
 /// A byte stream the forwarder can split and share with a reading task.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// One half of a [`Stream`] shared between the forwarder and the task that reads the
+/// server's EOF or alert: `smol::io::split`, except that vectored writes pass through (its
+/// write half writes only the first slice of each), so syslog lines go from the spool's frames
+/// into TLS records without being assembled first.
+pub struct Half(Arc<std::sync::Mutex<Box<dyn Stream>>>);
+
+impl std::fmt::Debug for Half {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Half")
+    }
+}
+
+/// The two halves of `stream`.
+pub fn split(stream: Box<dyn Stream>) -> (Half, Half) {
+    let shared = Arc::new(std::sync::Mutex::new(stream));
+    (Half(shared.clone()), Half(shared))
+}
+
+impl Half {
+    fn with<R>(&self, f: impl FnOnce(Pin<&mut dyn Stream>) -> R) -> R {
+        let mut s = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(Pin::new(&mut **s))
+    }
+}
+
+impl AsyncRead for Half {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.with(|s| s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Half {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.with(|s| s.poll_write(cx, buf))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.with(|s| s.poll_write_vectored(cx, bufs))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.with(|s| s.poll_flush(cx))
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.with(|s| s.poll_close(cx))
+    }
+}
 
 /// An open session (TLS or plain TCP) and what is needed to know how much of it the peer has
 /// received.
