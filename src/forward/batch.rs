@@ -179,8 +179,6 @@ pub(super) async fn run<S: Sink>(
                 persist(&mut states).await?;
                 last_persist = Instant::now();
             }
-            // Unlike the stream output's, this batch buffer is replaced after each send and
-            // not written since, so an idle wait holds no written page of it.
             wait_for_work(&mut states, &shutdown).await;
         }
     }

@@ -235,9 +235,8 @@ async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<(), Fatal> {
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
 /// Waits for a spool append, shutdown, or [`IDLE_TICK`]. After a whole tick without an
-/// append, the readers let go of their frame buffers, and the result is `true` so that the
-/// caller lets go of its batch buffer too: an idle forwarder holds no page.
-async fn wait_for_work<T: AsMut<TableState>>(states: &mut [T], shutdown: &Shutdown) -> bool {
+/// append, the readers let go of their frame buffers: an idle forwarder holds no page.
+async fn wait_for_work<T: AsMut<TableState>>(states: &mut [T], shutdown: &Shutdown) {
     let mut listeners: Vec<_> = states
         .iter_mut()
         .map(|s| s.as_mut().table.spool.listen())
@@ -276,5 +275,4 @@ async fn wait_for_work<T: AsMut<TableState>>(states: &mut [T], shutdown: &Shutdo
             }
         }
     }
-    idle
 }

@@ -336,9 +336,9 @@ async fn session_loop(
         }
         // A write to a peer that stopped reading blocks until TCP_USER_TIMEOUT; after a
         // shutdown request it gets CLOSE_STEP more, then counts as failed (nothing is lost:
-        // the unacknowledged part is sent again at the next start).
-        // Each line goes as its pieces, the event straight from the frame: rustls copies them
-        // into its records, and nothing assembles the lines before.
+        // the unacknowledged part is sent again at the next start). Each line goes as its
+        // pieces, the event straight from the frame: rustls copies them into its records, and
+        // nothing assembles the lines before.
         let write = async {
             let mut lines =
                 Vec::with_capacity(3 * batch.iter().map(|b| b.2 as usize).sum::<usize>());
