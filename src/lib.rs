@@ -18,3 +18,9 @@ pub mod sys;
 pub mod time;
 pub mod validate;
 pub mod watch;
+
+/// Locks `m`, a mutex poisoned by a panicking holder included (the release build aborts on a
+/// panic; under test, the next holder sees the data as the panic left it).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -2,6 +2,7 @@
 //! `globals.metrics_listen`, and the seed's memory line (`[GC] global: … process: RSS(…)`).
 
 use crate::httpd::{Reply, Request};
+use crate::lock;
 use crate::pipeline::{OutputStats, Pipeline, TableStats};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -161,10 +162,6 @@ impl Registry {
         );
         out
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (the output is

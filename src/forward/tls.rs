@@ -154,10 +154,7 @@ pub fn split(stream: Box<dyn Stream>) -> (Half, Half) {
 
 impl Half {
     fn with<R>(&self, f: impl FnOnce(Pin<&mut dyn Stream>) -> R) -> R {
-        let mut s = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut s = crate::lock(&self.0);
         f(Pin::new(&mut **s))
     }
 }

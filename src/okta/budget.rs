@@ -5,8 +5,9 @@
 
 use super::client::Response;
 use crate::config::Limit;
+use crate::lock;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Sliding windows: at most `limit` requests in any `period`.
@@ -93,10 +94,6 @@ pub enum Wait {
     Local(Duration),
     /// Okta's `X-Rate-Limit-Remaining` is down to the floor.
     Okta(Duration),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Pacer {

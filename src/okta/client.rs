@@ -26,7 +26,7 @@ pub fn recycle_body(mut body: Vec<u8>) {
         return;
     }
     body.clear();
-    let mut spare = SPARE_BODIES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut spare = crate::lock(&SPARE_BODIES);
     if spare.len() < SPARE_KEPT {
         spare.push(body);
     } else if let Some(smallest) = spare.iter_mut().min_by_key(|b| b.capacity()) {
@@ -40,13 +40,13 @@ pub fn recycle_body(mut body: Vec<u8>) {
 /// Frees the spare bodies: when the System Log puller has caught up, and every minute before
 /// free memory goes back to the system (a collector that is not pulling holds none for long).
 pub fn release_spare_bodies() {
-    let spare = std::mem::take(&mut *SPARE_BODIES.lock().unwrap_or_else(|e| e.into_inner()));
+    let spare = std::mem::take(&mut *crate::lock(&SPARE_BODIES));
     drop(spare); // freed outside the lock
 }
 
 /// A buffer for a body of `expected` bytes: a spare one if there is one.
 fn body_buffer(expected: usize) -> Vec<u8> {
-    let spare = SPARE_BODIES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let spare = crate::lock(&SPARE_BODIES).pop();
     let mut body = spare.unwrap_or_default();
     body.reserve(expected);
     body
@@ -278,7 +278,7 @@ mod tests {
             assert!(b.capacity() >= 100);
         }
         recycle_body(vec![1; SPARE_MAX_BYTES + 1]);
-        let kept = SPARE_BODIES.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = crate::lock(&SPARE_BODIES);
         assert!(kept.len() <= SPARE_KEPT);
         assert!(
             kept.iter()

@@ -29,7 +29,7 @@ pub struct Counters {
 
 impl Counters {
     fn answered(&self, status: u16) {
-        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = crate::lock(&self.requests);
         *m.entry(status).or_insert(0) += 1;
     }
 }

@@ -134,7 +134,7 @@ impl Inventory {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u8, u64), Obj>> {
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.objects)
     }
 
     /// Changes object `i` (a new version, `lastUpdated` now, at least a second after the last).
@@ -162,7 +162,7 @@ impl Inventory {
 
     /// Adds an object; returns its index.
     pub fn add(&self, kind: ServiceKind) -> u64 {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = crate::lock(&self.next);
         let i = *next.get(&kind_no(kind)).unwrap_or(&0);
         next.insert(kind_no(kind), i + 1);
         let t = now_ms() / 1000 * 1000;

@@ -6,6 +6,7 @@
 use super::inventory::{Counts, Inventory};
 use crate::config::ServiceKind;
 use crate::httpd::{Reply, Request};
+use crate::lock;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -561,10 +562,6 @@ impl Shared {
             body: page.body,
         }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn rate_headers(limit: u64, remaining: u64, reset: u64) -> Vec<(String, String)> {
