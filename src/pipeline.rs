@@ -166,6 +166,7 @@ impl Pipeline {
                 spool_limits: config.spool,
                 stop: Shutdown::new(),
                 write_failing: Default::default(),
+                committing_bytes: Default::default(),
                 spool,
                 service,
                 counters,

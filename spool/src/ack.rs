@@ -7,6 +7,7 @@
 //! valid slot with the higher generation. No rename, no directory fsync.
 
 use crate::Position;
+use crate::filesystem::Filesystem;
 use crate::format::crc32;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -35,6 +36,7 @@ impl AckFile {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         let (generation, slot, pos) = match newest(&file) {
             Some((g, s, p)) => (g, s, Some(p)),
@@ -61,12 +63,16 @@ impl AckFile {
     }
 
     /// Durably records `pos` in the older slot.
-    pub fn write(&mut self, pos: Position) -> io::Result<()> {
+    pub fn write(&mut self, fs: &dyn Filesystem, pos: Position) -> io::Result<()> {
         let generation = self.generation + 1;
         let slot = 1 - self.slot;
-        self.file
-            .write_all_at(&encode(generation, pos), SLOT_OFFSETS[slot])?;
-        self.file.sync_data()?;
+        crate::filesystem::write_all_at(
+            fs,
+            &self.file,
+            &encode(generation, pos),
+            SLOT_OFFSETS[slot],
+        )?;
+        fs.sync_data(&self.file)?;
         self.generation = generation;
         self.slot = slot;
         Ok(())
@@ -144,7 +150,7 @@ mod tests {
         let (mut a, none) = AckFile::open(&p).unwrap();
         assert_eq!(none, None);
         for n in 1..=5 {
-            a.write(pos(n)).unwrap();
+            a.write(&crate::filesystem::RealFs, pos(n)).unwrap();
         }
         drop(a);
         let (_, got) = AckFile::open(&p).unwrap();
@@ -156,8 +162,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ack.state");
         let (mut a, _) = AckFile::open(&p).unwrap();
-        a.write(pos(1)).unwrap();
-        a.write(pos(2)).unwrap(); // slot 0 after slot 1
+        a.write(&crate::filesystem::RealFs, pos(1)).unwrap();
+        a.write(&crate::filesystem::RealFs, pos(2)).unwrap(); // slot 0 after slot 1
         let newest = a.slot;
         drop(a);
         let f = OpenOptions::new().write(true).open(&p).unwrap();
@@ -166,7 +172,7 @@ mod tests {
         let (mut a, got) = AckFile::open(&p).unwrap();
         assert_eq!(got, Some(pos(1)));
         // The next write must not overwrite the surviving slot.
-        a.write(pos(3)).unwrap();
+        a.write(&crate::filesystem::RealFs, pos(3)).unwrap();
         drop(a);
         assert_eq!(AckFile::open(&p).unwrap().1, Some(pos(3)));
     }

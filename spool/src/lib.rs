@@ -65,7 +65,10 @@
 //! reader resynchronises on the next frame magic whose checksum holds. It never stops.
 
 mod ack;
+mod filesystem;
 pub mod format;
+
+pub use filesystem::{Fault, FaultFs, Filesystem, Op, RealFs};
 
 use format::{
     FRAME_MAGIC, FRAME_PREFIX_LEN, HEADER_LEN, KIND_CURSOR_SNAPSHOT, KIND_DATA, KIND_PENDING,
@@ -213,6 +216,10 @@ struct Inner {
     /// One per consumer, in the order given to [`Spool::open_consumers`].
     acked: Mutex<Vec<Acked>>,
     data_ready: event_listener::Event,
+    /// Where writes and syncs go ([`RealFs`], or a test's [`FaultFs`]).
+    fs: Arc<dyn Filesystem>,
+    /// Every segment below this sequence number has been deleted (see [`Spool::ack_by`]).
+    reclaimed_below: Mutex<u64>,
     /// Held (flock) for the lifetime of the spool; released when dropped.
     _lock: File,
 }
@@ -320,10 +327,8 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(out)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+fn sync_dir(fs: &dyn Filesystem, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 fn now_ms() -> u64 {
@@ -429,6 +434,21 @@ impl Spool {
     /// As [`Spool::open`]; [`Error::Io`] (`op` "name consumer") for a name that is not
     /// [`valid_consumer_name`] or an empty list.
     pub fn open_consumers(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Spool> {
+        Spool::open_with(dir, opts, consumers, Arc::new(RealFs))
+    }
+
+    /// As [`Spool::open_consumers`], with every write and sync going through `fs` (a test's
+    /// [`FaultFs`] injects faults there).
+    ///
+    /// # Errors
+    /// As [`Spool::open_consumers`].
+    pub fn open_with(
+        dir: &Path,
+        opts: Options,
+        consumers: &[&str],
+        fs: Arc<dyn Filesystem>,
+    ) -> Result<Spool> {
+        let fsys = &*fs;
         if consumers.is_empty()
             || consumers
                 .iter()
@@ -454,6 +474,7 @@ impl Spool {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
             .map_err(io_err("open", &lock_path))?;
         match lock_file.try_lock() {
@@ -473,13 +494,13 @@ impl Spool {
             let fresh = !path.exists();
             let (mut file, mut pos) = ack::AckFile::open(&path).map_err(io_err("open", &path))?;
             if let (true, Some(l)) = (fresh, legacy) {
-                file.write(l).map_err(io_err("write", &path))?;
+                file.write(fsys, l).map_err(io_err("write", &path))?;
                 pos = Some(l);
             }
             acks.push((file, path, pos));
         }
         if legacy.is_some() {
-            sync_dir(dir)?;
+            sync_dir(fsys, dir)?;
             fs::remove_file(&legacy_path).map_err(io_err("delete", &legacy_path))?;
         }
         // Segments go only once every consumer is past them.
@@ -551,6 +572,7 @@ impl Spool {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&p)
                 .map_err(io_err("open", &p))?;
             let len = file.metadata().map_err(io_err("stat", &p))?.len();
@@ -595,9 +617,9 @@ impl Spool {
                         p.display()
                     );
                 }
-                file.set_len(scan.valid_end)
+                fsys.set_len(&file, scan.valid_end)
                     .map_err(io_err("truncate", &p))?;
-                file.sync_data().map_err(|source| Error::Sync {
+                fsys.sync_data(&file).map_err(|source| Error::Sync {
                     path: p.clone(),
                     source,
                 })?;
@@ -621,7 +643,7 @@ impl Spool {
         let writer = match writer {
             Some(w) => w,
             None => {
-                let (file, len) = create_segment(dir, spool_id, acked_seq, None, 0)?;
+                let (file, len) = create_segment(fsys, dir, spool_id, acked_seq, None, 0)?;
                 Writer {
                     file,
                     segment: acked_seq,
@@ -664,6 +686,8 @@ impl Spool {
                 durable: Mutex::new(durable),
                 acked: Mutex::new(acked),
                 data_ready: event_listener::Event::new(),
+                fs,
+                reclaimed_below: Mutex::new(0),
                 _lock: lock_file,
             }),
         })
@@ -694,6 +718,47 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("stat", &p)(e)),
             }
+        }
+        Ok(total)
+    }
+
+    /// Bytes on disk that some consumer still has to read: from the slowest consumer's
+    /// position (the start of the frame it is in) to the durable end; 0 when every consumer
+    /// has every event. Delivered bytes still on disk (the rest of the segment a position is
+    /// in) and an open transaction's pending frames do not count. This, not
+    /// [`Spool::disk_bytes`], is what a producer bounding the spool should compare: delivered
+    /// bytes go by themselves, and pending frames only with their commit.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be listed or a segment cannot be read.
+    pub fn waiting_bytes(&self) -> Result<u64> {
+        let durable = self.durable();
+        let acked = self.acked();
+        if acked.seq >= durable.next_seq {
+            return Ok(0);
+        }
+        let dir = &self.inner.dir;
+        let mut total = 0u64;
+        for seg in list_segments(dir)? {
+            if seg < acked.segment || seg > durable.segment {
+                continue;
+            }
+            let end = if seg == durable.segment {
+                durable.offset
+            } else {
+                let p = segment_path(dir, seg);
+                match fs::metadata(&p) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(io_err("stat", &p)(e)),
+                }
+            };
+            let from = if seg == acked.segment {
+                acked.offset
+            } else {
+                0
+            };
+            total += end.saturating_sub(from);
         }
         Ok(total)
     }
@@ -747,7 +812,7 @@ impl Spool {
         let result = self.write_frame(&mut w, KIND_DATA, cursor, events);
         let (head, len) = result?;
         let path = segment_path(&self.inner.dir, w.segment);
-        if let Err(source) = w.file.sync_data() {
+        if let Err(source) = self.inner.fs.sync_data(&w.file) {
             w.failed = true;
             return Err(Error::Sync { path, source });
         }
@@ -764,6 +829,18 @@ impl Spool {
         };
         *lock(&self.inner.durable) = d;
         self.inner.data_ready.notify(usize::MAX);
+        // A full segment is sealed now rather than at the next append, so that once it is
+        // delivered it can be deleted even if nothing more is appended (a puller paused by a
+        // full spool appends nothing until some is deleted). A failure here loses nothing:
+        // the next append rotates, or fails, itself.
+        if w.offset >= self.inner.opts.segment_bytes
+            && let Err(e) = self.rotate(&mut w)
+        {
+            log::warn!(
+                "Spool {}: cannot start a new segment yet ({e}); the next append tries again.",
+                self.inner.dir.display()
+            );
+        }
         Ok(d)
     }
 
@@ -797,10 +874,11 @@ impl Spool {
             return Ok(());
         }
         let path = segment_path(&self.inner.dir, w.segment);
-        w.file
-            .set_len(w.offset)
+        self.inner
+            .fs
+            .set_len(&w.file, w.offset)
             .map_err(io_err("truncate", &path))?;
-        if let Err(source) = w.file.sync_data() {
+        if let Err(source) = self.inner.fs.sync_data(&w.file) {
             w.failed = true;
             return Err(Error::Sync { path, source });
         }
@@ -855,6 +933,7 @@ impl Spool {
         // buffer straight from memory), then the prefix with its CRC at the front. A crash in
         // between leaves a torn tail, as a crash during one write would: nothing is synced yet.
         let file = &w.file;
+        let fsys = &*inner.fs;
         let mut at = head.offset + FRAME_PREFIX_LEN;
         // Allocated for each frame, not kept: an idle spool holds no buffer.
         let mut buf = Vec::with_capacity(STAGE_BYTES);
@@ -866,12 +945,12 @@ impl Spool {
             events,
             |piece| {
                 if buf.len() + piece.len() > STAGE_BYTES {
-                    file.write_all_at(&buf, at)?;
+                    filesystem::write_all_at(fsys, file, &buf, at)?;
                     at += buf.len() as u64;
                     buf.clear();
                 }
                 if piece.len() >= STAGE_BYTES {
-                    file.write_all_at(piece, at)?;
+                    filesystem::write_all_at(fsys, file, piece, at)?;
                     at += piece.len() as u64;
                 } else {
                     buf.extend_from_slice(piece);
@@ -880,11 +959,11 @@ impl Spool {
             },
         )
         .and_then(|prefix| {
-            file.write_all_at(&buf, at)?;
-            file.write_all_at(&prefix, head.offset)
+            filesystem::write_all_at(fsys, file, &buf, at)?;
+            filesystem::write_all_at(fsys, file, &prefix, head.offset)
         });
         if let Err(e) = written {
-            let _ = w.file.set_len(head.offset);
+            let _ = fsys.set_len(&w.file, head.offset);
             return Err(Error::Io {
                 op: "append to",
                 path: segment_path(&inner.dir, w.segment),
@@ -898,6 +977,7 @@ impl Spool {
     fn rotate(&self, w: &mut Writer) -> Result<()> {
         let inner = &*self.inner;
         let (file, len) = create_segment(
+            &*inner.fs,
             &inner.dir,
             inner.spool_id,
             w.next_seq,
@@ -940,12 +1020,25 @@ impl Spool {
         if pos.seq < a.pos.seq || pos == a.pos {
             return Ok(());
         }
-        a.file.write(pos).map_err(io_err("write", &a.path))?;
+        a.file
+            .write(&*inner.fs, pos)
+            .map_err(io_err("write", &a.path))?;
         a.pos = pos;
         let after = slowest(&all);
         drop(all);
-        if after.segment != before.segment {
-            let active = lock(&inner.durable).segment;
+        let active = lock(&inner.durable).segment;
+        // Segments go when the slowest position leaves one, and when every sealed segment is
+        // delivered (a sealed segment whose last frame was just delivered: the position is
+        // still in it, but nothing below the active segment is needed any more).
+        let caught_up = {
+            let mut below = lock(&inner.reclaimed_below);
+            let due = after.seq >= active && *below < active;
+            if due {
+                *below = active;
+            }
+            due
+        };
+        if after.segment != before.segment || caught_up {
             let segs = list_segments(&inner.dir)?;
             for pair in segs.windows(2) {
                 if pair[1] <= after.seq && pair[0] != active {
@@ -1135,6 +1228,8 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
         }
     }
     if out.waiting() == 0 {
+        // The rest of the last delivered frame is on disk, but nothing of it waits.
+        out.waiting_bytes = 0;
         out.oldest_waiting = None;
         out.oldest_segment_created = None;
     }
@@ -1144,6 +1239,7 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
 /// Creates a segment: header, then (if there is one) a snapshot of the cursor, then
 /// `fdatasync` of the file and `fsync` of the directory. Returns the file and its length.
 fn create_segment(
+    fsys: &dyn Filesystem,
     dir: &Path,
     spool_id: [u8; 16],
     first_seq: u64,
@@ -1151,13 +1247,7 @@ fn create_segment(
     batch_no: u64,
 ) -> Result<(File, u64)> {
     let p = segment_path(dir, first_seq);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)
-        .map_err(io_err("create", &p))?;
+    let file = fsys.create_new(&p).map_err(io_err("create", &p))?;
     let mut bytes = SegmentHeader {
         spool_id,
         first_seq,
@@ -1177,7 +1267,7 @@ fn create_segment(
         );
         bytes.extend_from_slice(&frame);
     }
-    if let Err(e) = file.write_all_at(&bytes, 0) {
+    if let Err(e) = filesystem::write_all_at(fsys, &file, &bytes, 0) {
         let _ = fs::remove_file(&p);
         return Err(Error::Io {
             op: "write",
@@ -1185,11 +1275,11 @@ fn create_segment(
             source: e,
         });
     }
-    file.sync_data().map_err(|source| Error::Sync {
+    fsys.sync_data(&file).map_err(|source| Error::Sync {
         path: p.clone(),
         source,
     })?;
-    sync_dir(dir)?;
+    sync_dir(fsys, dir)?;
     Ok((file, bytes.len() as u64))
 }
 
@@ -1481,3 +1571,6 @@ fn resync(file: &File, from: u64, limit: u64, max_body: u32) -> io::Result<u64> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fault_tests;

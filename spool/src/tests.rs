@@ -280,10 +280,12 @@ fn a_transaction_is_invisible_until_it_commits_and_stays_in_one_segment() {
     let last = vec![event(999)];
     s.append(&refs(&last), b"snapshot-1").unwrap();
     assert!(!s.has_pending());
+    // The whole transaction is in the first segment; the full segment is sealed after the
+    // commit, so a second one starts after its last event.
     assert_eq!(
-        list_segments(dir.path()).unwrap().len(),
-        1,
-        "no rotation inside a transaction"
+        list_segments(dir.path()).unwrap(),
+        vec![0, 64],
+        "no rotation inside a transaction, a seal after it"
     );
     let got = read_all(&s);
     assert_eq!(got.len(), 3 + 60 + 1);
@@ -752,4 +754,37 @@ fn a_frame_larger_than_the_staging_buffer_is_written_byte_for_byte_as_encoded() 
     assert_eq!(&seg[before.offset as usize..], &want[..]);
     let got: Vec<Vec<u8>> = read_all(&s).into_iter().map(|(_, e)| e).collect();
     assert_eq!(got, evs);
+}
+
+#[test]
+fn a_delivered_frame_larger_than_a_segment_leaves_nothing_waiting_and_is_deleted_without_another_append()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Spool::open_consumers(dir.path(), small(), &["a", "b"]).unwrap();
+    fill(&s, 0, 1);
+    // One page far larger than a segment (600 bytes): it gets a segment of its own, which is
+    // sealed at once.
+    let big: Vec<Vec<u8>> = (0..40).map(|i| event(1000 + i)).collect();
+    s.append(&refs(&big), b"big").unwrap();
+    let waiting = s.waiting_bytes().unwrap();
+    assert!(waiting > 600, "{waiting}");
+    // Nothing is read yet: all of it waits but the first segment's header.
+    assert_eq!(waiting, s.disk_bytes().unwrap() - HEADER_LEN);
+    // Consumer a delivers everything, b lags: b's position decides.
+    let (pa, na) = drain(&s, 0);
+    assert_eq!(na, 43);
+    s.ack_by(0, pa).unwrap();
+    assert_eq!(s.waiting_bytes().unwrap(), waiting, "b has read nothing");
+    let (pb, nb) = drain(&s, 1);
+    assert_eq!(nb, 43);
+    s.ack_by(1, pb).unwrap();
+    assert_eq!(s.waiting_bytes().unwrap(), 0, "everything is delivered");
+    // Without another append, only the active segment (header and cursor snapshot) is left.
+    let segs = list_segments(dir.path()).unwrap();
+    assert_eq!(segs, vec![43], "delivered segments are deleted");
+    assert!(s.disk_bytes().unwrap() < 200, "{}", s.disk_bytes().unwrap());
+    drop(s);
+    let s = Spool::open_consumers(dir.path(), small(), &["a", "b"]).unwrap();
+    assert_eq!(s.cursor().as_deref(), Some(&b"big"[..]));
+    assert_eq!(s.waiting_bytes().unwrap(), 0);
 }

@@ -125,8 +125,9 @@ pub(crate) async fn cycle(
             dirty = false;
             let after = taken.clone();
             let encoded = after.encode();
+            let commit = p.commit(events, encoded);
             committing = Some(Box::pin(async move {
-                Step::Committed(p.commit(events, encoded).await.map(|()| after))
+                Step::Committed(commit.await.map(|()| after))
             }));
         }
         // Nothing is fetched ahead while the spool refuses writes (a full disk): pulling

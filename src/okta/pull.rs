@@ -55,6 +55,10 @@ pub struct Puller {
     pub spool_limits: SpoolLimits,
     /// Set while a spool write is failing and being retried: nothing is fetched ahead then.
     pub write_failing: std::sync::atomic::AtomicBool,
+    /// Bytes of the commit in progress: not in the spool's durable end yet, but counted
+    /// against its bound, so a page fetched ahead during a commit cannot take it further
+    /// past the bound than one page.
+    pub committing_bytes: AtomicU64,
 }
 
 /// A fatal puller error: the spool can no longer be written.
@@ -380,15 +384,23 @@ impl Puller {
     }
 
     /// Why the spool cannot take another page now, if it cannot.
+    ///
+    /// The bound counts what the outputs have still to send (plus the commit in progress),
+    /// not the bytes on disk: delivered bytes are deleted by the spool itself (a sealed
+    /// segment as soon as every output has it), so counting them could keep a puller paused
+    /// for good after an outage. A request goes out while less than the bound waits, so the
+    /// spool waits at most the bound plus one page; a page larger than the bound goes
+    /// through alone once everything before it is delivered.
     fn full(&self) -> Option<String> {
         let limits = self.spool_limits;
-        if let Ok(bytes) = self.spool.disk_bytes()
-            && bytes >= limits.max_bytes_per_table
-        {
-            return Some(format!(
-                "its spool holds {bytes} bytes, at globals.spool.max_bytes_per_table ({})",
-                limits.max_bytes_per_table
-            ));
+        if let Ok(waiting) = self.spool.waiting_bytes() {
+            let bytes = waiting + self.committing_bytes.load(Ordering::Relaxed);
+            if bytes >= limits.max_bytes_per_table {
+                return Some(format!(
+                    "its spool holds {bytes} bytes not yet delivered, at globals.spool.max_bytes_per_table ({})",
+                    limits.max_bytes_per_table
+                ));
+            }
         }
         let (free, total) = crate::sys::disk_space(self.spool.dir())?;
         let min_free = limits
@@ -515,15 +527,29 @@ impl Puller {
 
     /// Appends events and cursor as one durable frame (committing any pending frames before
     /// it), retrying while the disk refuses the write.
-    pub(crate) async fn commit(&self, events: Events, cursor: Vec<u8>) -> Result<(), Halt> {
+    ///
+    /// The commit counts against the spool's bound from the call on, before the returned
+    /// future is first polled: a fetch started beside it sees it.
+    pub(crate) fn commit(
+        &self,
+        events: Events,
+        cursor: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<(), Halt>> + Send + '_ {
         let n = events.len() as u64;
+        self.committing_bytes
+            .store(events.bytes() as u64, Ordering::Relaxed);
         let batch = Arc::new((events, cursor));
-        self.write_retrying(move |spool: &Spool| {
-            spool.append(&batch.0.slices(), &batch.1).map(|_| ())
-        })
-        .await?;
-        self.counters.spooled.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        async move {
+            let written = self
+                .write_retrying(move |spool: &Spool| {
+                    spool.append(&batch.0.slices(), &batch.1).map(|_| ())
+                })
+                .await;
+            self.committing_bytes.store(0, Ordering::Relaxed);
+            written?;
+            self.counters.spooled.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        }
     }
 
     /// Writes events as pending frames of the open transaction (see `spool`), retrying while

@@ -38,6 +38,9 @@ pub struct Options {
     pub rate_limit: Option<u64>,
     /// The rate-limit window (Okta's is a minute).
     pub rate_window: Duration,
+    /// Admin-sized System Log events: about 6 KB on average, every 250th about 260 KB (real
+    /// admin events with a large `debugContext` are that big), so a page of 1,000 is ~6 MB.
+    pub big_events: bool,
 }
 
 /// A fault the simulated org serves instead of (or on top of) a normal answer, once, to the
@@ -90,6 +93,7 @@ impl Default for Options {
             refuse: Vec::new(),
             rate_limit: None,
             rate_window: Duration::from_secs(60),
+            big_events: false,
         }
     }
 }
@@ -163,7 +167,7 @@ impl OktaSim {
 
     /// The exact JSON of event `i`, as served.
     pub fn event(&self, i: u64) -> String {
-        event(self.shared.base_ms, i)
+        self.shared.event(i)
     }
 
     /// Queues `fault` for the next request on `kind`'s endpoint (faults queue in order).
@@ -200,6 +204,19 @@ impl OktaSim {
 }
 
 impl Shared {
+    fn event(&self, i: u64) -> String {
+        if self.opts.big_events {
+            let reps = if i % 250 == 249 {
+                26_000
+            } else {
+                400 + (mix(i) % 200) as usize
+            };
+            event_padded(self.base_ms, i, reps)
+        } else {
+            event(self.base_ms, i)
+        }
+    }
+
     fn available(&self) -> u64 {
         let grown = (self.started.elapsed().as_secs_f64() * self.opts.rate_per_sec) as u64;
         self.opts.total.min(self.opts.initial.saturating_add(grown))
@@ -485,7 +502,7 @@ impl Shared {
             if i > start {
                 body.push(b',');
             }
-            body.extend_from_slice(event(self.base_ms, i).as_bytes());
+            body.extend_from_slice(self.event(i).as_bytes());
         }
         body.push(b']');
         let base = format!(
@@ -706,6 +723,18 @@ const TYPES: [(&str, &str, &str); 6] = [
 /// and every 997th is about 14 KB.
 pub fn event(base_ms: u64, i: u64) -> String {
     let h = mix(i ^ 0x5bd1_e995);
+    // Every 997th event is large (about 14 KB), past rsyslog's default 8 KB message limit.
+    let reps = if i % 997 == 996 {
+        1_400
+    } else {
+        ((h >> 20) % 30) as usize
+    };
+    event_padded(base_ms, i, reps)
+}
+
+/// Event `i` with its `requestUri` padded by `reps` × 10 bytes.
+fn event_padded(base_ms: u64, i: u64, reps: usize) -> String {
+    let h = mix(i ^ 0x5bd1_e995);
     let (name, login) = PEOPLE[(h % PEOPLE.len() as u64) as usize];
     let (city, state, country, postal, lat, lon) =
         PLACES[((h >> 8) % PLACES.len() as u64) as usize];
@@ -730,12 +759,6 @@ pub fn event(base_ms: u64, i: u64) -> String {
         r#"{"reason":"INVALID_CREDENTIALS","result":"FAILURE"}"#
     } else {
         r#"{"reason":null,"result":"SUCCESS"}"#
-    };
-    // Every 997th event is large (about 14 KB), past rsyslog's default 8 KB message limit.
-    let reps = if i % 997 == 996 {
-        1_400
-    } else {
-        ((h >> 20) % 30) as usize
     };
     let pad = "a1b2c3d4e5".repeat(reps);
     let zone = if h.is_multiple_of(3) {

@@ -101,6 +101,106 @@ fn a_long_outage_with_a_small_spool_pauses_pulling_and_loses_nothing() {
     );
 }
 
+/// An outage with pages of admin-sized events (~7 MB a page) and a spool bound of `max`:
+/// pulling pauses, the disk stays within the bound plus one segment plus one page, and once
+/// Devo is back everything arrives and pulling resumes (it stopped for good when the bound
+/// counted delivered bytes still on disk). With `lagging`, a second output comes up 8 s after
+/// the first: the slower one decides.
+fn outage_with_large_pages(total: u64, max: u64, lagging: bool) {
+    let mut env = Env::new(okta::Options {
+        total,
+        initial: total,
+        big_events: true,
+        ..Default::default()
+    });
+    let port2 = free_port();
+    let mut text = env.config_text("");
+    let spool = format!("  log_level: info\n  spool:\n    max_bytes_per_table: {max}\n");
+    text = text.replacen("  log_level: info\n", &spool, 1);
+    if lagging {
+        let second = format!(
+            "outputs:\n  devo_2:\n    type: devo_platform\n    config:\n      address: 127.0.0.1\n      port: {port2}\n      chain: certs/chain.crt\n      cert: certs/domain.crt\n      key: certs/domain.key\n      hostname: {HOSTNAME}\n"
+        );
+        text = text.replacen("outputs:\n", &second, 1);
+    }
+    assert!(text.contains(&spool) && (!lagging || text.contains("devo_2")));
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(60), || env
+            .logs()
+            .contains("Pulling is paused")),
+        "{}",
+        env.logs()
+    );
+    let segment = (max / 8).clamp(256 << 10, 32 << 20);
+    let page = 8 << 20;
+    let bound = max + segment + page;
+    let mut peak = 0;
+    let dir = env.spool_dir();
+    let watch = |peak: &mut u64| *peak = (*peak).max(dir_bytes(&dir));
+    let requests = env.okta.requests();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        watch(&mut peak);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(env.okta.requests(), requests, "pulling really paused");
+    // Devo comes back.
+    let devo = env.start_devo();
+    let mut second = None;
+    let started = Instant::now();
+    let all = wait_until(Duration::from_secs(240), || {
+        watch(&mut peak);
+        if lagging && second.is_none() && started.elapsed() > Duration::from_secs(8) {
+            second = Some(
+                okta_collector::sim::devo::Receiver::start(
+                    ([127, 0, 0, 1], port2).into(),
+                    &env.pki,
+                    okta_collector::sim::devo::Options {
+                        keep_lines: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap(),
+            );
+        }
+        devo.count() >= total && second.as_ref().is_none_or(|d| d.count() >= total)
+    });
+    let logs = env.logs();
+    stop(&env, &mut child);
+    assert!(all, "{} of {total}\n{logs}", devo.count());
+    assert!(
+        logs.contains("Pulling resumes: the spool has room again"),
+        "{logs}"
+    );
+    assert!(
+        peak <= bound,
+        "the spool took {peak} bytes, over the bound {max} + a segment {segment} + a page {page}"
+    );
+    for d in std::iter::once(&devo).chain(second.as_ref()) {
+        let got = check_lines(&env, &d.lines(), "auth.okta.system");
+        assert!(got.missing(total).is_empty(), "{:?}", got.missing(total));
+        assert_eq!(got.duplicates(), 0);
+    }
+    eprintln!("peak spool {peak} bytes with a bound of {max}");
+}
+
+#[test]
+fn pages_larger_than_half_the_bound_resume_after_an_outage() {
+    outage_with_large_pages(6_000, 8 << 20, false);
+}
+
+#[test]
+fn a_bound_smaller_than_one_page_lets_one_page_at_a_time_through() {
+    outage_with_large_pages(4_000, 1 << 20, false);
+}
+
+#[test]
+fn with_two_outputs_the_lagging_one_holds_the_bound_and_both_get_everything() {
+    outage_with_large_pages(5_000, 8 << 20, true);
+}
+
 /// A tmpfs mounted for the test's data_dir, unmounted when dropped.
 struct Tmpfs(std::path::PathBuf);
 
