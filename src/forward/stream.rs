@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// Bytes of syslog lines gathered before one write.
 const BATCH_BYTES: usize = 256 << 10;
-/// Bytes of lines handed to one vectored write (rustls buffers 64 KiB of records at most).
+/// Bytes of lines handed to one vectored write on plain TCP (over TLS: one record's worth).
 const VECTORED_BYTES: usize = 64 << 10;
 /// Devo's load balancer drops idle connections; reconnect before sending after this.
 const MAX_IDLE: Duration = Duration::from_secs(30);
@@ -255,6 +255,7 @@ async fn session_loop(
     } else {
         Instant::now()
     };
+    let window = session.line_window().unwrap_or(VECTORED_BYTES);
     let Session {
         stream,
         written,
@@ -340,8 +341,9 @@ async fn session_loop(
         // pieces, the event straight from the frame: rustls copies them into its records, and
         // nothing assembles the lines before.
         let write = async {
-            let mut lines =
-                Vec::with_capacity(3 * batch.iter().map(|b| b.2 as usize).sum::<usize>());
+            let count = batch.iter().map(|b| b.2 as usize).sum::<usize>();
+            let mut lines = Vec::with_capacity(3 * count);
+            let mut ends = Vec::with_capacity(count);
             for (i, frame) in &frames {
                 for (_, ev) in frame.events() {
                     lines.push(IoSlice::new(prefixes[*i].as_bytes()));
@@ -350,9 +352,10 @@ async fn session_loop(
                     if !end.is_empty() {
                         lines.push(IoSlice::new(end));
                     }
+                    ends.push(lines.len());
                 }
             }
-            write_all_vectored(&mut wr, &mut lines).await?;
+            write_lines(&mut wr, &mut lines, &ends, window).await?;
             wr.flush().await
         };
         let bounded = async {
@@ -389,27 +392,45 @@ async fn session_loop(
     }
 }
 
-/// Writes all of `bufs` (which it consumes) with vectored writes, each given the slices that
-/// make up to [`VECTORED_BYTES`]: rustls takes about that much per call, and walks the slices
-/// it is given for each record it fills.
-async fn write_all_vectored<W: smol::io::AsyncWrite + Unpin>(
+/// Writes the lines in `bufs` (which it consumes; line k ends before slice `ends[k]`) with
+/// vectored writes of whole lines, each at most `window` bytes (a longer line alone).
+///
+/// Over TLS the window is one record's plaintext ([`tls::RECORD_BYTES`]) and the session
+/// takes every write whole (its buffer is unbounded, so it never takes part of one), so each
+/// record holds whole lines only: a connection cut anywhere (kill -9, a reset, a timeout)
+/// leaves the receiver no partial line, since a record cut short is never decrypted. A line
+/// longer than a record spans records of its own. Over plain TCP (the relay) the window is
+/// [`VECTORED_BYTES`] and a cut can leave the start of a line.
+async fn write_lines<W: smol::io::AsyncWrite + Unpin>(
     w: &mut W,
-    mut bufs: &mut [IoSlice<'_>],
+    bufs: &mut [IoSlice<'_>],
+    ends: &[usize],
+    window: usize,
 ) -> std::io::Result<()> {
-    while !bufs.is_empty() {
+    let mut from = 0;
+    let mut line = 0;
+    while line < ends.len() {
+        // Whole lines up to `window` bytes; at least one.
         let mut bytes = 0;
-        let window = bufs
-            .iter()
-            .position(|b| {
-                bytes += b.len();
-                bytes >= VECTORED_BYTES
-            })
-            .map_or(bufs.len(), |last| last + 1);
-        let n = w.write_vectored(&bufs[..window]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+        let mut to = from;
+        while line < ends.len() {
+            let len: usize = bufs[to..ends[line]].iter().map(|b| b.len()).sum();
+            if to > from && bytes + len > window {
+                break;
+            }
+            bytes += len;
+            to = ends[line];
+            line += 1;
         }
-        IoSlice::advance_slices(&mut bufs, n);
+        let mut part = &mut bufs[from..to];
+        while !part.is_empty() {
+            let n = w.write_vectored(part).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut part, n);
+        }
+        from = to;
     }
     Ok(())
 }
@@ -527,7 +548,80 @@ mod tests {
             bufs.push(IoSlice::new(syslog::line_end(ev)));
         }
         let mut out = Stingy(Vec::new());
-        smol::block_on(write_all_vectored(&mut out, &mut bufs)).expect("write");
+        let ends: Vec<usize> = (1..=events.len()).map(|k| 3 * k).collect();
+        smol::block_on(write_lines(&mut out, &mut bufs, &ends, 64)).expect("write");
         assert_eq!(out.0, want);
+    }
+
+    /// Takes every write whole and records how many bytes each carried.
+    struct Calls(Vec<u8>, Vec<usize>);
+    impl smol::io::AsyncWrite for Calls {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.0.extend_from_slice(buf);
+            self.1.push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = bufs.iter().map(|b| b.len()).sum();
+            for b in bufs {
+                self.0.extend_from_slice(b);
+            }
+            self.1.push(n);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn each_write_carries_whole_lines_within_one_record_and_a_long_line_alone() {
+        let sizes = [100, 5_000, 9_000, 16_000, 40_000, 10, 16_300, 16_300, 2];
+        let events: Vec<Vec<u8>> = sizes
+            .iter()
+            .map(|&n| format!("{{\"pad\":\"{}\"}}", "y".repeat(n)).into_bytes())
+            .collect();
+        let prefix = syslog::prefix("Dec  4 11:45:01", "h", "auth.okta.system");
+        let mut bufs = Vec::new();
+        let mut ends = Vec::new();
+        let mut lens = Vec::new();
+        for ev in &events {
+            bufs.push(IoSlice::new(prefix.as_bytes()));
+            bufs.push(IoSlice::new(ev));
+            bufs.push(IoSlice::new(syslog::line_end(ev)));
+            ends.push(bufs.len());
+            lens.push(prefix.len() + ev.len() + 1);
+        }
+        let mut out = Calls(Vec::new(), Vec::new());
+        let window = tls::RECORD_BYTES;
+        smol::block_on(write_lines(&mut out, &mut bufs, &ends, window)).expect("write");
+        // Every call is a run of whole lines: its bytes are a sum of consecutive lines.
+        let mut line = 0;
+        for &n in &out.1 {
+            let mut sum = 0;
+            let first = line;
+            while sum < n {
+                sum += lens[line];
+                line += 1;
+            }
+            assert_eq!(sum, n, "a write ended inside line {line}");
+            assert!(
+                n <= window || line == first + 1,
+                "{n} bytes of several lines in one write"
+            );
+        }
+        assert_eq!(line, lens.len());
+        assert_eq!(out.1.len(), 7, "{:?}", out.1);
     }
 }

@@ -12,6 +12,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+
+/// The plaintext of one full TLS record (2^14 bytes, TLS 1.2 and 1.3; rustls's default
+/// fragment size).
+pub const RECORD_BYTES: usize = 1 << 14;
 use std::time::Duration;
 
 /// The rustls crypto provider used everywhere (ring, as ureq uses).
@@ -201,8 +205,10 @@ pub struct Session {
     pub written: Arc<AtomicU64>,
     /// A second handle on the socket, for `SIOCOUTQ`.
     pub socket: smol::net::TcpStream,
-    /// `TLSv1_3`, `TLSv1_2` or `TCP`.
+    /// `TLSv1_3`, `TLSv1_2` or `TCP`, for messages.
     pub protocol: String,
+    /// The TLS version, `None` for plain TCP.
+    pub version: Option<rustls::ProtocolVersion>,
 }
 
 impl std::fmt::Debug for Session {
@@ -217,7 +223,14 @@ impl Session {
     /// True on TLS 1.3, where the server judges the client certificate only after the client's
     /// handshake is complete (see the forwarder's probation).
     pub fn judged_late(&self) -> bool {
-        self.protocol == "TLSv1_3"
+        self.version == Some(rustls::ProtocolVersion::TLSv1_3)
+    }
+
+    /// The most bytes of whole lines one write may carry: one TLS record's plaintext, so a
+    /// record never holds part of a line that a later record ends (see the stream
+    /// forwarder's `write_lines`); no limit of that kind on plain TCP.
+    pub fn line_window(&self) -> Option<usize> {
+        self.version.map(|_| RECORD_BYTES)
     }
 }
 
@@ -264,6 +277,7 @@ pub async fn connect_plain(address: &str, port: u16, timeout: Duration) -> Resul
         written,
         socket: tcp,
         protocol: "TCP".into(),
+        version: None,
     })
 }
 
@@ -287,18 +301,18 @@ pub async fn connect(
     };
     let connector = futures_rustls::TlsConnector::from(config);
     match crate::time::timeout(timeout, connector.connect(name, counted)).await {
-        Some(Ok(tls)) => {
-            let protocol = tls
-                .get_ref()
-                .1
-                .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default();
+        Some(Ok(mut tls)) => {
+            let version = tls.get_ref().1.protocol_version();
+            let protocol = version.map(|v| format!("{v:?}")).unwrap_or_default();
+            // Every write is taken whole (never part of it, which would end a record inside
+            // a line); the forwarder bounds what it writes before a flush instead.
+            tls.get_mut().1.set_buffer_limit(None);
             Ok(Session {
                 stream: Box::new(tls),
                 written,
                 socket: tcp,
                 protocol,
+                version,
             })
         }
         Some(Err(e)) => Err(format!("TLS handshake with {address}:{port} failed: {e}")),

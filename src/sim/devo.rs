@@ -1,5 +1,7 @@
 //! A Devo-compatible receiver: syslog lines over TLS that requires a client certificate from
-//! the given CA. Records complete lines (a line cut by a dropped connection is not counted).
+//! the given CA. Records complete lines; a connection that ends (or that it resets) with
+//! the start of a line and not its end counts a partial line, which a receiver ingesting what
+//! it has (Devo's balancer) would store truncated.
 
 use super::certs::Pki;
 use futures_rustls::rustls::pki_types::UnixTime;
@@ -24,6 +26,7 @@ pub struct Receiver {
     lines: Arc<Mutex<Vec<Vec<u8>>>>,
     count: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    partial: Arc<AtomicU64>,
 }
 
 /// How a receiver behaves.
@@ -55,6 +58,7 @@ impl Receiver {
             lines: Arc::new(Mutex::new(Vec::new())),
             count: Arc::new(AtomicU64::new(0)),
             connections: Arc::new(AtomicU64::new(0)),
+            partial: Arc::new(AtomicU64::new(0)),
         };
         let rc = r.clone();
         std::thread::spawn(move || {
@@ -83,6 +87,48 @@ impl Receiver {
         self.connections.load(Ordering::Relaxed)
     }
 
+    /// Connections that ended with a partial line: bytes after the last LF, everything the
+    /// TLS layer had decrypted read first.
+    pub fn partial_lines(&self) -> u64 {
+        self.partial.load(Ordering::Relaxed)
+    }
+
+    /// Takes the complete lines at the front of `partial`.
+    fn take_lines(&self, partial: &mut Vec<u8>, keep: bool) {
+        let mut start = 0;
+        let mut got = Vec::new();
+        while let Some(p) = partial[start..].iter().position(|&b| b == b'\n') {
+            if keep {
+                got.push(partial[start..start + p].to_vec());
+            }
+            self.count.fetch_add(1, Ordering::Relaxed);
+            start += p + 1;
+        }
+        partial.drain(..start);
+        if keep
+            && !got.is_empty()
+            && let Ok(mut l) = self.lines.lock()
+        {
+            l.extend(got);
+        }
+    }
+
+    /// The connection ends: what the TLS layer decrypted and nobody read yet is read, and a
+    /// line left without its end is counted.
+    fn end(&self, conn: &mut rustls::ServerConnection, partial: &mut Vec<u8>, keep: bool) {
+        let mut buf = [0u8; 16 << 10];
+        while let Ok(n) = conn.reader().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            partial.extend_from_slice(&buf[..n]);
+        }
+        self.take_lines(partial, keep);
+        if !partial.is_empty() {
+            self.partial.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn serve(&self, tcp: std::net::TcpStream, config: Arc<ServerConfig>, opts: Options) {
         let keep = opts.keep_lines;
         let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -94,13 +140,15 @@ impl Receiver {
         let opened = std::time::Instant::now();
         loop {
             if !opts.reset_after.is_zero() && opened.elapsed() >= opts.reset_after {
-                // The partial line is dropped, as the connection's unread bytes are.
+                // What was decrypted is taken; the socket's unread bytes go with the reset.
+                self.end(&mut tls.conn, &mut partial, keep);
                 crate::sys::reset_on_close(&tls.sock);
                 return;
             }
             match tls.read(&mut buf) {
                 Ok(0) => {
                     // The client's close_notify: answer with ours and close.
+                    self.end(&mut tls.conn, &mut partial, keep);
                     tls.conn.send_close_notify();
                     let _ = tls.flush();
                     let _ = tls.sock.shutdown(std::net::Shutdown::Both);
@@ -108,24 +156,11 @@ impl Receiver {
                 }
                 Ok(n) => {
                     partial.extend_from_slice(&buf[..n]);
-                    let mut start = 0;
-                    let mut got = Vec::new();
-                    while let Some(p) = partial[start..].iter().position(|&b| b == b'\n') {
-                        if keep {
-                            got.push(partial[start..start + p].to_vec());
-                        }
-                        self.count.fetch_add(1, Ordering::Relaxed);
-                        start += p + 1;
-                    }
-                    partial.drain(..start);
-                    if keep
-                        && !got.is_empty()
-                        && let Ok(mut l) = self.lines.lock()
-                    {
-                        l.extend(got);
-                    }
+                    self.take_lines(&mut partial, keep);
                 }
                 Err(_) => {
+                    // Cut without close_notify (a killed client, a reset), or rejected.
+                    self.end(&mut tls.conn, &mut partial, keep);
                     // Rejected (e.g. an untrusted client certificate): like a load balancer,
                     // read what the client already sent (so its TCP stack sees it acknowledged)
                     // for a moment, then close. A sender must not count those bytes as delivered.

@@ -1,5 +1,6 @@
 //! kill -9 at random moments, over and over: no event is lost, the spool never holds one twice,
-//! and duplicates at the receiver stay within the unacknowledged window.
+//! duplicates at the receiver stay within the unacknowledged window, and the receiver never
+//! sees a partial line.
 
 use crate::harness::*;
 use okta_collector::sim::okta;
@@ -66,4 +67,12 @@ fn kill_9_at_random_moments_loses_nothing_and_never_spools_twice() {
         "{dups} duplicates, more than the {windows} events left unacknowledged by the kills"
     );
     assert!(!env.logs().contains("corrupt"), "{}", env.logs());
+    // Each TLS record holds whole lines: a kill anywhere leaves the receiver no partial line
+    // (one per kill before records were aligned to lines).
+    assert_eq!(
+        devo.partial_lines(),
+        0,
+        "connections that ended inside a line, of {}",
+        devo.connections()
+    );
 }
