@@ -76,3 +76,41 @@ fn kill_9_at_random_moments_loses_nothing_and_never_spools_twice() {
         devo.connections()
     );
 }
+
+#[test]
+fn kill_9_while_a_backlog_flows_over_tls_leaves_the_receiver_no_partial_line() {
+    let total = 50_000;
+    let mut env = Env::new(okta::Options {
+        total,
+        initial: total,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    env.write_config("");
+    let mut rng = fastrand::Rng::with_seed(0x7061_7274);
+    let mut kills = 0;
+    while kills < 10 && devo.count() < total {
+        let mut child = env.spawn();
+        // Once lines flow on this run's connection, kill it mid-stream.
+        let before = devo.count();
+        wait_until(Duration::from_secs(20), || devo.count() > before + 300);
+        std::thread::sleep(Duration::from_millis(rng.u64(0..150)));
+        signal(&child, 9);
+        wait_exit(&mut child, Duration::from_secs(10));
+        kills += 1;
+    }
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(120), || {
+        check_lines(&env, &devo.lines(), "auth.okta.system")
+            .missing(total)
+            .is_empty()
+    });
+    stop(&env, &mut child);
+    assert!(all, "{}", env.logs());
+    assert!(kills >= 5, "only {kills} kills landed while lines flowed");
+    assert_eq!(
+        devo.partial_lines(),
+        0,
+        "{kills} kills: connections that ended inside a line"
+    );
+}
