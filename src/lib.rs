@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod errors;
 pub mod forward;
 pub mod httpd;
 pub mod logging;

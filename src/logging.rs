@@ -38,19 +38,26 @@ pub fn init_with(level: log::LevelFilter, opts: &Options) -> Result<(), String> 
         .level_for("ureq_proto", log::LevelFilter::Warn)
         .format(move |out, message, record| {
             let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let text = message.to_string();
+            if record.level() <= log::Level::Warn {
+                crate::errors::count_in(&text);
+            }
             if json {
+                // serde_json escapes every control character.
                 let line = serde_json::json!({
                     "time": now,
                     "level": record.level().as_str(),
-                    "message": message.to_string(),
+                    "message": text,
                 });
                 out.finish(format_args!("{line}"))
             } else {
+                // One record, one line: text from a peer (Okta's errorSummary, a header)
+                // cannot forge another.
                 out.finish(format_args!(
                     "{} {:>7} {}",
                     now.trim_end_matches('Z'),
                     record.level(),
-                    message
+                    escape_controls(&text)
                 ))
             }
         });
@@ -66,6 +73,25 @@ pub fn init_with(level: log::LevelFilter, opts: &Options) -> Result<(), String> 
         set_level(level);
     }
     Ok(())
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`, …), borrowed
+/// when it has none.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Changes the level of the installed logger (a config reload).
@@ -145,6 +171,21 @@ impl Write for Rotating {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_so_a_peer_cannot_forge_a_line() {
+        let forged = "Okta says: bad\n2026-12-02T10:00:00.000   ERROR forged\r\u{1b}[31m";
+        let e = escape_controls(forged);
+        assert!(!e.chars().any(char::is_control), "{e}");
+        assert_eq!(
+            e,
+            "Okta says: bad\\n2026-12-02T10:00:00.000   ERROR forged\\r\\u{1b}[31m"
+        );
+        assert!(matches!(
+            escape_controls("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn the_file_rotates_by_size_and_keeps_n() {

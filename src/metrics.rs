@@ -98,6 +98,27 @@ impl Registry {
             per_table(&|t| t.spool.disk_bytes().unwrap_or(0).to_string()),
         );
         family(
+            "spool_lost_events_total",
+            "counter",
+            "Events the spool lost to corruption (a corrupt frame skipped, a segment set aside), since it was created.",
+            per_table(&|t| t.spool.losses().lost_events.to_string()),
+        );
+        family(
+            "spool_corrupt_frames_total",
+            "counter",
+            "Corrupt frames the spool's readers skipped, since it was created.",
+            per_table(&|t| t.spool.losses().corrupt_frames.to_string()),
+        );
+        family(
+            "errors_total",
+            "counter",
+            "Errors logged, by the seed collector's error id (SetupError 100, PullError 302, ...).",
+            crate::errors::counts()
+                .into_iter()
+                .map(|(id, n)| (format!("id=\"{id}\""), n.to_string()))
+                .collect(),
+        );
+        family(
             "spool_waiting_events",
             "gauge",
             "Events in the spool not yet acknowledged by every output.",

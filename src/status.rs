@@ -37,6 +37,17 @@ pub fn report(config: &Config) -> Result<String, String> {
             i.segments,
             bytes(i.disk_bytes)
         );
+        let _ = writeln!(
+            out,
+            "  losses:      {} events lost, {} corrupt frames skipped{}",
+            i.losses.lost_events,
+            i.losses.corrupt_frames,
+            if i.losses.lost_events > 0 {
+                " (see the log's \"lost to corruption\" lines)"
+            } else {
+                ""
+            }
+        );
         if let Some(e) = &i.oldest_waiting {
             let published = event_time(e);
             let _ = match (published, i.oldest_segment_created) {

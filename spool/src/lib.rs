@@ -67,6 +67,9 @@
 mod ack;
 mod filesystem;
 pub mod format;
+mod losses;
+
+pub use losses::Losses;
 
 pub use filesystem::{Fault, FaultFs, Filesystem, Op, RealFs};
 
@@ -218,6 +221,8 @@ struct Inner {
     data_ready: event_listener::Event,
     /// Where writes and syncs go ([`RealFs`], or a test's [`FaultFs`]).
     fs: Arc<dyn Filesystem>,
+    /// Corrupt frames and lost events met by any reader.
+    losses: Mutex<losses::Tracker>,
     /// Every segment below this sequence number has been deleted (see [`Spool::ack_by`]).
     reclaimed_below: Mutex<u64>,
     /// Held (flock) for the lifetime of the spool; released when dropped.
@@ -687,6 +692,7 @@ impl Spool {
                 acked: Mutex::new(acked),
                 data_ready: event_listener::Event::new(),
                 fs,
+                losses: Mutex::new(losses::Tracker::open(dir)),
                 reclaimed_below: Mutex::new(0),
                 _lock: lock_file,
             }),
@@ -761,6 +767,12 @@ impl Spool {
             total += end.saturating_sub(from);
         }
         Ok(total)
+    }
+
+    /// Corrupt frames skipped and events lost since the spool was created (kept across
+    /// restarts; each counted once, however many consumers met it).
+    pub fn losses(&self) -> Losses {
+        lock(&self.inner.losses).totals()
     }
 
     /// The durable end of the spool.
@@ -1111,6 +1123,8 @@ pub struct Inspection {
     pub last_append: Option<std::time::SystemTime>,
     /// The most recent recorded delivery, to any consumer.
     pub last_ack: Option<std::time::SystemTime>,
+    /// Corrupt frames skipped and events lost since the spool was created.
+    pub losses: Losses,
 }
 
 impl Inspection {
@@ -1131,6 +1145,7 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
     let mut acks = Vec::with_capacity(consumers.len());
     let mut out = Inspection {
         segments: segments.len(),
+        losses: losses::read(&dir.join(losses::FILE)).unwrap_or_default(),
         ..Inspection::default()
     };
     for name in consumers {
@@ -1433,6 +1448,7 @@ impl Reader {
                 }
                 if self.offset < limit {
                     self.corrupt_frames += 1;
+                    lock(&self.inner.losses).corrupt_frame(self.segment, self.offset);
                     log::error!(
                         "Spool {}: {} unreadable bytes at the end of sealed segment {} skipped.",
                         dir.display(),
@@ -1455,6 +1471,7 @@ impl Reader {
                     if b.first_seq > self.skip_below {
                         let (from, lost) = (self.skip_below, b.first_seq - self.skip_below);
                         self.lost_events += lost;
+                        lock(&self.inner.losses).lost(from, lost);
                         self.skip_below = b.first_seq;
                         log::error!(
                             "Spool {}: {lost} events lost to corruption (sequence numbers {from} to {}); reading goes on at {}.",
@@ -1484,6 +1501,7 @@ impl Reader {
                 None => {
                     self.spare = body;
                     self.corrupt_frames += 1;
+                    lock(&self.inner.losses).corrupt_frame(self.segment, at);
                     let next =
                         resync(file, at + 1, limit, max_body).map_err(io_err("read", &path))?;
                     log::error!(

@@ -200,6 +200,19 @@ fn a_corrupt_frame_in_a_sealed_segment_is_skipped_and_counted() {
         "exactly the 3 events of the damaged frame are lost"
     );
     assert!(!seqs.contains(&3) && !seqs.contains(&5) && seqs.contains(&6));
+    // Counted once for the spool, however many readers meet it, and kept across a restart.
+    let want = Losses {
+        corrupt_frames: 1,
+        lost_events: 3,
+    };
+    assert_eq!(s.losses(), want);
+    let mut again = s.reader();
+    while again.next_frame().unwrap().is_some() {}
+    assert_eq!(s.losses(), want, "a second reader adds nothing");
+    drop((r, again, s));
+    assert_eq!(inspect(dir.path(), opts, &[""]).unwrap().losses, want);
+    let s = Spool::open(dir.path(), opts).unwrap();
+    assert_eq!(s.losses(), want);
 }
 
 #[test]

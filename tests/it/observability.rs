@@ -159,3 +159,91 @@ fn json_logs_go_to_a_file_rotated_by_size() {
     assert!(!all.contains(TOKEN));
     assert!(env.logs().is_empty(), "nothing on stderr: {}", env.logs());
 }
+
+#[test]
+fn spool_losses_and_error_ids_are_metrics_and_losses_show_in_status() {
+    const TOTAL: u64 = 5_000;
+    let mut env = Env::new(okta::Options {
+        total: TOTAL,
+        initial: TOTAL,
+        ..Default::default()
+    });
+    let addr = format!("127.0.0.1:{}", free_port());
+    // A 16 MiB bound makes 2 MiB segments: the damage lands in a sealed one.
+    let text = env.config_text("").replace(
+        "  log_level: info\n",
+        &format!(
+            "  log_level: info\n  metrics_listen: {addr}\n  spool:\n    max_bytes_per_table: 16777216\n"
+        ),
+    );
+    assert!(text.contains("metrics_listen"));
+    env.write_config_text(&text);
+    // Devo is down: everything stays in the spool.
+    let mut child = env.spawn();
+    assert!(wait_until(Duration::from_secs(30), || env
+        .logs()
+        .contains("The data is up to date!")));
+    stop(&env, &mut child);
+    let dir = env.spool_dir();
+    let mut segs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    assert!(segs.len() >= 3, "{segs:?}");
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&segs[0], &bytes).unwrap();
+    // One Okta error on the next request: PullError 300.
+    env.okta.inject(
+        okta_collector::config::ServiceKind::Logs,
+        okta::Fault::Status(500),
+    );
+    let devo = env.start_devo();
+    let mut child = env.spawn();
+    let mut m = HashMap::new();
+    let seen = wait_until(Duration::from_secs(30), || {
+        if std::net::TcpStream::connect(&addr).is_err() {
+            return false;
+        }
+        m = parse(&get(&addr, "/metrics").1);
+        let metric = |name: &str| {
+            m.get(&format!(
+                "okta_collector_{name}{{service=\"logs\",table=\"auth.okta.system\"}}"
+            ))
+            .copied()
+            .unwrap_or(0.0)
+        };
+        let lost = metric("spool_lost_events_total");
+        metric("spool_corrupt_frames_total") >= 1.0
+            && lost >= 1.0
+            && devo.count() as f64 >= TOTAL as f64 - lost
+            && m.keys()
+                .any(|k| k.contains("errors_total{id=\"PullError 300\"}"))
+    });
+    let status = std::process::Command::new(bin())
+        .args(["status", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    stop(&env, &mut child);
+    assert!(seen, "{m:?}\n{}", env.logs());
+    let lost =
+        m["okta_collector_spool_lost_events_total{service=\"logs\",table=\"auth.okta.system\"}"];
+    assert!(lost >= 1.0, "{m:?}");
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert_eq!(
+        d.missing(TOTAL).len() as f64,
+        lost,
+        "the metric counts what is missing"
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!(
+            "losses:      {lost} events lost, 1 corrupt frames skipped"
+        )),
+        "{status}"
+    );
+}
