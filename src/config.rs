@@ -604,6 +604,18 @@ impl ServiceKind {
             _ => PullMode::Snapshot,
         }
     }
+    /// The most items Okta serves on one page of the endpoint (its documented maximum
+    /// `limit`, `../shared/okta-api.md` §3.1); a page with more is refused (PullError 302),
+    /// which bounds the memory a page takes. Zones document no maximum: 1,000.
+    pub fn max_page_items(self) -> usize {
+        match self {
+            ServiceKind::Logs | ServiceKind::Zones => 1_000,
+            ServiceKind::Groups => 10_000,
+            ServiceKind::Users | ServiceKind::Apps | ServiceKind::Idps | ServiceKind::Clients => {
+                200
+            }
+        }
+    }
     /// The API path.
     pub fn path(self) -> &'static str {
         match self {
@@ -659,6 +671,9 @@ pub struct Service {
     pub limits: Vec<Limit>,
 }
 
+/// The largest config file read.
+pub const MAX_CONFIG_BYTES: usize = 256 << 10;
+
 impl Config {
     /// Reads, parses and checks the config file at `path`.
     ///
@@ -680,6 +695,15 @@ impl Config {
     /// # Errors
     /// See [`Config::load`].
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        // A real config is a few KiB; parsing grows faster than the size with deep nesting.
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError(format!(
+                "{}: the config file is {} bytes, over the limit of {} KiB (a config is a few KiB; is this the right file?)",
+                path.display(),
+                text.len(),
+                MAX_CONFIG_BYTES >> 10
+            )));
+        }
         let raw: RawConfig = yaml_serde::from_str(text)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -1140,6 +1164,15 @@ pub fn machine_hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_too_large_to_be_one_is_refused_at_once() {
+        let nested = format!("globals: {}", "[".repeat(300_000));
+        let t = std::time::Instant::now();
+        let e = Config::parse(Path::new("c.yaml"), &nested).unwrap_err();
+        assert!(e.0.contains("over the limit of 256 KiB"), "{}", e.0);
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     const GOOD: &str = r#"
 globals:

@@ -1,9 +1,45 @@
-//! A tiny blocking HTTP/1.1 server (a thread per connection), for the metrics endpoint and the
-//! simulated Okta org. Enough HTTP for GET requests on loopback; not a general web server.
+//! A tiny blocking HTTP/1.1 server (a thread per connection, a bounded number of them), for
+//! the metrics endpoint and the simulated Okta org. Anyone who reaches the metrics port (every
+//! pod of a cluster) is a client, so every input is bounded: GET and HEAD only, no bodies, the
+//! request line and headers within 8 KiB, read and write timeouts, a cap on connections
+//! (refused beyond it), and no panic on any path.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// What one server accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Request line plus headers, in bytes.
+    pub max_head: usize,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Longest wait for the next bytes of a request (and between requests on a kept-alive
+    /// connection).
+    pub read_timeout: Duration,
+    /// Longest wait for the client to take the answer.
+    pub write_timeout: Duration,
+}
+
+impl Limits {
+    /// For the metrics and health endpoint: probes and scrapes, a few at a time.
+    pub const METRICS: Limits = Limits {
+        max_head: 8 << 10,
+        max_connections: 32,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+    };
+    /// For the simulator: the collector keeps connections alive between pages for longer.
+    pub const SIMULATOR: Limits = Limits {
+        max_head: 8 << 10,
+        max_connections: 256,
+        read_timeout: Duration::from_secs(120),
+        write_timeout: Duration::from_secs(30),
+    };
+}
 
 /// A parsed request (the body, if any, is ignored: the simulator serves GETs).
 #[derive(Debug, Clone)]
@@ -54,69 +90,158 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
-/// Serves `handler` on `listener` from a background thread, forever.
+/// Serves `handler` on `listener` from a background thread, forever, within `limits`.
 pub fn serve(
     listener: TcpListener,
     handler: Arc<dyn Fn(&Request) -> Reply + Send + Sync>,
+    limits: Limits,
 ) -> SocketAddr {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    std::thread::spawn(move || {
+    let open = Arc::new(AtomicUsize::new(0));
+    let accept = move || {
         for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            let handler = handler.clone();
-            std::thread::spawn(move || {
-                let _ = handle(conn, &*handler);
-            });
+            let Ok(mut conn) = conn else { continue };
+            if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+                open.fetch_sub(1, Ordering::AcqRel);
+                refuse(&mut conn, 503, "too many connections");
+                continue;
+            }
+            let (handler, done) = (handler.clone(), open.clone());
+            let spawned = std::thread::Builder::new()
+                .name("httpd".into())
+                .stack_size(128 << 10)
+                .spawn(move || {
+                    let _ = handle(conn, &*handler, limits);
+                    done.fetch_sub(1, Ordering::AcqRel);
+                });
+            // No thread to be had (a process limit): the connection is dropped, the server
+            // goes on.
+            if spawned.is_err() {
+                open.fetch_sub(1, Ordering::AcqRel);
+            }
         }
-    });
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("httpd-accept".into())
+        .spawn(accept)
+    {
+        log::error!("cannot start the HTTP server on {addr}: {e}");
+    }
     addr
+}
+
+/// Answers `status` with a short text and closes (best effort, bounded by a short timeout).
+fn refuse(conn: &mut TcpStream, status: u16, why: &str) {
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+    let body = format!("{why}\n");
+    let answer = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        reason(status),
+        body.len()
+    );
+    let _ = conn.write_all(answer.as_bytes());
+}
+
+/// Reads one line (up to LF) into `buf`, taking at most `*left` bytes of the head's budget.
+/// `Ok(false)`: the connection closed first. An error if the budget runs out first.
+fn read_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    left: &mut usize,
+) -> std::io::Result<bool> {
+    buf.clear();
+    let n = reader.take(*left as u64).read_until(b'\n', buf)?;
+    *left -= n;
+    if n == 0 {
+        return Ok(false);
+    }
+    if buf.last() != Some(&b'\n') {
+        if *left == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "head too large",
+            ));
+        }
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// One parsed request head, or the status to refuse it with.
+fn read_head(
+    reader: &mut impl BufRead,
+    limits: Limits,
+) -> std::io::Result<Option<Result<Request, (u16, &'static str)>>> {
+    let mut left = limits.max_head;
+    let mut line = Vec::with_capacity(256);
+    let too_large = |e: &std::io::Error| e.kind() == std::io::ErrorKind::InvalidData;
+    match read_line(reader, &mut line, &mut left) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(e) if too_large(&e) => return Ok(Some(Err((431, "request line too long")))),
+        Err(e) => return Err(e),
+    }
+    let text = String::from_utf8_lossy(&line);
+    let mut parts = text.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Ok(Some(Err((400, "bad request line"))));
+    };
+    let mut req = Request {
+        method: method.into(),
+        target: target.into(),
+        headers: Vec::new(),
+    };
+    loop {
+        match read_line(reader, &mut line, &mut left) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) if too_large(&e) => return Ok(Some(Err((431, "request headers too large")))),
+            Err(e) => return Err(e),
+        }
+        let h = String::from_utf8_lossy(&line);
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            req.headers
+                .push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    if req.method != "GET" && req.method != "HEAD" {
+        return Ok(Some(Err((405, "only GET and HEAD"))));
+    }
+    let has_body = req.header("transfer-encoding").is_some()
+        || req
+            .header("content-length")
+            .is_some_and(|v| v.trim() != "0");
+    if has_body {
+        return Ok(Some(Err((413, "no request bodies"))));
+    }
+    Ok(Some(Ok(req)))
 }
 
 fn handle(
     conn: TcpStream,
     handler: &(dyn Fn(&Request) -> Reply + Send + Sync),
+    limits: Limits,
 ) -> std::io::Result<()> {
     let _ = conn.set_nodelay(true);
-    let mut reader = BufReader::new(conn.try_clone()?);
+    conn.set_read_timeout(Some(limits.read_timeout))?;
+    conn.set_write_timeout(Some(limits.write_timeout))?;
+    let mut reader = BufReader::with_capacity(4096, conn.try_clone()?);
     let mut out = conn;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let mut parts = line.split_whitespace();
-        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-            return Ok(());
-        };
-        let mut req = Request {
-            method: method.into(),
-            target: target.into(),
-            headers: Vec::new(),
-        };
-        let mut content_len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 {
+        let req = match read_head(&mut reader, limits)? {
+            None => return Ok(()),
+            Some(Ok(req)) => req,
+            Some(Err((status, why))) => {
+                refuse(&mut out, status, why);
                 return Ok(());
             }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                let n = n.trim().to_ascii_lowercase();
-                if n == "content-length" {
-                    content_len = v.trim().parse().unwrap_or(0);
-                }
-                req.headers.push((n, v.trim().to_string()));
-            }
-        }
-        if content_len > 0 {
-            let mut body = vec![0u8; content_len];
-            std::io::Read::read_exact(&mut reader, &mut body)?;
-        }
+        };
         let reply = handler(&req);
         if reply.status == 0 {
             // A reset: the connection goes away without an answer.
@@ -128,7 +253,9 @@ fn handle(
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
         out.write_all(head.as_bytes())?;
-        out.write_all(&reply.body)?;
+        if req.method != "HEAD" {
+            out.write_all(&reply.body)?;
+        }
         out.flush()?;
     }
 }
@@ -139,6 +266,10 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         _ => "Status",
@@ -151,14 +282,15 @@ pub fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
         match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
                     i += 3;
                     continue;
                 }
-                Err(_) => out.push(b'%'),
+                _ => out.push(b'%'),
             },
             b'+' => out.push(b' '),
             c => out.push(c),

@@ -113,6 +113,8 @@ enum Command {
 fn main() -> ExitCode {
     // Before any thread exists: one malloc arena for the whole process.
     okta_collector::sys::limit_malloc_arenas();
+    // No core file can hold the token or the Devo key.
+    okta_collector::sys::no_core_dumps();
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(&config),

@@ -211,6 +211,7 @@ pub fn serve(listen: SocketAddr, registry: Registry) -> Result<SocketAddr, Strin
                 "try /metrics, /healthz or /readyz\n".into(),
             ),
         }),
+        crate::httpd::Limits::METRICS,
     ))
 }
 

@@ -109,3 +109,24 @@ pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
         st.f_blocks.saturating_mul(frsize),
     ))
 }
+
+/// Keeps secrets out of core dumps: no core file (RLIMIT_CORE 0) and not dumpable
+/// (`PR_SET_DUMPABLE` 0, which also keeps other users' debuggers and `/proc/<pid>/mem`
+/// out). The API token and the Devo key live in this process's memory. Best effort.
+pub fn no_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass; prctl(PR_SET_DUMPABLE, 0) takes integers.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// Whether the process is dumpable (`PR_GET_DUMPABLE`), for tests.
+pub fn dumpable() -> bool {
+    // SAFETY: prctl(PR_GET_DUMPABLE) takes no pointers.
+    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
+}

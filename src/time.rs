@@ -66,8 +66,40 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         _ => return None,
     };
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec.min(59) - offset_secs;
+    // Past 9999-12-31T23:59:59Z once the offset is applied, an instant cannot be written
+    // back in RFC 3339: refused, so that nothing formatting a parsed time can fail.
+    if secs > MAX_SECS {
+        return None;
+    }
     let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs) + Duration::from_nanos(nanos))
+}
+
+/// 9999-12-31T23:59:59Z, the last second RFC 3339 can write.
+const MAX_SECS: i64 = 253_402_300_799;
+
+/// How far a time taken from Okta (a `Date` header, an object's time) may be from the local
+/// clock before it is not believed.
+pub const TRUSTED_SKEW: Duration = Duration::from_secs(600);
+
+/// `t` if it is within [`TRUSTED_SKEW`] of `now`, else `now` (and `false`): a time from a peer
+/// that would move a cursor or a watermark far from the local clock is not used.
+pub fn clamp_to_local(t: SystemTime, now: SystemTime) -> (SystemTime, bool) {
+    let off = match t.duration_since(now) {
+        Ok(ahead) => ahead,
+        Err(behind) => behind.duration(),
+    };
+    if off > TRUSTED_SKEW {
+        (now, false)
+    } else {
+        (t, true)
+    }
+}
+
+/// `t`, or the last instant RFC 3339 can write if `t` is later (formatting never fails).
+fn writable(t: SystemTime) -> SystemTime {
+    let max = UNIX_EPOCH + Duration::from_millis(MAX_SECS as u64 * 1000 + 999);
+    t.min(max)
 }
 
 /// `d` plus up to 10% random jitter, so many agents do not retry in step.
@@ -86,12 +118,12 @@ pub async fn timeout<T>(d: Duration, f: impl std::future::Future<Output = T>) ->
 
 /// Formats as Okta wants query timestamps: `2024-12-04T11:45:01.000Z`.
 pub fn format_millis(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    humantime::format_rfc3339_millis(writable(t)).to_string()
 }
 
 /// Formats as `2024-12-04T11:45:01Z` (seconds, UTC).
 pub fn format_seconds(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_seconds(writable(t)).to_string()
 }
 
 /// The RFC 3164 timestamp of a syslog header, in UTC: `Dec  4 11:45:01` (day padded with a space).
@@ -165,6 +197,35 @@ mod tests {
         check("2024-12-04T10:45:01.5-01:00", Some(1_733_312_701_500));
         check("1970-01-01T00:00:00Z", Some(0));
         check("2024-02-29T00:00:00Z", Some(1_709_164_800_000));
+    }
+
+    #[test]
+    fn rfc3339_refuses_what_it_could_not_write_back() {
+        // Year 9999 with an offset that takes it into year 10000.
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59-01:00"), None);
+        let last = parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(format_seconds(last), "9999-12-31T23:59:59Z");
+        assert!(parse_rfc3339("9999-12-31T23:59:59+01:00").is_some());
+        // Formatting never fails, whatever the instant.
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(format_millis(far), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn times_far_from_the_local_clock_are_clamped() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let near = now + Duration::from_secs(599);
+        assert_eq!(clamp_to_local(near, now), (near, true));
+        let back = now - Duration::from_secs(599);
+        assert_eq!(clamp_to_local(back, now), (back, true));
+        assert_eq!(
+            clamp_to_local(now + Duration::from_secs(601), now),
+            (now, false)
+        );
+        assert_eq!(
+            clamp_to_local(now - Duration::from_secs(3600), now),
+            (now, false)
+        );
     }
 
     #[test]

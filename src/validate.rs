@@ -59,7 +59,7 @@ pub fn run(config: &Config) -> Vec<Check> {
                 r.rate_limit_wait().as_secs()
             )),
             Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true, s.kind)),
-            Ok(r) => match page::split(&r.body) {
+            Ok(r) => match page::split(&r.body, 1000) {
                 Ok(items) => Ok(format!(
                     "{}{} answered ({} item on a limit=1 page)",
                     config.okta.url.base(),

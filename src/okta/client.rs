@@ -104,7 +104,11 @@ impl Response {
     pub fn rate_limit_wait(&self) -> Duration {
         match (self.rate_reset, self.date) {
             (Some(reset), Some(date)) => {
-                let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+                // A reset past what a SystemTime holds is as good as "far away".
+                let Some(reset) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset))
+                else {
+                    return Duration::from_secs(300);
+                };
                 reset
                     .duration_since(date)
                     .unwrap_or_default()

@@ -5,8 +5,8 @@
 
 use super::client::Response;
 use super::link::percent_encode;
-use super::page;
 use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
+use super::{PULL_302, page};
 use crate::config::{Emit, ServiceKind};
 use crate::shutdown::Shutdown;
 use crate::time::{format_millis, parse_rfc3339};
@@ -182,8 +182,19 @@ async fn take_incremental_page(
         return Ok(None);
     };
     let mut c = cursor.clone();
+    let date_sent = |r: &Response| r.date.unwrap_or(SystemTime::UNIX_EPOCH);
     if c.next_link.is_empty() {
-        c.listing_started = format_millis(resp.date.unwrap_or_else(SystemTime::now));
+        let now = SystemTime::now();
+        let date = resp.date.unwrap_or(now);
+        let (date, believed) = crate::time::clamp_to_local(date, now);
+        if !believed {
+            log::warn!(
+                "{} -> {PULL_302}: Okta's Date header ({}) is more than 10 minutes from the local clock; the listing is dated by the local clock instead (is the clock synchronised?).",
+                p.label,
+                format_millis(date_sent(resp))
+            );
+        }
+        c.listing_started = format_millis(date);
         c.listing_max.clear();
     }
     let listing_started = parse_rfc3339(&c.listing_started).unwrap_or_else(SystemTime::now);
@@ -218,7 +229,21 @@ async fn take_incremental_page(
         Some(n) => c.next_link = n,
         None => {
             // The listing is complete: the next one starts at the watermark.
-            let old = parse_rfc3339(&c.watermark);
+            // A watermark never passes the local clock: one stored ahead of it (a tampered
+            // answer, a clock set back) is let go of.
+            let now = SystemTime::now();
+            let old = parse_rfc3339(&c.watermark).filter(|o| {
+                let ok = *o <= now;
+                if !ok {
+                    log::warn!(
+                        "{} -> {PULL_302}: the stored watermark {} is ahead of the local clock; it moves back to {}.",
+                        p.label,
+                        c.watermark,
+                        format_millis(settled)
+                    );
+                }
+                ok
+            });
             let new = max.map_or(settled, |m| m.min(settled));
             let new = old.map_or(new, |o| o.max(new));
             c.watermark = format_millis(new);

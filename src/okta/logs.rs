@@ -3,8 +3,8 @@
 //! next page travelling while the last one is synced (pages committed in order).
 
 use super::cursor::LogsCursor;
-use super::page;
 use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
+use super::{PULL_302, page};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -197,9 +197,24 @@ fn take(
     let mut after = taken.clone();
     let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(items);
     let mut dups = 0;
+    let latest = SystemTime::now() + crate::time::TRUSTED_SKEW;
     for item in &page.items {
         let m = page::meta(item);
-        if after.observe(m.uuid, m.published) {
+        // A time that cannot be used (not RFC 3339, past year 9999, or ahead of the local
+        // clock) moves no cursor; the event is still delivered byte for byte. Refusing the
+        // page would stall the System Log for good.
+        let published = m.published.filter(|t| *t <= latest);
+        if published.is_none()
+            && let Some(text) = m.published_text
+        {
+            log::warn!(
+                "{} -> {PULL_302}: event {} has a published time that cannot be used ({}); it is delivered as sent, and its time moves no cursor.",
+                p.label,
+                crate::logging::escape_controls(m.uuid.unwrap_or("without uuid")),
+                crate::logging::escape_controls(text)
+            );
+        }
+        if after.observe(m.uuid, published) {
             dups += 1;
         } else {
             lines.push(page::one_line(item));

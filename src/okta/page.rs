@@ -16,6 +16,8 @@ pub enum PageError {
     NotArray,
     /// The item at this index is not a JSON object.
     ItemNotObject(usize),
+    /// More items than a page of this endpoint can hold.
+    TooMany(usize),
 }
 
 impl std::fmt::Display for PageError {
@@ -28,6 +30,10 @@ impl std::fmt::Display for PageError {
             PageError::ItemNotObject(i) => {
                 write!(f, "item {i} of the response is not a JSON object")
             }
+            PageError::TooMany(max) => write!(
+                f,
+                "the page holds more than {max} items, more than Okta serves on a page of this endpoint"
+            ),
         }
     }
 }
@@ -116,9 +122,15 @@ impl<'a> Item<'a> {
 /// escapes, control characters, number syntax, nesting) while it splits the items and reads
 /// their fields. Anything it does not accept goes to serde_json, which names the error (or,
 /// should the two ever disagree on a valid page, splits it instead).
-pub fn split(body: &[u8]) -> Result<Vec<Item<'_>>, PageError> {
-    if let Some(items) = Scan::page(body) {
-        return Ok(items);
+///
+/// At most `max_items` items are taken (what Okta serves on one page of the endpoint): the
+/// bookkeeping per item (about 170 bytes) would otherwise let a body of `{},{},…` within the
+/// body cap take gigabytes.
+pub fn split(body: &[u8], max_items: usize) -> Result<Vec<Item<'_>>, PageError> {
+    match Scan::page(body, max_items) {
+        Ok(items) => return Ok(items),
+        Err(Some(e)) => return Err(e),
+        Err(None) => {}
     }
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
@@ -128,12 +140,46 @@ pub fn split(body: &[u8]) -> Result<Vec<Item<'_>>, PageError> {
         }
         _ => {}
     }
-    let items: Vec<&RawValue> =
-        serde_json::from_slice(body).map_err(|e| PageError::NotJson(e.to_string()))?;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let items = serde::de::DeserializeSeed::deserialize(Capped(max_items), &mut de)
+        .and_then(|items| de.end().map(|()| items))
+        .map_err(|e| match e.to_string() {
+            m if m.starts_with(TOO_MANY) => PageError::TooMany(max_items),
+            m => PageError::NotJson(m),
+        })?;
     if let Some(i) = items.iter().position(|v| !v.get().starts_with('{')) {
         return Err(PageError::ItemNotObject(i));
     }
     Ok(items.into_iter().map(Item::from_serde).collect())
+}
+
+const TOO_MANY: &str = "too many items";
+
+/// A JSON array of raw values, refused past its cap before the next one is kept.
+struct Capped(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Capped {
+    type Value = Vec<&'de RawValue>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Capped {
+    type Value = Vec<&'de RawValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<&'de RawValue>()? {
+            if out.len() == self.0 {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
 }
 
 /// Nesting allowed on the fast path (its recursion stays shallow); deeper pages go to
@@ -178,7 +224,21 @@ struct Scan<'a> {
 
 impl<'a> Scan<'a> {
     /// The items of a page, or `None` for anything but a valid JSON array of objects.
-    fn page(body: &'a [u8]) -> Option<Vec<Item<'a>>> {
+    /// The page's items; `Err(None)` if the fast path cannot say (serde_json then names the
+    /// problem), `Err(Some(TooMany))` past `max_items`.
+    fn page(body: &'a [u8], max_items: usize) -> Result<Vec<Item<'a>>, Option<PageError>> {
+        Scan::page_items(body, max_items)
+            .ok_or(None)
+            .and_then(|(items, over)| {
+                if over {
+                    Err(Some(PageError::TooMany(max_items)))
+                } else {
+                    Ok(items)
+                }
+            })
+    }
+
+    fn page_items(body: &'a [u8], max_items: usize) -> Option<(Vec<Item<'a>>, bool)> {
         let s = std::str::from_utf8(body).ok()?;
         let mut sc = Scan {
             s,
@@ -195,6 +255,9 @@ impl<'a> Scan<'a> {
                 if sc.peek()? != b'{' {
                     return None;
                 }
+                if items.len() == max_items {
+                    return Some((items, true));
+                }
                 let start = sc.i;
                 sc.newline = false;
                 let mut fields = Default::default();
@@ -210,7 +273,7 @@ impl<'a> Scan<'a> {
             }
         }
         sc.ws();
-        (sc.i == body.len()).then_some(items)
+        (sc.i == body.len()).then_some((items, false))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -450,13 +513,17 @@ pub struct Meta<'a> {
     pub uuid: Option<&'a str>,
     /// `published`, if present and RFC 3339.
     pub published: Option<SystemTime>,
+    /// `published` as sent, if it is a string.
+    pub published_text: Option<&'a str>,
 }
 
 /// Reads `uuid` and `published`; missing or odd values give `None`, never an error.
 pub fn meta<'i>(item: &'i Item<'_>) -> Meta<'i> {
+    let published_text = item.field(PUBLISHED);
     Meta {
         uuid: item.field(UUID),
-        published: item.field(PUBLISHED).and_then(crate::time::parse_rfc3339),
+        published: published_text.and_then(crate::time::parse_rfc3339),
+        published_text,
     }
 }
 
@@ -542,7 +609,7 @@ mod tests {
     #[test]
     fn items_are_kept_byte_for_byte() {
         let body = r#"[ {"uuid":"a", "published":"2024-12-04T11:45:01.000Z","x":"\u00e9 é"} ,{"uuid":null}]"#.as_bytes();
-        let items = split(body).unwrap();
+        let items = split(body, 1000).unwrap();
         assert_eq!(
             items[0].raw(),
             r#"{"uuid":"a", "published":"2024-12-04T11:45:01.000Z","x":"\u00e9 é"}"#
@@ -556,26 +623,36 @@ mod tests {
     #[test]
     fn bad_bodies_are_classified() {
         assert!(matches!(
-            split(b"<html>oops</html>"),
+            split(b"<html>oops</html>", 1000),
             Err(PageError::NotJson(_))
         ));
-        assert!(matches!(split(b"[{\"a\":1},"), Err(PageError::NotJson(_))));
         assert!(matches!(
-            split(br#"{"errorCode":"E0000009"}"#),
+            split(b"[{\"a\":1},", 1000),
+            Err(PageError::NotJson(_))
+        ));
+        assert!(matches!(
+            split(br#"{"errorCode":"E0000009"}"#, 1000),
             Err(PageError::NotArray)
         ));
         assert!(matches!(
-            split(br#"[{"a":1}, 5]"#),
+            split(br#"[{"a":1}, 5]"#, 1000),
             Err(PageError::ItemNotObject(1))
         ));
-        assert!(matches!(split(b"[\"\xff\"]"), Err(PageError::NotJson(_))));
-        assert_eq!(split(b"[]").unwrap().len(), 0);
-        assert_eq!(split(b" \r\n[ ]\n").unwrap().len(), 0);
+        assert!(matches!(
+            split(b"[\"\xff\"]", 1000),
+            Err(PageError::NotJson(_))
+        ));
+        assert_eq!(split(b"[]", 1000).unwrap().len(), 0);
+        assert_eq!(split(b" \r\n[ ]\n", 1000).unwrap().len(), 0);
     }
 
     #[test]
     fn odd_field_types_do_not_hide_the_event() {
-        let items = split(br#"[{"uuid":5,"published":"2024-12-04T11:45:01.000Z"}]"#).unwrap();
+        let items = split(
+            br#"[{"uuid":5,"published":"2024-12-04T11:45:01.000Z"}]"#,
+            1000,
+        )
+        .unwrap();
         let m = meta(&items[0]);
         assert_eq!(m.uuid, None);
         assert!(m.published.is_some());
@@ -586,7 +663,7 @@ mod tests {
         let body = br#"[{"actor":{"id":"inner","uuid":"inner"},"uu\u0069d":"a\/b","id":"x\"y",
             "lastUpdated":"2024-01-01T00:00:00.000Z","lastMembershipUpdated":"2024-02-01T00:00:00.000Z"},
             {"client_id":"c1","id":null}]"#;
-        let items = split(body).unwrap();
+        let items = split(body, 1000).unwrap();
         assert_eq!(meta(&items[0]).uuid, Some("a/b"));
         let o = object_meta(&items[0]);
         assert_eq!(o.id.as_deref(), Some("x\"y"));
@@ -600,11 +677,29 @@ mod tests {
     #[test]
     fn one_line_removes_only_whitespace_between_tokens() {
         let body = br#"[{"a":"x y"}]"#;
-        assert_eq!(one_line(&split(body).unwrap()[0]), r#"{"a":"x y"}"#);
+        assert_eq!(one_line(&split(body, 1000).unwrap()[0]), r#"{"a":"x y"}"#);
         let body = "[{\n  \"a\": \"x \\\" \\n y\",\r\n  \"b\": [1, 2]\n}\n]";
-        let items = split(body.as_bytes()).unwrap();
+        let items = split(body.as_bytes(), 1000).unwrap();
         assert_eq!(one_line(&items[0]), r#"{"a":"x \" \n y","b":[1,2]}"#);
         assert!(matches!(one_line(&items[0]), Cow::Owned(_)));
+    }
+
+    #[test]
+    fn a_page_over_its_item_cap_is_refused_on_both_paths_before_it_is_held() {
+        let many = format!("[{}]", vec!["{}"; 1001].join(","));
+        assert!(matches!(
+            split(many.as_bytes(), 1000),
+            Err(PageError::TooMany(1000))
+        ));
+        assert_eq!(split(many.as_bytes(), 1001).unwrap().len(), 1001);
+        // Deeper than the fast path goes: serde_json's path has the same cap.
+        let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+        let page = format!("[{{\"a\":{deep}}},{{}},{{}}]");
+        assert!(matches!(
+            split(page.as_bytes(), 2),
+            Err(PageError::TooMany(2))
+        ));
+        assert_eq!(split(page.as_bytes(), 3).unwrap().len(), 3);
     }
 
     #[test]
@@ -613,7 +708,9 @@ mod tests {
             .map(|i| crate::sim::okta::event(1_700_000_000_000, i))
             .collect();
         let body = format!("[{}]", events.join(","));
-        let fast = Scan::page(body.as_bytes()).expect("the fast path takes a simulated page");
+        let Ok(fast) = Scan::page(body.as_bytes(), 10_000) else {
+            panic!("the fast path takes a simulated page");
+        };
         assert_eq!(fast.len(), events.len());
         for (item, event) in fast.iter().zip(&events) {
             assert_eq!(item.raw(), event);
@@ -653,7 +750,7 @@ mod tests {
                     }
                 }
                 let serde = by_serde(&b);
-                match Scan::page(&b) {
+                match Scan::page(&b, 10_000).ok() {
                     Some(items) => {
                         accepted += 1;
                         let serde = serde.unwrap_or_else(|| {
@@ -668,7 +765,7 @@ mod tests {
                     None => {
                         refused += 1;
                         // Refused pages take the slow path, which serde_json decides.
-                        assert_eq!(split(&b).is_ok(), serde.is_some());
+                        assert_eq!(split(&b, 1000).is_ok(), serde.is_some());
                     }
                 }
             }
@@ -682,13 +779,13 @@ mod tests {
     #[test]
     fn nesting_deeper_than_the_fast_path_goes_to_serde() {
         let deep = |n: usize| format!("[{{\"a\":{}1{}}}]", "[".repeat(n), "]".repeat(n));
-        assert!(Scan::page(deep(50).as_bytes()).is_some());
-        assert!(Scan::page(deep(120).as_bytes()).is_none());
+        assert!(Scan::page(deep(50).as_bytes(), 10).is_ok());
+        assert!(Scan::page(deep(120).as_bytes(), 10).is_err());
         assert_eq!(
-            split(deep(120).as_bytes()).is_ok(),
+            split(deep(120).as_bytes(), 1000).is_ok(),
             by_serde(deep(120).as_bytes()).is_some()
         );
         // serde_json skips raw values without a depth limit: the slow path takes them too.
-        assert!(split(deep(1_000).as_bytes()).is_ok());
+        assert!(split(deep(1_000).as_bytes(), 1000).is_ok());
     }
 }

@@ -488,7 +488,7 @@ impl Puller {
     /// itself). Logs and returns `None` if any check fails.
     pub(crate) fn check_page<'a>(&self, url: &str, resp: &'a Response) -> Option<Page<'a>> {
         let label = &self.label;
-        let items = match page::split(&resp.body) {
+        let items = match page::split(&resp.body, self.service.kind.max_page_items()) {
             Ok(items) => items,
             Err(e) => {
                 log::error!(

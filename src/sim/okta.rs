@@ -78,6 +78,10 @@ pub enum Fault {
     RateLimited,
     /// 429 for too many simultaneous requests (limit and remaining 0).
     ConcurrencyLimited,
+    /// The normal answer with these headers instead of any of the same name (lowercase).
+    Headers(Vec<(String, String)>),
+    /// Exactly this answer: status, headers, body (no `Link`: the same page is asked next).
+    Raw(u16, Vec<(String, String)>, Vec<u8>),
 }
 
 impl Default for Options {
@@ -150,7 +154,11 @@ impl OktaSim {
             page_requests: AtomicU64::new(0),
         });
         let s = shared.clone();
-        let addr = crate::httpd::serve(listener, Arc::new(move |req: &Request| s.handle(req)));
+        let addr = crate::httpd::serve(
+            listener,
+            Arc::new(move |req: &Request| s.handle(req)),
+            crate::httpd::Limits::SIMULATOR,
+        );
         let _ = shared.addr.set(addr);
         Ok(OktaSim { addr, shared })
     }
@@ -286,6 +294,18 @@ impl Shared {
             reply.headers.push(("link".into(), next));
         };
         match fault {
+            Fault::Headers(extra) => {
+                reply
+                    .headers
+                    .retain(|(n, _)| !extra.iter().any(|(e, _)| e == n));
+                reply.headers.extend(extra);
+                reply
+            }
+            Fault::Raw(status, headers, body) => Reply {
+                status,
+                headers,
+                body,
+            },
             Fault::Status(st) => json_error(st, "E0000009", "Internal Server Error", headers),
             Fault::HtmlError => Reply {
                 status: 502,

@@ -12,6 +12,8 @@ mod delivery;
 mod durability;
 /// Okta faults, rate limits, token secrecy.
 mod faults;
+/// Attacks on the metrics port, hostile Okta answers.
+mod hardening;
 /// Shared set-up: temp folder, certificates, simulator, receiver, child process, checks.
 mod harness;
 /// The six inventory services: tags, incremental changes, emit: changes, refusals, kill -9.

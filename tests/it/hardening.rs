@@ -1,0 +1,186 @@
+//! Attacks from the network on the real binary: the metrics port (huge Content-Length, a
+//! header line without end, hundreds of idle connections, other methods), hostile Okta
+//! answers (a rate-limit reset past any clock, a `published` time in year 10000) and a config
+//! too large to parse. After each, the collector keeps pulling and delivering.
+
+use crate::harness::*;
+use okta_collector::config::ServiceKind;
+use okta_collector::sim::okta;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn threads(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends `head` and returns the status line of the answer ("" if none came).
+fn send(addr: &str, head: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(head);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn the_metrics_port_survives_what_anyone_on_the_network_can_send() {
+    const TOTAL: u64 = 30_000;
+    let mut env = Env::new(okta::Options {
+        total: TOTAL,
+        initial: 2_000,
+        rate_per_sec: 1_000.0,
+        ..Default::default()
+    });
+    let addr = format!("127.0.0.1:{}", free_port());
+    let text = env.config_text("").replace(
+        "  log_level: info\n",
+        &format!("  log_level: info\n  metrics_listen: {addr}\n"),
+    );
+    assert!(text.contains("metrics_listen"));
+    env.write_config_text(&text);
+    let devo = env.start_devo();
+    let mut child = env.spawn();
+    let pid = child.id();
+    assert!(wait_until(Duration::from_secs(20), || TcpStream::connect(
+        &addr
+    )
+    .is_ok()));
+    // No core file could hold the token: the limit is 0 from the start.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    // A body length no allocation can hold: refused, not read.
+    let st = send(
+        &addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n",
+    );
+    assert!(st.contains(" 413 "), "{st}");
+    // Another method.
+    let st = send(&addr, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(st.contains(" 405 "), "{st}");
+    // A header line that never ends: cut at 8 KiB, whatever follows.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nX-Long: ");
+    let chunk = vec![b'a'; 1 << 20];
+    let mut sent = 0;
+    while sent < (64 << 20) && s.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    assert!(
+        sent < (64 << 20),
+        "the server read 64 MiB of one header line"
+    );
+    drop(s);
+    // Hundreds of idle connections: a bounded number served, the rest refused; no thread
+    // each, and the collector goes on.
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = threads(pid);
+    assert!(t < 80, "{t} threads with 300 idle connections");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    drop(idle);
+    // The read timeout frees the slots; then the endpoint answers again.
+    assert!(
+        wait_until(Duration::from_secs(15), || send(
+            &addr,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .contains(" 200 ")),
+        "healthz answers again"
+    );
+    let rss = rss_kib(pid);
+    let all = wait_until(Duration::from_secs(90), || devo.count() >= TOTAL);
+    stop(&env, &mut child);
+    assert!(all, "{} of {TOTAL}\n{}", devo.count(), env.logs());
+    assert!(rss < 100 << 10, "RSS {rss} KiB after the attacks");
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(TOTAL).is_empty());
+}
+
+#[test]
+fn hostile_okta_answers_do_not_abort_the_collector() {
+    const TOTAL: u64 = 3_000;
+    let mut env = Env::new(okta::Options {
+        total: TOTAL,
+        initial: TOTAL,
+        ..Default::default()
+    });
+    // A reset past any clock, with room left in the window (so nothing waits for it).
+    env.okta.inject(
+        ServiceKind::Logs,
+        okta::Fault::Headers(vec![
+            ("x-rate-limit-reset".into(), "9223372036854775808".into()),
+            ("x-rate-limit-remaining".into(), "100".into()),
+            ("x-rate-limit-limit".into(), "120".into()),
+        ]),
+    );
+    // An event in year 10000 once its offset is applied.
+    let hostile = env.okta.event(TOTAL + 7).replacen(
+        "\"published\":\"",
+        "\"published\":\"9999-12-31T23:59:59-01:00\",\"x\":\"",
+        1,
+    );
+    assert!(hostile.contains("9999-12-31T23:59:59-01:00"));
+    env.okta.inject(
+        ServiceKind::Logs,
+        okta::Fault::Raw(
+            200,
+            vec![("content-type".into(), "application/json".into())],
+            format!("[{hostile}]").into_bytes(),
+        ),
+    );
+    let devo = env.start_devo();
+    env.write_config("");
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(60), || devo.count() > TOTAL);
+    let running = child.try_wait().unwrap().is_none();
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(running, "the collector exited\n{logs}");
+    assert!(all, "{} of {}\n{logs}", devo.count(), TOTAL + 1);
+    let lines = devo.lines();
+    assert!(
+        lines.iter().any(|l| l.ends_with(hostile.as_bytes())),
+        "the event is delivered byte for byte"
+    );
+    let uuid = okta_collector::sim::okta::uuid(TOTAL + 7);
+    assert!(
+        logs.contains(&format!(
+            "event {uuid} has a published time that cannot be used"
+        )),
+        "{logs}"
+    );
+    assert_eq!(env.okta.pending_faults(), 0);
+}
