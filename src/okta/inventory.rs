@@ -182,7 +182,6 @@ async fn take_incremental_page(
         return Ok(None);
     };
     let mut c = cursor.clone();
-    let date_sent = |r: &Response| r.date.unwrap_or(SystemTime::UNIX_EPOCH);
     if c.next_link.is_empty() {
         let now = SystemTime::now();
         let date = resp.date.unwrap_or(now);
@@ -191,7 +190,7 @@ async fn take_incremental_page(
             log::warn!(
                 "{} -> {PULL_302}: Okta's Date header ({}) is more than 10 minutes from the local clock; the listing is dated by the local clock instead (is the clock synchronised?).",
                 p.label,
-                format_millis(date_sent(resp))
+                resp.date.map(format_millis).unwrap_or_default()
             );
         }
         c.listing_started = format_millis(date);
