@@ -224,7 +224,7 @@ struct Inner {
     /// Corrupt frames and lost events met by any reader.
     losses: Mutex<losses::Tracker>,
     /// Every segment below this sequence number has been deleted (see [`Spool::ack_by`]).
-    reclaimed_below: Mutex<u64>,
+    reclaimed_below: std::sync::atomic::AtomicU64,
     /// Held (flock) for the lifetime of the spool; released when dropped.
     _lock: File,
 }
@@ -330,6 +330,35 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     }
     out.sort_unstable();
     Ok(out)
+}
+
+/// Each segment's name (first sequence number) and length, in order; one deleted meanwhile (by
+/// an ack) is left out.
+fn segment_lens(dir: &Path) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    for seg in list_segments(dir)? {
+        let p = segment_path(dir, seg);
+        match fs::metadata(&p) {
+            Ok(m) => out.push((seg, m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("stat", &p)(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes of `lens` from `pos` (the start of the frame it is in) on.
+fn bytes_from(pos: Position, lens: &[(u64, u64)]) -> u64 {
+    lens.iter()
+        .filter(|(seg, _)| *seg >= pos.segment)
+        .map(|&(seg, len)| {
+            if seg == pos.segment {
+                len.saturating_sub(pos.offset)
+            } else {
+                len
+            }
+        })
+        .sum()
 }
 
 fn sync_dir(fs: &dyn Filesystem, dir: &Path) -> Result<()> {
@@ -693,7 +722,7 @@ impl Spool {
                 data_ready: event_listener::Event::new(),
                 fs,
                 losses: Mutex::new(losses::Tracker::open(dir)),
-                reclaimed_below: Mutex::new(0),
+                reclaimed_below: std::sync::atomic::AtomicU64::new(0),
                 _lock: lock_file,
             }),
         })
@@ -714,18 +743,10 @@ impl Spool {
     /// # Errors
     /// [`Error::Io`] if the directory cannot be listed.
     pub fn disk_bytes(&self) -> Result<u64> {
-        let dir = &self.inner.dir;
-        let mut total = 0;
-        for seg in list_segments(dir)? {
-            let p = segment_path(dir, seg);
-            match fs::metadata(&p) {
-                Ok(m) => total += m.len(),
-                // Deleted by an ack meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("stat", &p)(e)),
-            }
-        }
-        Ok(total)
+        Ok(segment_lens(&self.inner.dir)?
+            .iter()
+            .map(|(_, len)| len)
+            .sum())
     }
 
     /// Bytes on disk that some consumer still has to read: from the slowest consumer's
@@ -743,30 +764,13 @@ impl Spool {
         if acked.seq >= durable.next_seq {
             return Ok(0);
         }
-        let dir = &self.inner.dir;
-        let mut total = 0u64;
-        for seg in list_segments(dir)? {
-            if seg < acked.segment || seg > durable.segment {
-                continue;
-            }
-            let end = if seg == durable.segment {
-                durable.offset
-            } else {
-                let p = segment_path(dir, seg);
-                match fs::metadata(&p) {
-                    Ok(m) => m.len(),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-                    Err(e) => return Err(io_err("stat", &p)(e)),
-                }
-            };
-            let from = if seg == acked.segment {
-                acked.offset
-            } else {
-                0
-            };
-            total += end.saturating_sub(from);
+        // The active segment counts to its durable end (pending frames lie past it).
+        let mut lens = segment_lens(&self.inner.dir)?;
+        lens.retain(|(seg, _)| *seg <= durable.segment);
+        if let Some(last) = lens.last_mut().filter(|(seg, _)| *seg == durable.segment) {
+            last.1 = durable.offset;
         }
-        Ok(total)
+        Ok(bytes_from(acked, &lens))
     }
 
     /// Corrupt frames skipped and events lost since the spool was created (kept across
@@ -1042,14 +1046,11 @@ impl Spool {
         // Segments go when the slowest position leaves one, and when every sealed segment is
         // delivered (a sealed segment whose last frame was just delivered: the position is
         // still in it, but nothing below the active segment is needed any more).
-        let caught_up = {
-            let mut below = lock(&inner.reclaimed_below);
-            let due = after.seq >= active && *below < active;
-            if due {
-                *below = active;
-            }
-            due
-        };
+        let caught_up = after.seq >= active
+            && inner
+                .reclaimed_below
+                .fetch_max(active, std::sync::atomic::Ordering::AcqRel)
+                < active;
         if after.segment != before.segment || caught_up {
             let segs = list_segments(&inner.dir)?;
             for pair in segs.windows(2) {
@@ -1170,12 +1171,8 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
         });
     }
     let ack = slowest_known(acks.iter().map(|(_, p, _)| p.filter(|p| p.seq >= oldest)));
-    let mut sizes = Vec::with_capacity(segments.len());
-    for &seg in &segments {
-        let len = fs::metadata(segment_path(dir, seg)).map_or(0, |m| m.len());
-        out.disk_bytes += len;
-        sizes.push(len);
-    }
+    let lens = segment_lens(dir)?;
+    out.disk_bytes = lens.iter().map(|(_, len)| len).sum();
     let Some(&last) = segments.last() else {
         out.acked_seq = ack.map_or(0, |a| a.seq);
         out.next_seq = out.acked_seq;
@@ -1198,17 +1195,7 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
         offset: HEADER_LEN,
     });
     out.acked_seq = pos.seq;
-    out.waiting_bytes = segments
-        .iter()
-        .zip(&sizes)
-        .filter(|(s, _)| **s >= pos.segment)
-        .map(|(_, l)| *l)
-        .sum::<u64>()
-        .saturating_sub(if segments.contains(&pos.segment) {
-            pos.offset
-        } else {
-            0
-        });
+    out.waiting_bytes = bytes_from(pos, &lens);
     // The first waiting event: from the ack position, the first frame that holds it.
     let start = segments
         .iter()
