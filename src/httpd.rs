@@ -169,24 +169,31 @@ fn read_line(
     Ok(true)
 }
 
-/// One parsed request head, or the status to refuse it with.
-fn read_head(
-    reader: &mut impl BufRead,
-    limits: Limits,
-) -> std::io::Result<Option<Result<Request, (u16, &'static str)>>> {
+/// What a connection sent next.
+enum Head {
+    /// It closed (between requests, or mid-head).
+    Closed,
+    /// A request to answer.
+    Request(Request),
+    /// A request refused with this status and reason.
+    Refused(u16, &'static str),
+}
+
+/// Reads the next request head.
+fn read_head(reader: &mut impl BufRead, limits: Limits) -> std::io::Result<Head> {
     let mut left = limits.max_head;
     let mut line = Vec::with_capacity(256);
     let too_large = |e: &std::io::Error| e.kind() == std::io::ErrorKind::InvalidData;
     match read_line(reader, &mut line, &mut left) {
         Ok(true) => {}
-        Ok(false) => return Ok(None),
-        Err(e) if too_large(&e) => return Ok(Some(Err((431, "request line too long")))),
+        Ok(false) => return Ok(Head::Closed),
+        Err(e) if too_large(&e) => return Ok(Head::Refused(431, "request line too long")),
         Err(e) => return Err(e),
     }
     let text = String::from_utf8_lossy(&line);
     let mut parts = text.split_whitespace();
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Ok(Some(Err((400, "bad request line"))));
+        return Ok(Head::Refused(400, "bad request line"));
     };
     let mut req = Request {
         method: method.into(),
@@ -196,8 +203,8 @@ fn read_head(
     loop {
         match read_line(reader, &mut line, &mut left) {
             Ok(true) => {}
-            Ok(false) => return Ok(None),
-            Err(e) if too_large(&e) => return Ok(Some(Err((431, "request headers too large")))),
+            Ok(false) => return Ok(Head::Closed),
+            Err(e) if too_large(&e) => return Ok(Head::Refused(431, "request headers too large")),
             Err(e) => return Err(e),
         }
         let h = String::from_utf8_lossy(&line);
@@ -211,16 +218,16 @@ fn read_head(
         }
     }
     if req.method != "GET" && req.method != "HEAD" {
-        return Ok(Some(Err((405, "only GET and HEAD"))));
+        return Ok(Head::Refused(405, "only GET and HEAD"));
     }
     let has_body = req.header("transfer-encoding").is_some()
         || req
             .header("content-length")
             .is_some_and(|v| v.trim() != "0");
     if has_body {
-        return Ok(Some(Err((413, "no request bodies"))));
+        return Ok(Head::Refused(413, "no request bodies"));
     }
-    Ok(Some(Ok(req)))
+    Ok(Head::Request(req))
 }
 
 fn handle(
@@ -235,9 +242,9 @@ fn handle(
     let mut out = conn;
     loop {
         let req = match read_head(&mut reader, limits)? {
-            None => return Ok(()),
-            Some(Ok(req)) => req,
-            Some(Err((status, why))) => {
+            Head::Closed => return Ok(()),
+            Head::Request(req) => req,
+            Head::Refused(status, why) => {
                 refuse(&mut out, status, why);
                 return Ok(());
             }
