@@ -41,10 +41,7 @@ fn a_long_outage_with_a_small_spool_pauses_pulling_and_loses_nothing() {
         initial: TOTAL,
         ..Default::default()
     });
-    let text = env.config_text("").replace(
-        "  log_level: info\n",
-        &format!("  log_level: info\n  spool:\n    max_bytes_per_table: {MAX}\n"),
-    );
+    let text = env.config_with_globals(&format!("  spool:\n    max_bytes_per_table: {MAX}\n"));
     env.write_config_text(&text);
     // Devo is down.
     let mut child = env.spawn();
@@ -114,9 +111,8 @@ fn outage_with_large_pages(total: u64, max: u64, lagging: bool) {
         ..Default::default()
     });
     let port2 = free_port();
-    let mut text = env.config_text("");
-    let spool = format!("  log_level: info\n  spool:\n    max_bytes_per_table: {max}\n");
-    text = text.replacen("  log_level: info\n", &spool, 1);
+    let spool = format!("  spool:\n    max_bytes_per_table: {max}\n");
+    let mut text = env.config_with_globals(&spool);
     if lagging {
         let second = format!(
             "outputs:\n  devo_2:\n    type: devo_platform\n    config:\n      address: 127.0.0.1\n      port: {port2}\n      chain: certs/chain.crt\n      cert: certs/domain.crt\n      key: certs/domain.key\n      hostname: {HOSTNAME}\n"
@@ -242,9 +238,8 @@ fn a_full_disk_pauses_appends_and_they_resume_within_5s_of_space_coming_back() {
     let filler = data.join("filler");
     std::fs::write(&filler, vec![0u8; 63 << 20]).unwrap();
     let devo = env.start_devo();
-    let text = env.config_text("").replace(
-        "  log_level: info\n",
-        "  log_level: info\n  spool:\n    min_free_bytes: 0\n    max_bytes_per_table: 16777216\n",
+    let text = env.config_with_globals(
+        "  spool:\n    min_free_bytes: 0\n    max_bytes_per_table: 16777216\n",
     );
     env.write_config_text(&text);
     let mut child = env.spawn();
@@ -304,10 +299,7 @@ fn sigterm_while_the_disk_is_full_stops_promptly_and_cleanly() {
     let _fs = Tmpfs::mount(&data, 8 << 20);
     std::fs::write(data.join("filler"), vec![0u8; 7 << 20]).unwrap();
     let _devo = env.start_devo();
-    let text = env.config_text("").replace(
-        "  log_level: info\n",
-        "  log_level: info\n  spool:\n    min_free_bytes: 0\n",
-    );
+    let text = env.config_with_globals("  spool:\n    min_free_bytes: 0\n");
     env.write_config_text(&text);
     let mut child = env.spawn();
     assert!(

@@ -91,6 +91,20 @@ impl Env {
         p
     }
 
+    /// The config with `lines` (each indented two spaces) added under `globals:`; it panics if
+    /// the template has no `log_level: info` line there, so the edit cannot silently do
+    /// nothing.
+    pub fn config_with_globals(&self, lines: &str) -> String {
+        let text = self.config_text("");
+        const AT: &str = "  log_level: info\n";
+        assert_eq!(
+            text.matches(AT).count(),
+            1,
+            "the template's globals changed"
+        );
+        text.replacen(AT, &format!("{AT}{lines}"), 1)
+    }
+
     pub fn config_text(&self, logs_extra: &str) -> String {
         format!(
             r#"globals:

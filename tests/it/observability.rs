@@ -70,10 +70,7 @@ fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
         ..Default::default()
     });
     let addr = format!("127.0.0.1:{}", free_port());
-    let text = env.config_text("").replace(
-        "  log_level: info\n",
-        &format!("  log_level: info\n  metrics_listen: {addr}\n"),
-    );
+    let text = env.config_with_globals(&format!("  metrics_listen: {addr}\n"));
     env.write_config_text(&text);
     let mut child = env.spawn();
     assert!(wait_until(Duration::from_secs(20), || {
@@ -170,12 +167,9 @@ fn spool_losses_and_error_ids_are_metrics_and_losses_show_in_status() {
     });
     let addr = format!("127.0.0.1:{}", free_port());
     // A 16 MiB bound makes 2 MiB segments: the damage lands in a sealed one.
-    let text = env.config_text("").replace(
-        "  log_level: info\n",
-        &format!(
-            "  log_level: info\n  metrics_listen: {addr}\n  spool:\n    max_bytes_per_table: 16777216\n"
-        ),
-    );
+    let text = env.config_with_globals(&format!(
+        "  metrics_listen: {addr}\n  spool:\n    max_bytes_per_table: 16777216\n"
+    ));
     assert!(text.contains("metrics_listen"));
     env.write_config_text(&text);
     // Devo is down: everything stays in the spool.
