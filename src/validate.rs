@@ -91,7 +91,7 @@ fn check_output(config: &Config, o: &Output) -> Result<String, String> {
             smol::block_on(async {
                 let mut session =
                     tls::connect(&d.address, d.port, tls_config, Duration::from_secs(10)).await?;
-                let version = session.protocol.clone();
+                let version = session.protocol();
                 let mut buf = [0u8; 64];
                 let read = crate::time::timeout(
                     Duration::from_millis(1500),

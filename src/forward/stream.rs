@@ -188,7 +188,7 @@ pub(super) async fn run(
         match &output.kind {
             OutputKind::Devo(d) => log::info!(
                 "{name} -> Connected ({}, client certificate {}).",
-                session.protocol,
+                session.protocol(),
                 d.cert.display()
             ),
             _ => log::info!("{name} -> Connected (plain TCP to a relay)."),

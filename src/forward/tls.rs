@@ -205,21 +205,25 @@ pub struct Session {
     pub written: Arc<AtomicU64>,
     /// A second handle on the socket, for `SIOCOUTQ`.
     pub socket: smol::net::TcpStream,
-    /// `TLSv1_3`, `TLSv1_2` or `TCP`, for messages.
-    pub protocol: String,
-    /// The TLS version, `None` for plain TCP.
+    /// The TLS version (always known once the handshake is done), `None` for plain TCP.
     pub version: Option<rustls::ProtocolVersion>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("protocol", &self.protocol)
+            .field("protocol", &self.protocol())
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
+    /// `TLSv1_3`, `TLSv1_2` or `TCP`, for messages.
+    pub fn protocol(&self) -> String {
+        self.version
+            .map_or_else(|| "TCP".to_string(), |v| format!("{v:?}"))
+    }
+
     /// True on TLS 1.3, where the server judges the client certificate only after the client's
     /// handshake is complete (see the forwarder's probation).
     pub fn judged_late(&self) -> bool {
@@ -276,7 +280,6 @@ pub async fn connect_plain(address: &str, port: u16, timeout: Duration) -> Resul
         }),
         written,
         socket: tcp,
-        protocol: "TCP".into(),
         version: None,
     })
 }
@@ -303,7 +306,6 @@ pub async fn connect(
     match crate::time::timeout(timeout, connector.connect(name, counted)).await {
         Some(Ok(mut tls)) => {
             let version = tls.get_ref().1.protocol_version();
-            let protocol = version.map(|v| format!("{v:?}")).unwrap_or_default();
             // Every write is taken whole (never part of it, which would end a record inside
             // a line); the forwarder bounds what it writes before a flush instead.
             tls.get_mut().1.set_buffer_limit(None);
@@ -311,7 +313,6 @@ pub async fn connect(
                 stream: Box::new(tls),
                 written,
                 socket: tcp,
-                protocol,
                 version,
             })
         }
