@@ -82,7 +82,8 @@ pub enum Fault {
     NoSpace,
     /// The operation fails with EIO.
     Eio,
-    /// The write writes only this many bytes (and says so); the caller must loop.
+    /// The write writes only this many bytes (and says so); the caller must loop. `Short(0)`
+    /// writes nothing, which the spool reports as a failed write.
     Short(usize),
     /// The write writes this many bytes of its buffer, then the process "dies": this and
     /// every later operation fails (see [`FaultFs::crashed`]), as if killed there.
@@ -215,7 +216,7 @@ impl Filesystem for FaultFs {
             None => file.write_at(buf, offset),
             Some(Fault::NoSpace) => Err(io::Error::from_raw_os_error(28)),
             Some(Fault::Eio) => Err(io::Error::from_raw_os_error(5)),
-            Some(Fault::Short(n)) => file.write_at(&buf[..n.clamp(1, buf.len().max(1))], offset),
+            Some(Fault::Short(n)) => file.write_at(&buf[..n.min(buf.len())], offset),
             Some(Fault::TornCrash(n)) => {
                 let _ = RealFs.write_at(file, &buf[..n.min(buf.len())], offset);
                 self.crash();
