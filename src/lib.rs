@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod okta;
 pub mod pipeline;
+pub mod private;
 pub mod shutdown;
 pub mod sim;
 pub mod status;

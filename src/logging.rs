@@ -117,7 +117,10 @@ impl Rotating {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .mode(0o640)
+            // Only the collector's user reads its log (0600), and a symlink planted in its
+            // place is not followed.
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         let len = file.metadata()?.len();
         Ok(Rotating {

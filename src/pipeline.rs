@@ -86,6 +86,9 @@ impl Pipeline {
     /// # Errors
     /// A message naming what cannot be opened or loaded.
     pub fn build(config: &Config) -> Result<Pipeline, String> {
+        crate::private::ensure(&config.data_dir, true)
+            .map_err(|e| format!("globals.data_dir: {e}"))?;
+        crate::private::ensure(&config.data_dir.join("spool"), false)?;
         let loaded = config
             .outputs
             .iter()
@@ -123,6 +126,7 @@ impl Pipeline {
         }
         for service in services {
             let dir = config.data_dir.join("spool").join(service.kind.name());
+            crate::private::ensure(&dir, false)?;
             // Segments of at most an eighth of the table's bound, so acked ones are deleted
             // long before the bound is reached (only the active segment is never deleted).
             let opts = spool::Options {

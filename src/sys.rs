@@ -130,3 +130,9 @@ pub fn dumpable() -> bool {
     // SAFETY: prctl(PR_GET_DUMPABLE) takes no pointers.
     unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
 }
+
+/// The process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -11,7 +11,7 @@ use crate::config::Output;
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,14 +225,12 @@ async fn set_aside(dir: &Path, tag: &str, batch: Arc<Vec<u8>>) -> Result<PathBuf
     let path = dir.join(format!("{tag}.{ms}.log"));
     let (dir, p) = (dir.to_path_buf(), path.clone());
     smol::unblock(move || -> std::io::Result<()> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
+        crate::private::ensure(&dir, false).map_err(std::io::Error::other)?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&p)?;
         f.write_all(&batch)?;
         f.sync_all()?;

@@ -205,7 +205,13 @@ impl Tmpfs {
     fn mount(at: &std::path::Path, bytes: u64) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
         let st = as_root("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=1777")])
+            // The collector's data_dir: this user's, writable by nobody else.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0700,uid={}", okta_collector::sys::euid()),
+            ])
             .arg("okc-test")
             .arg(at)
             .status()

@@ -181,3 +181,33 @@ fn hostile_okta_answers_do_not_abort_the_collector() {
     );
     assert_eq!(env.okta.pending_faults(), 0);
 }
+
+#[test]
+fn a_data_dir_others_can_write_or_a_planted_symlink_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new(okta::Options::default());
+    env.write_config("");
+    let data = env.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut child = env.spawn();
+    let st = wait_exit(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(1), "{}", env.logs());
+    let logs = env.logs();
+    assert!(
+        logs.contains("is writable by every user (mode 0777)")
+            && logs.contains(&format!("chmod go-w {}", data.display())),
+        "{logs}"
+    );
+    // Fixed by its owner: then a LOCK planted as a symlink is not followed.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let spool = data.join("spool/logs");
+    std::fs::create_dir_all(&spool).unwrap();
+    let elsewhere = env.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, spool.join("LOCK")).unwrap();
+    let mut child = env.spawn();
+    let st = wait_exit(&mut child, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(1), "{}", env.logs());
+    assert!(!elsewhere.exists(), "the symlink was followed");
+    assert!(env.logs().contains("LOCK"), "{}", env.logs());
+}
