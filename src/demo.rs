@@ -16,9 +16,7 @@ pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
 /// # Errors
 /// A message if the simulator, receiver or pipeline cannot start.
 pub fn run(seconds: u64, keep: bool, shutdown: Shutdown) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("okta-collector-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = private_temp_dir()?;
     let result = run_in(&dir, seconds, shutdown);
     if keep {
         println!("Files kept in {}", dir.display());
@@ -26,6 +24,30 @@ pub fn run(seconds: u64, keep: bool, shutdown: Shutdown) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
+}
+
+/// A new folder under the temporary directory, 0700 and created exclusively (a name someone
+/// else created first is never used, nor removed): the demo's keys and spool live there.
+fn private_temp_dir() -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let mut last = String::new();
+    for _ in 0..16 {
+        let dir = base.join(format!(
+            "okta-collector-demo-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = e.to_string(),
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+    }
+    Err(format!(
+        "cannot create a private folder under {}: {last}",
+        base.display()
+    ))
 }
 
 fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(), String> {

@@ -58,14 +58,24 @@ pub fn generate(dir: &Path, ca_name: &str) -> Result<Pki, String> {
         client_cert: dir.join("domain.crt"),
         client_key: dir.join("domain.key"),
     };
-    for (p, pem) in [
-        (&pki.ca, ca_cert.pem()),
-        (&pki.server_cert, server_cert.pem()),
-        (&pki.server_key, server_key.serialize_pem()),
-        (&pki.client_cert, client_cert.pem()),
-        (&pki.client_key, client_key.serialize_pem()),
+    for (p, pem, mode) in [
+        (&pki.ca, ca_cert.pem(), 0o644),
+        (&pki.server_cert, server_cert.pem(), 0o644),
+        (&pki.server_key, server_key.serialize_pem(), 0o600),
+        (&pki.client_cert, client_cert.pem(), 0o644),
+        (&pki.client_key, client_key.serialize_pem(), 0o600),
     ] {
-        std::fs::write(p, pem).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        // Private keys 0600: only this user reads them.
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(p)
+            .and_then(|mut f| f.write_all(pem.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     Ok(pki)
 }

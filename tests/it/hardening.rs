@@ -211,3 +211,35 @@ fn a_data_dir_others_can_write_or_a_planted_symlink_is_refused() {
     assert!(!elsewhere.exists(), "the symlink was followed");
     assert!(env.logs().contains("LOCK"), "{}", env.logs());
 }
+
+#[test]
+fn the_demo_works_in_a_private_folder_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = std::process::Command::new(bin())
+        .args(["demo", "--seconds", "2", "--keep"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Files kept in "))
+        .map(std::path::PathBuf::from)
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let (dir_mode, key_mode) = (mode(&dir), mode(&dir.join("certs/domain.key")));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(dir_mode, 0o700, "{}", dir.display());
+    assert_eq!(key_mode, 0o600);
+    // Not a name another user can guess from the pid alone.
+    let suffix = name.rsplit('-').next().unwrap();
+    assert!(
+        suffix.len() == 16 && suffix.chars().all(|c| c.is_ascii_hexdigit()),
+        "{name}"
+    );
+}
