@@ -377,6 +377,8 @@ pub struct DevoHttp {
     pub domain: String,
     /// The HTTP ingestion token (part of every request's path).
     pub token: Secret,
+    /// The file that holds the token in clear (the config itself, or `token_file`), if any.
+    pub token_file: Option<PathBuf>,
     /// Uncompressed bytes of events per request (Devo takes at most 32 MB per request).
     pub batch_bytes: usize,
     /// Whole-request timeout.
@@ -736,7 +738,7 @@ impl Config {
         }
         let mut outputs = Vec::new();
         for (name, o) in raw.outputs {
-            outputs.push(resolve_output(name, o, &resolve, &at)?);
+            outputs.push(resolve_output(name, o, path, &resolve, &at)?);
         }
 
         let o = raw.inputs.okta;
@@ -923,6 +925,7 @@ fn resolve_token(
 fn resolve_output(
     name: String,
     o: RawOutput,
+    config_path: &Path,
     resolve: &dyn Fn(&Path) -> PathBuf,
     at: &dyn Fn(&str) -> String,
 ) -> Result<Output, ConfigError> {
@@ -983,6 +986,11 @@ fn resolve_output(
                 h.token_file.as_deref(),
                 resolve,
             )?;
+            let token_file = match (&h.token, &h.token_file) {
+                (Some(_), _) => Some(config_path.to_path_buf()),
+                (None, Some(f)) => Some(resolve(f)),
+                (None, None) => None,
+            };
             let t = token.expose();
             if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return err(format!(
@@ -1017,6 +1025,7 @@ fn resolve_output(
                     url,
                     domain: h.domain,
                     token,
+                    token_file,
                     batch_bytes: batch_bytes as usize,
                     request_timeout,
                 }),
@@ -1135,19 +1144,78 @@ fn resolve_service(
 }
 
 impl Config {
-    /// A warning when the file holding the token in clear can be read by other users.
-    pub fn token_file_warning(&self) -> Option<String> {
+    /// The files that hold a secret in clear, each with what it holds: the Okta API token's
+    /// (the config itself, or `api_token_file`), each `devo_http` token's, each client key.
+    pub fn secret_files(&self) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = Vec::new();
+        let mut add = |p: &Path, what: String| match out.iter_mut().find(|(q, _)| q == p) {
+            Some((_, w)) => {
+                w.push_str(" and ");
+                w.push_str(&what);
+            }
+            None => out.push((p.to_path_buf(), what)),
+        };
+        if let Some(f) = &self.okta.token_file {
+            add(f, "the Okta API token".into());
+        }
+        for o in &self.outputs {
+            match &o.kind {
+                OutputKind::Http(h) => {
+                    if let Some(f) = &h.token_file {
+                        add(f, format!("outputs.{}'s ingestion token", o.name));
+                    }
+                }
+                OutputKind::Devo(d) => add(&d.key, format!("outputs.{}'s client key", o.name)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// A warning for each file holding a secret in clear that other users can read.
+    pub fn secret_file_warnings(&self) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
-        let f = self.okta.token_file.as_ref()?;
-        let mode = std::fs::metadata(f).ok()?.permissions().mode() & 0o777;
-        (mode & 0o077 != 0).then(|| {
-            format!(
-                "{} holds the Okta API token and can be read by other users (mode {mode:03o}); \
-                 run `chmod 600 {}`, or pass the token with api_token_env.",
-                f.display(),
-                f.display()
-            )
-        })
+        self.secret_files()
+            .into_iter()
+            .filter_map(|(f, what)| {
+                let mode = std::fs::metadata(&f).ok()?.permissions().mode() & 0o777;
+                (mode & 0o077 != 0).then(|| {
+                    format!(
+                        "{} holds {what} and can be read by other users (mode {mode:03o}); \
+                         run `chmod 600 {}` (or pass a token through its _env setting).",
+                        f.display(),
+                        f.display()
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// What a reload changes about where the API token goes (`okta_url`, `proxy`,
+    /// `ca_file`), one line each; nothing secret is named (a proxy URL may hold a password).
+    pub fn token_route_changes(&self, new: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.okta.url.base() != new.okta.url.base() {
+            out.push(format!(
+                "inputs.okta.credentials.okta_url changed from {} to {}: the API token goes to the new org from now on",
+                self.okta.url.base(),
+                new.okta.url.base()
+            ));
+        }
+        let proxy = |c: &Config| c.okta.http.proxy.as_ref().map(|p| p.expose().to_string());
+        if proxy(self) != proxy(new) {
+            out.push(
+                "the Okta proxy setting changed: the API token travels through the new proxy from now on".into(),
+            );
+        }
+        if self.okta.http.ca_file != new.okta.http.ca_file {
+            out.push(format!(
+                "the Okta ca_file changed ({} -> {}): the certificates that vouch for the org are others from now on",
+                self.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string()),
+                new.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string())
+            ));
+        }
+        out
     }
 }
 

@@ -243,7 +243,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         config.path.display(),
         config.data_dir.display()
     );
-    if let Some(w) = config.token_file_warning() {
+    for w in config.secret_file_warnings() {
         log::warn!("{w}");
     }
     let registry = metrics::Registry::default();
@@ -382,6 +382,12 @@ async fn supervise(
                     "The config file {} changed; restarting the services and the output on it.",
                     config.path.display()
                 );
+                for w in config.token_route_changes(&c) {
+                    log::warn!("Reload: {w}.");
+                }
+                for w in c.secret_file_warnings() {
+                    log::warn!("{w}");
+                }
                 generation.trigger();
                 task.await?;
                 registry.clear();

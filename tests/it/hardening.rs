@@ -243,3 +243,44 @@ fn the_demo_works_in_a_private_folder_of_its_own() {
         "{name}"
     );
 }
+
+#[test]
+fn secrets_readable_by_others_are_warned_about_and_a_reload_that_reroutes_the_token_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new(okta::Options::default());
+    let _devo = env.start_devo();
+    let p = env.write_config("");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = env.path().join("certs/domain.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || env.logs().contains(&format!(
+            "{} holds outputs.devo_1's client key and can be read by other users (mode 644)",
+            key.display()
+        ))),
+        "{}",
+        env.logs()
+    );
+    // A reload that sends the token to another org: checked again, and named.
+    let text = env
+        .config_text("")
+        .replace(&env.okta.url(), "http://127.0.0.1:9");
+    assert!(text.contains("http://127.0.0.1:9"));
+    env.write_config_text(&text);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let rerouted = wait_until(Duration::from_secs(20), || {
+        env.logs()
+            .contains("Reload: inputs.okta.credentials.okta_url changed from")
+    });
+    let logs = env.logs();
+    stop(&env, &mut child);
+    assert!(rerouted, "{logs}");
+    assert!(logs.contains("to http://127.0.0.1:9"), "{logs}");
+    assert_eq!(
+        logs.matches("holds outputs.devo_1's client key").count(),
+        2,
+        "warned at start and again at the reload\n{logs}"
+    );
+    assert!(!logs.contains(TOKEN));
+}
