@@ -409,10 +409,11 @@ fn validate_cmd(path: &std::path::Path) -> ExitCode {
     let mut ok = true;
     for c in validate::run(&config) {
         match c.result {
-            Ok(detail) => println!("[ OK ] {}: {detail}", c.what),
+            // A detail may quote a peer (Okta's errorSummary): one check, one line.
+            Ok(detail) => println!("[ OK ] {}: {}", c.what, logging::escape_controls(&detail)),
             Err(problem) => {
                 ok = false;
-                println!("[FAIL] {}: {problem}", c.what);
+                println!("[FAIL] {}: {}", c.what, logging::escape_controls(&problem));
             }
         }
     }

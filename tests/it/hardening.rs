@@ -284,3 +284,47 @@ fn secrets_readable_by_others_are_warned_about_and_a_reload_that_reroutes_the_to
     );
     assert!(!logs.contains(TOKEN));
 }
+
+#[test]
+fn text_from_okta_cannot_forge_a_log_line_or_a_validate_line() {
+    let forged = r#"{"errorCode":"E0000009","errorSummary":"Internal\n2026-12-02T00:00:00.000   ERROR forged line\n[ OK ] forged check","errorLink":"E0000009","errorId":"oae1","errorCauses":[]}"#;
+    let raw = || {
+        okta::Fault::Raw(
+            500,
+            vec![("content-type".into(), "application/json".into())],
+            forged.as_bytes().to_vec(),
+        )
+    };
+    let mut env = Env::new(okta::Options::default());
+    let _devo = env.start_devo();
+    let p = env.write_config("");
+    env.okta.inject(ServiceKind::Logs, raw());
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("forged check"), "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("[ OK ] forged")),
+        "{stdout}"
+    );
+    env.okta.inject(ServiceKind::Logs, raw());
+    let mut child = env.spawn();
+    assert!(wait_until(Duration::from_secs(20), || env
+        .logs()
+        .contains("forged line")));
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("ERROR forged line") && l.starts_with("2026-12-02T00")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("Internal\\n2026-12-02T00:00:00.000   ERROR forged line"),
+        "{logs}"
+    );
+}
