@@ -20,4 +20,16 @@ for f in ./usr/bin/okta-collector ./etc/okta-collector/config.yaml \
          ./usr/lib/systemd/system/okta-collector.service ./usr/share/doc/okta-collector/config.example.yaml; do
   grep -q " $f\$" <<<"$listing" || { echo "packaging: $f missing from the .deb" >&2; exit 1; }
 done
+# The config holds no secret and the unit's (dynamic) user must read it; the unit hands the
+# secrets over as credentials, never in the environment.
+grep -q -- "-rw-r--r-- .* ./etc/okta-collector/config.yaml$" <<<"$listing" \
+  || { echo "packaging: the .deb's config.yaml must be 0644 (the unit's user reads it)" >&2; exit 1; }
+if grep -Eq '^[[:space:]]*(api_token|token):' packaging/config.yaml; then
+  echo "packaging: config.yaml must not hold a token (use the credentials)" >&2; exit 1
+fi
+if grep -Eq '^(EnvironmentFile|Environment)=' packaging/okta-collector.service; then
+  echo "packaging: the unit must not pass secrets in the environment" >&2; exit 1
+fi
+grep -q '^LoadCredential=okta-api-token:' packaging/okta-collector.service \
+  || { echo "packaging: the unit must load the token as a credential" >&2; exit 1; }
 echo "packaging: cargo deb builds $(dpkg-deb -f "$tmp/okta-collector.deb" Package) $(dpkg-deb -f "$tmp/okta-collector.deb" Version)"

@@ -114,21 +114,23 @@ pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
 /// (`PR_SET_DUMPABLE` 0, which also keeps other users' debuggers and `/proc/<pid>/mem`
 /// out). The API token and the Devo key live in this process's memory. Best effort.
 pub fn no_core_dumps() {
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     let zero = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: setrlimit reads the struct we pass; prctl(PR_SET_DUMPABLE, 0) takes integers.
+    // SAFETY: getrlimit writes and setrlimit reads the struct we pass; prctl(PR_SET_DUMPABLE,
+    // 0) takes integers. setrlimit only when the limit is not 0 already: the systemd unit
+    // sets LimitCORE=0 and filters @resources (setrlimit) out.
     unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        if libc::getrlimit(libc::RLIMIT_CORE, &mut now) != 0 || now.rlim_max != 0 {
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        }
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-}
-
-/// Whether the process is dumpable (`PR_GET_DUMPABLE`), for tests.
-pub fn dumpable() -> bool {
-    // SAFETY: prctl(PR_GET_DUMPABLE) takes no pointers.
-    unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
 }
 
 /// The process's effective user id.

@@ -252,11 +252,23 @@ fn the_packaged_configs_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     // The .deb's /etc/okta-collector/config.yaml.
     let p = root.join("packaging/config.yaml");
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
-    let c = okta_collector::config::Config::parse(&p, &text).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    // The token comes as a systemd credential; a stand-in here (the file exists only there).
+    let from = "api_token_file: /run/credentials/okta-collector.service/okta-api-token";
+    assert!(text.contains(from), "the unit's credential path changed");
+    let c = okta_collector::config::Config::parse(&p, &text.replace(from, "api_token: x")).unwrap();
     assert_eq!(c.data_dir, std::path::Path::new("/var/lib/okta-collector"));
+    let okta_collector::config::OutputKind::Devo(d) = &c.outputs[0].kind else {
+        panic!("the .deb's output is devo_platform")
+    };
+    assert_eq!(
+        d.key,
+        std::path::Path::new("/run/credentials/okta-collector.service/devo-key"),
+        "the client key comes as a credential too"
+    );
+    let unit = std::fs::read_to_string(root.join("packaging/okta-collector.service")).unwrap();
+    assert!(unit.contains("LoadCredential=okta-api-token:/etc/okta-collector/okta-api-token"));
+    assert!(unit.contains("LoadCredential=devo-key:/etc/okta-collector/certs/domain.key"));
     // The ConfigMap of the Kubernetes example.
     let k8s = std::fs::read_to_string(root.join("packaging/kubernetes.yaml")).unwrap();
     let start = k8s.find("  config.yaml: |\n").unwrap() + "  config.yaml: |\n".len();
@@ -265,13 +277,31 @@ fn the_packaged_configs_parse() {
         .take_while(|l| l.starts_with("    ") || l.is_empty())
         .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
         .collect();
-    let text = block.replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
+    let from = "api_token_file: /etc/okta-collector/token/api-token";
+    assert!(
+        block.contains(from),
+        "the token's Secret volume path changed"
+    );
+    assert!(k8s.contains("mountPath: /etc/okta-collector/token"));
+    let text = block.replace(from, "api_token: x");
     let c = okta_collector::config::Config::parse(
         std::path::Path::new("/etc/okta-collector/config/config.yaml"),
         &text,
     )
     .unwrap();
     assert_eq!(c.metrics_listen.map(|a| a.port()), Some(9464));
+    assert_eq!(
+        c.data_dir,
+        std::path::Path::new("/var/lib/okta-collector/data")
+    );
+    assert!(!k8s.contains("envFrom"), "no secret in the environment");
+    for needed in [
+        "automountServiceAccountToken: false",
+        "seccompProfile: {type: RuntimeDefault}",
+        "kind: NetworkPolicy",
+    ] {
+        assert!(k8s.contains(needed), "{needed}");
+    }
     assert_eq!(c.okta.services.len(), 3);
 }
 
