@@ -118,6 +118,8 @@ struct Shared {
     throttled: AtomicU64,
     /// When each request arrived.
     arrivals: std::sync::Mutex<Vec<Instant>>,
+    /// Each request's path and query, in order.
+    targets: std::sync::Mutex<Vec<String>>,
 }
 
 /// A running simulated org.
@@ -146,6 +148,7 @@ impl OktaSim {
             windows: std::sync::Mutex::new(std::collections::HashMap::new()),
             throttled: AtomicU64::new(0),
             arrivals: std::sync::Mutex::new(Vec::new()),
+            targets: std::sync::Mutex::new(Vec::new()),
             opts,
             started: Instant::now(),
             base_ms,
@@ -191,6 +194,11 @@ impl OktaSim {
     /// When each request so far arrived.
     pub fn arrivals(&self) -> Vec<Instant> {
         lock(&self.shared.arrivals).clone()
+    }
+
+    /// Each request's path and query so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        lock(&self.shared.targets).clone()
     }
 
     /// 429s served because the enforced rate limit was exceeded.
@@ -267,6 +275,7 @@ impl Shared {
 
     fn handle(&self, req: &Request) -> Reply {
         lock(&self.arrivals).push(Instant::now());
+        lock(&self.targets).push(req.target.clone());
         let kind = ServiceKind::ALL
             .into_iter()
             .find(|k| k.path() == req.path());

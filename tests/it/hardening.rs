@@ -328,3 +328,37 @@ fn text_from_okta_cannot_forge_a_log_line_or_a_validate_line() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_date_from_okta_far_from_the_local_clock_moves_no_watermark_past_it() {
+    let mut env = Env::new(okta::Options::default());
+    let _devo = env.start_devo();
+    // The first users listing is dated in year 9999.
+    env.okta.inject(
+        ServiceKind::Users,
+        okta::Fault::Headers(vec![(
+            "date".into(),
+            "Fri, 31 Dec 9999 23:59:59 GMT".into(),
+        )]),
+    );
+    env.write_config("      users:\n        request_period_in_seconds: 1\n");
+    let mut child = env.spawn();
+    let listings = || {
+        env.okta
+            .targets()
+            .into_iter()
+            .filter(|t| t.starts_with("/api/v1/users"))
+            .collect::<Vec<_>>()
+    };
+    let again = wait_until(Duration::from_secs(30), || listings().len() >= 4);
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(again, "{:?}\n{logs}", listings());
+    assert!(
+        logs.contains("PullError 302") && logs.contains("Okta's Date header (9999-12-31T23:59:59.000Z) is more than 10 minutes from the local clock"),
+        "{logs}"
+    );
+    for t in listings() {
+        assert!(!t.contains("9999"), "a query past the local clock: {t}");
+    }
+}
