@@ -7,6 +7,8 @@ pub mod config;
 pub mod demo;
 pub mod errors;
 pub mod forward;
+#[cfg(test)]
+mod fuzz;
 pub mod httpd;
 pub mod logging;
 pub mod metrics;

@@ -1579,3 +1579,6 @@ mod tests;
 
 #[cfg(test)]
 mod fault_tests;
+
+#[cfg(test)]
+mod fuzz_tests;
