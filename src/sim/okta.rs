@@ -82,6 +82,10 @@ pub enum Fault {
     Headers(Vec<(String, String)>),
     /// Exactly this answer: status, headers, body (no `Link`: the same page is asked next).
     Raw(u16, Vec<(String, String)>, Vec<u8>),
+    /// The normal answer, mutated (see [`mutate`]) as the seed picks: a body made invalid
+    /// (cut, a byte that JSON forbids anywhere), a garbled `Link`, rate-limit or `Date` header,
+    /// another status. Whatever a mutation keeps valid means what the normal answer meant.
+    Mutate(u64),
 }
 
 impl Default for Options {
@@ -310,6 +314,7 @@ impl Shared {
                 reply.headers.extend(extra);
                 reply
             }
+            Fault::Mutate(seed) => mutate(reply, seed),
             Fault::Raw(status, headers, body) => Reply {
                 status,
                 headers,
@@ -759,6 +764,68 @@ pub fn event(base_ms: u64, i: u64) -> String {
         ((h >> 20) % 30) as usize
     };
     event_padded(base_ms, i, reps)
+}
+
+/// `reply` mutated as `seed` picks (one to three changes). A mutation never changes what a
+/// valid answer means: a body is only made invalid (cut short, or given a byte JSON allows
+/// nowhere), a garbled `Link` is added beside the real one (so the answer is refused or reads
+/// as before), and header values that pace the client are made unreadable, never "wait". A
+/// client that loses an event to one of these lost it.
+pub fn mutate(mut reply: Reply, seed: u64) -> Reply {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Unreadable as numbers: ignored, as a missing header is.
+    const NUMBERS: [&str; 5] = ["", "-1", "18446744073709551616", "abc", "\u{1b}[31m"];
+    const LINKS: [&str; 5] = ["", "<>; rel=", "<", "x; rel=\"next\"", "<http://a>; rel"];
+    const DATES: [&str; 4] = [
+        "",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "yesterday",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+    ];
+    let pick = |rng: &mut fastrand::Rng, from: &[&str]| from[rng.usize(0..from.len())].to_string();
+    for _ in 0..rng.usize(1..=3) {
+        match rng.u8(0..7) {
+            0 if !reply.body.is_empty() => {
+                let at = rng.usize(0..reply.body.len());
+                reply.body.truncate(at);
+            }
+            1 => {
+                let at = rng.usize(0..=reply.body.len());
+                // 0xff is never UTF-8; 0x01 is allowed neither in a string nor between tokens.
+                reply.body.insert(at, if rng.bool() { 0xff } else { 0x01 });
+            }
+            2 => {
+                let v = pick(&mut rng, &LINKS);
+                reply.headers.push(("link".into(), v));
+            }
+            3 => {
+                let name = [
+                    "x-rate-limit-reset",
+                    "x-rate-limit-remaining",
+                    "x-rate-limit-limit",
+                ][rng.usize(0..3)];
+                let v = pick(&mut rng, &NUMBERS);
+                reply.headers.retain(|(n, _)| n != name);
+                reply.headers.push((name.into(), v));
+            }
+            4 => {
+                let v = pick(&mut rng, &DATES);
+                reply.headers.retain(|(n, _)| n != "date");
+                reply.headers.push(("date".into(), v));
+            }
+            5 => {
+                reply.status =
+                    [201, 204, 301, 400, 401, 403, 404, 418, 500, 502, 503][rng.usize(0..11)]
+            }
+            _ => {
+                let n = rng.usize(1..20);
+                reply
+                    .headers
+                    .extend((0..n).map(|i| (format!("x-junk-{i}"), "x".repeat(rng.usize(0..400)))));
+            }
+        }
+    }
+    reply
 }
 
 /// Event `i` with its `requestUri` padded by `reps` × 10 bytes.

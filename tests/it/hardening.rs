@@ -362,3 +362,118 @@ fn a_date_from_okta_far_from_the_local_clock_moves_no_watermark_past_it() {
         assert!(!t.contains("9999"), "a query past the local clock: {t}");
     }
 }
+
+/// The received lines of `tag`.
+fn lines_of(lines: &[Vec<u8>], tag: &str) -> Vec<Vec<u8>> {
+    lines
+        .iter()
+        .filter(|l| {
+            okta_collector::forward::syslog::parse_line(l).is_some_and(|(_, t, _)| t == tag)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Each received line of `tag`, as its event's text.
+fn events_of(lines: &[Vec<u8>], tag: &str) -> std::collections::HashSet<String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (_, t, event) = okta_collector::forward::syslog::parse_line(l)?;
+            (t == tag).then(|| String::from_utf8_lossy(event).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn hundreds_of_mutated_okta_answers_neither_stop_the_collector_nor_lose_what_was_valid() {
+    const TOTAL: u64 = 6_000;
+    const PER_ENDPOINT: u64 = 40;
+    let mut env = Env::new(okta::Options {
+        total: TOTAL,
+        initial: TOTAL,
+        ..Default::default()
+    });
+    // A short page keeps the System Log's answers many, so its faults land mid-stream.
+    for kind in ServiceKind::ALL {
+        for k in 0..PER_ENDPOINT {
+            env.okta.inject(
+                kind,
+                okta::Fault::Mutate(0x6d75_7461 ^ (k << 8) ^ kind as u64),
+            );
+        }
+    }
+    let devo = env.start_devo();
+    let mut services = String::new();
+    for s in ["users", "groups", "apps", "idps", "zones", "clients"] {
+        services.push_str(&format!(
+            "      {s}:\n        request_period_in_seconds: 1\n"
+        ));
+    }
+    env.write_config(&services);
+    let mut child = env.spawn();
+    let served = wait_until(Duration::from_secs(240), || {
+        env.okta.pending_faults() == 0 || child.try_wait().ok().flatten().is_some()
+    });
+    let inventory = |lines: &[Vec<u8>]| {
+        [
+            (ServiceKind::Users, "auth.okta.users"),
+            (ServiceKind::Groups, "auth.okta.groups"),
+            (ServiceKind::Apps, "auth.okta.apps"),
+            (ServiceKind::Idps, "auth.okta.idps"),
+            (ServiceKind::Zones, "auth.okta.zones"),
+            (ServiceKind::Clients, "auth.okta.clients"),
+        ]
+        .into_iter()
+        .filter(|(kind, tag)| {
+            let got = events_of(lines, tag);
+            env.okta
+                .inventory()
+                .all(*kind)
+                .values()
+                .any(|o| !got.contains(o))
+        })
+        .map(|(_, tag)| tag)
+        .collect::<Vec<_>>()
+    };
+    let all = wait_until(Duration::from_secs(120), || {
+        let lines = devo.lines();
+        check_lines(
+            &env,
+            &lines_of(&lines, "auth.okta.system"),
+            "auth.okta.system",
+        )
+        .missing(TOTAL)
+        .is_empty()
+            && inventory(&lines).is_empty()
+    });
+    let running = child.try_wait().unwrap().is_none();
+    let logs = env.logs();
+    if running {
+        stop(&env, &mut child);
+    }
+    assert!(
+        running,
+        "the collector exited: {:?}\n{logs}",
+        child.try_wait()
+    );
+    assert!(
+        served,
+        "{} faults not served\n{logs}",
+        env.okta.pending_faults()
+    );
+    let lines = devo.lines();
+    let d = check_lines(
+        &env,
+        &lines_of(&lines, "auth.okta.system"),
+        "auth.okta.system",
+    );
+    assert!(
+        all,
+        "missing: {} events, tables {:?}\n{logs}",
+        d.missing(TOTAL).len(),
+        inventory(&lines)
+    );
+    assert!(logs.contains("PullError 302"), "the mutations were seen");
+    assert!(!logs.contains(TOKEN));
+}
