@@ -69,7 +69,24 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawGlobals {
-    id: Option<String>,
+    id: Option<Scalar>,
+    /// Devo's collector framework: `true` turns debug logging on (unless `log_level` is set).
+    debug: Option<bool>,
+    /// Devo's collector framework: the collector's name (no effect here).
+    name: Option<String>,
+    /// Devo's collector framework: where its state is; read to take that state over.
+    persistence: Option<RawPersistence>,
+    /// Devo's collector framework keys with no effect here (each noted once at start).
+    multiprocessing: Option<bool>,
+    queue_max_size_in_mb: Option<u64>,
+    queue_max_size_in_messages: Option<u64>,
+    queue_max_elapsed_time_in_sec: Option<u64>,
+    queue_wrap_max_size_in_messages: Option<u64>,
+    sender_concurrent_connections: Option<u64>,
+    sender_stats_period_in_sec: Option<u64>,
+    devo_sender_threshold_for_using_gzip_in_transport_layer: Option<f64>,
+    devo_sender_compression_level: Option<u64>,
+    devo_sender_compression_buffer_in_bytes: Option<u64>,
     data_dir: Option<PathBuf>,
     log_level: Option<LogLevel>,
     requests_per_minute: Option<u32>,
@@ -80,6 +97,21 @@ struct RawGlobals {
     log_max_bytes: Option<u64>,
     log_keep: Option<u32>,
     log_format: Option<LogFormat>,
+}
+
+/// `globals.persistence` of Devo's collector framework.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPersistence {
+    #[serde(rename = "type")]
+    kind: String,
+    config: Option<RawPersistenceConfig>,
+}
+
+/// Its `config`: `directory_name` for `filesystem`; a `redis` one has other keys.
+#[derive(Deserialize)]
+struct RawPersistenceConfig {
+    directory_name: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +172,7 @@ impl LogLevel {
 enum RawOutput {
     #[serde(rename = "devo_platform")]
     DevoPlatform(RawDevo),
-    #[serde(rename = "relay")]
+    #[serde(rename = "relay", alias = "in_house_relay")]
     Relay(RawRelay),
     #[serde(rename = "devo_http")]
     DevoHttp(RawDevoHttp),
@@ -155,6 +187,9 @@ struct RawRelay {
     address: String,
     port: Option<u16>,
     hostname: Option<String>,
+    /// Devo's sender type: `TCP` here.
+    #[serde(rename = "type")]
+    transport: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +224,9 @@ struct RawDevo {
     #[serde(alias = "key_loc")]
     key: PathBuf,
     hostname: Option<String>,
+    /// Devo's sender type: `SSL` (the only one a `devo_platform` output has).
+    #[serde(rename = "type")]
+    transport: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -202,6 +240,8 @@ struct RawInputs {
 struct RawOkta {
     id: Option<Scalar>,
     enabled: Option<bool>,
+    /// Devo's local limiter for the whole input: a budget of this many requests a second.
+    requests_per_second: Option<f64>,
     credentials: RawCredentials,
     services: RawServices,
     ca_file: Option<PathBuf>,
@@ -235,9 +275,17 @@ struct RawServices {
 #[serde(deny_unknown_fields)]
 struct RawService {
     enabled: Option<bool>,
-    #[serde(alias = "initial_start_time_in_utc")]
+    #[serde(
+        alias = "initial_start_time_in_utc",
+        alias = "historic_date_utc",
+        alias = "start_time_in_utc"
+    )]
     start: Option<Scalar>,
     request_period_in_seconds: Option<u64>,
+    /// Devo's per-service keys with no effect here (noted once at start).
+    requests_per_second: Option<f64>,
+    retries: Option<u64>,
+    use_time_slots_for_retrievals: Option<bool>,
     override_tag: Option<String>,
     emit: Option<Emit>,
     requests_limits: Option<Vec<RawLimit>>,
@@ -312,6 +360,14 @@ pub struct Config {
     pub okta: Okta,
     /// `globals.requests_per_minute`: all services together (`None`: no global budget).
     pub requests_per_minute: Option<u32>,
+    /// `inputs.okta.requests_per_second` (Devo's key): another budget for all services.
+    pub input_budget: Option<Limit>,
+    /// Keys of Devo's collector framework accepted with no effect, each with why: logged
+    /// once at start (INFO).
+    pub notes: Vec<String>,
+    /// `globals.persistence` (filesystem): the folder of Devo's state files for this
+    /// collector (`<directory_name>/<globals.id>`), to take them over.
+    pub devo_state: Option<PathBuf>,
     /// `globals.spool`.
     pub spool: SpoolLimits,
     /// `globals.metrics_listen`: where `/metrics`, `/healthz` and `/readyz` are served.
@@ -366,6 +422,9 @@ pub struct DevoTls {
     pub cert: PathBuf,
     /// Client key.
     pub key: PathBuf,
+    /// Relative names found neither beside the config nor under `<working dir>/certs/`,
+    /// each a message naming both places (loading the output fails with them).
+    pub not_found: Vec<String>,
 }
 
 /// A `devo_http` output.
@@ -673,6 +732,51 @@ pub struct Service {
     pub limits: Vec<Limit>,
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`" message: the known key nearest
+/// to `x`, as " (did you mean `a`?)", if one is near enough; else nothing.
+fn suggestion(message: &str) -> String {
+    let Some(rest) = message.split("unknown field `").nth(1) else {
+        return String::new();
+    };
+    let Some((unknown, rest)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let known = rest
+        .split(" at line ")
+        .next()
+        .unwrap_or("")
+        .split('`')
+        .skip(1)
+        .step_by(2);
+    let best = known
+        .map(|k| (edit_distance(unknown, k), k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d > 0 && d <= (unknown.len() / 3).max(2) => format!(" (did you mean `{k}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// The largest config file read.
 pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 
@@ -706,8 +810,10 @@ impl Config {
                 MAX_CONFIG_BYTES >> 10
             )));
         }
-        let raw: RawConfig = yaml_serde::from_str(text)
-            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let mut raw: RawConfig = yaml_serde::from_str(text).map_err(|e| {
+            let e = e.to_string();
+            ConfigError(format!("{}: {e}{}", path.display(), suggestion(&e)))
+        })?;
         let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let folder = if folder.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -726,9 +832,72 @@ impl Config {
         let id = raw
             .globals
             .id
+            .take()
+            .map(Scalar::text)
             .unwrap_or_else(|| "okta-collector".to_string());
         let data_dir = resolve(raw.globals.data_dir.as_deref().unwrap_or(Path::new("data")));
-        let log_level = raw.globals.log_level.unwrap_or(LogLevel::Info);
+        let g = &raw.globals;
+        // Devo's `debug: true` is debug logging, unless `log_level` says otherwise.
+        let log_level = g.log_level.unwrap_or(if g.debug == Some(true) {
+            LogLevel::Debug
+        } else {
+            LogLevel::Info
+        });
+        let mut notes = Vec::new();
+        let mut no_effect = |key: &str, set: bool, why: &str| {
+            if set {
+                notes.push(format!("{key} (a key of Devo's collector framework) has no effect here: {why}."));
+            }
+        };
+        let queue = "events wait in the on-disk spool, bounded by globals.spool.max_bytes_per_table and min_free_bytes";
+        no_effect("globals.name", g.name.is_some(), "the log lines name the input and its services");
+        no_effect("globals.multiprocessing", g.multiprocessing.is_some(), "the collector is one process by design, one task per service");
+        for (key, set) in [
+            ("globals.queue_max_size_in_mb", g.queue_max_size_in_mb.is_some()),
+            ("globals.queue_max_size_in_messages", g.queue_max_size_in_messages.is_some()),
+            ("globals.queue_max_elapsed_time_in_sec", g.queue_max_elapsed_time_in_sec.is_some()),
+            ("globals.queue_wrap_max_size_in_messages", g.queue_wrap_max_size_in_messages.is_some()),
+        ] {
+            no_effect(key, set, queue);
+        }
+        let sender = "each output keeps one connection, and sends from the spool as fast as the peer takes";
+        for (key, set) in [
+            ("globals.sender_concurrent_connections", g.sender_concurrent_connections.is_some()),
+            ("globals.devo_sender_threshold_for_using_gzip_in_transport_layer", g.devo_sender_threshold_for_using_gzip_in_transport_layer.is_some()),
+            ("globals.devo_sender_compression_level", g.devo_sender_compression_level.is_some()),
+            ("globals.devo_sender_compression_buffer_in_bytes", g.devo_sender_compression_buffer_in_bytes.is_some()),
+        ] {
+            no_effect(key, set, sender);
+        }
+        no_effect("globals.sender_stats_period_in_sec", g.sender_stats_period_in_sec.is_some(), "the send statistics line comes every 300 s");
+        if g.debug.is_some() && g.log_level.is_some() {
+            notes.push("globals.debug is overridden by globals.log_level.".into());
+        }
+        // Devo's persistence: where its state files are, to take them over.
+        let devo_state = match &g.persistence {
+            None => None,
+            Some(p) if p.kind == "filesystem" => {
+                let dir = p
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.directory_name.clone())
+                    .unwrap_or_else(|| PathBuf::from("state"));
+                // Relative to the working directory, as Devo's collector resolves it.
+                let dir = if dir.is_absolute() {
+                    dir
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(dir)
+                };
+                Some(dir.join(&id))
+            }
+            Some(p) => {
+                notes.push(format!(
+                    "globals.persistence of type {:?} is not read: only Devo's filesystem persistence can be taken over (the state lives in the spool here).",
+                    p.kind
+                ));
+                None
+            }
+        };
 
         if raw.outputs.is_empty() {
             return err(format!(
@@ -764,6 +933,16 @@ impl Config {
             if let Some(svc) = svc
                 && svc.enabled != Some(false)
             {
+                let key = format!("inputs.okta.services.{}", kind.name());
+                for (k, set, why) in [
+                    ("requests_per_second", svc.requests_per_second.is_some(), "a service's local budget is requests_limits"),
+                    ("retries", svc.retries.is_some(), "a failed cycle is retried with backoff until it succeeds"),
+                    ("use_time_slots_for_retrievals", svc.use_time_slots_for_retrievals.is_some(), "cycles run every request_period_in_seconds from the last one"),
+                ] {
+                    if set {
+                        notes.push(format!("{key}.{k} (a key of Devo's collector framework) has no effect here: {why}."));
+                    }
+                }
                 services.push(resolve_service(kind, svc, &at)?);
             }
         }
@@ -830,6 +1009,24 @@ impl Config {
             Some(0) => None,
             Some(n) => Some(n),
         };
+        // Devo's `requests_per_second` for the input: a local budget for all its services.
+        let input_budget = match o.requests_per_second {
+            None => None,
+            Some(r) if !(r.is_finite() && r > 0.0 && r <= 1000.0) => {
+                return err(format!(
+                    "{}: {r} is not a rate; give requests per second between 0.001 and 1000",
+                    at("inputs.okta.requests_per_second")
+                ));
+            }
+            Some(r) if r >= 1.0 => Some(Limit {
+                period: Duration::from_secs(1),
+                requests: r.floor() as u32,
+            }),
+            Some(r) => Some(Limit {
+                period: Duration::from_secs((1.0 / r).ceil() as u64),
+                requests: 1,
+            }),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             id,
@@ -846,9 +1043,12 @@ impl Config {
                 http,
             },
             requests_per_minute,
+            input_budget,
             spool,
             metrics_listen,
             log,
+            notes,
+            devo_state,
         })
     }
 }
@@ -943,24 +1143,64 @@ fn resolve_output(
             Ok(a.to_string())
         }
     };
+    // Devo's sender type, checked against the output's.
+    let transport = |t: &Option<String>, want: &str, other: &str| match t {
+        Some(t) if !t.eq_ignore_ascii_case(want) => err(format!(
+            "{}: {t:?} does not fit this output, which sends {want}; for {t} use an output of type {other}",
+            key("type")
+        )),
+        _ => Ok(()),
+    };
     let (hostname, kind) = match o {
-        RawOutput::DevoPlatform(d) => (
-            d.hostname,
-            OutputKind::Devo(DevoTls {
-                address: host(&d.address, "address")?,
-                port: d.port.unwrap_or(443),
-                chain: resolve(&d.chain),
-                cert: resolve(&d.cert),
-                key: resolve(&d.key),
-            }),
-        ),
-        RawOutput::Relay(r) => (
-            r.hostname,
-            OutputKind::Relay(Address {
-                address: host(&r.address, "address")?,
-                port: r.port.unwrap_or(13000),
-            }),
-        ),
+        RawOutput::DevoPlatform(d) => {
+            transport(&d.transport, "SSL", "relay (plain TCP)")?;
+            // A relative name is looked for beside the config, then where Devo's collector
+            // looks: <working dir>/certs/.
+            let mut not_found = Vec::new();
+            let mut cert = |k: &str, p: &Path| {
+                let here = resolve(p);
+                if p.is_absolute() || here.exists() {
+                    return here;
+                }
+                let devo = std::env::current_dir()
+                    .unwrap_or_default()
+                    .join("certs")
+                    .join(p);
+                if devo.exists() {
+                    return devo;
+                }
+                not_found.push(format!(
+                    "{}: {} is neither at {} nor at {} (where Devo's collector looks)",
+                    key(k),
+                    p.display(),
+                    here.display(),
+                    devo.display()
+                ));
+                here
+            };
+            let (chain, c, k) = (cert("chain", &d.chain), cert("cert", &d.cert), cert("key", &d.key));
+            (
+                d.hostname,
+                OutputKind::Devo(DevoTls {
+                    address: host(&d.address, "address")?,
+                    port: d.port.unwrap_or(443),
+                    chain,
+                    cert: c,
+                    key: k,
+                    not_found,
+                }),
+            )
+        }
+        RawOutput::Relay(r) => {
+            transport(&r.transport, "TCP", "devo_platform (TLS)")?;
+            (
+                r.hostname,
+                OutputKind::Relay(Address {
+                    address: host(&r.address, "address")?,
+                    port: r.port.unwrap_or(13000),
+                }),
+            )
+        }
         RawOutput::Console(c) => (c.unwrap_or_default().hostname, OutputKind::Console),
         RawOutput::DevoHttp(h) => {
             let url = h.url.trim().trim_end_matches('/').to_string();
@@ -1232,6 +1472,139 @@ pub fn machine_hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The config.yaml of Devo's collector, as issue 16 gives it.
+    const DEVO: &str = r#"
+globals:
+  debug: false
+  id: not_used
+  name: okta
+  persistence:
+    type: filesystem
+    config:
+      directory_name: state
+  multiprocessing: false
+  queue_max_size_in_mb: 1024
+  queue_max_size_in_messages: 1000
+  queue_max_elapsed_time_in_sec: 60
+  queue_wrap_max_size_in_messages: 100
+outputs:
+  devo_1:
+    type: devo_platform
+    config:
+      address: collector-us.devo.io
+      port: 443
+      type: SSL
+      chain: chain.crt
+      cert: mydomain.crt
+      key: mydomain.key
+inputs:
+  okta:
+    id: 65294
+    enabled: true
+    requests_per_second: 5
+    credentials:
+      okta_url: https://acme.okta.com
+      api_token: 00abcdefSECRET
+    services:
+      logs:
+        request_period_in_seconds: 60
+        start: 2024-12-04T11:45:01Z
+"#;
+
+    #[test]
+    fn devos_own_config_yaml_is_accepted_and_each_key_means_what_it_can() {
+        let c = parse(DEVO).unwrap();
+        assert_eq!(c.id, "not_used");
+        assert_eq!(c.okta.id, "65294", "a numeric input id");
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(
+            c.devo_state,
+            Some(std::env::current_dir().unwrap().join("state/not_used")),
+            "Devo's state folder, relative to the working directory"
+        );
+        assert_eq!(
+            c.input_budget,
+            Some(Limit {
+                period: Duration::from_secs(1),
+                requests: 5
+            })
+        );
+        let notes = c.notes.join("\n");
+        for key in [
+            "globals.name",
+            "globals.multiprocessing",
+            "globals.queue_max_size_in_mb",
+            "globals.queue_max_size_in_messages",
+            "globals.queue_max_elapsed_time_in_sec",
+            "globals.queue_wrap_max_size_in_messages",
+        ] {
+            assert!(notes.contains(&format!("{key} (a key of Devo's collector framework) has no effect here")), "{key}: {notes}");
+        }
+        assert!(notes.contains("globals.spool.max_bytes_per_table"), "{notes}");
+        assert!(notes.contains("one process by design"), "{notes}");
+        assert_eq!(c.okta.services[0].period, Duration::from_secs(60));
+        assert!(c.okta.services[0].start.is_some());
+        // debug: true is debug logging; a log_level wins over it.
+        let debug = parse(&DEVO.replace("debug: false", "debug: true")).unwrap();
+        assert_eq!(debug.log_level, LogLevel::Debug);
+        let both = parse(&DEVO.replace("debug: false", "debug: true\n  log_level: warn")).unwrap();
+        assert_eq!(both.log_level, LogLevel::Warn);
+        // A fraction of a request a second is one request every so many seconds.
+        let slow = parse(&DEVO.replace("requests_per_second: 5", "requests_per_second: 0.25")).unwrap();
+        assert_eq!(slow.input_budget, Some(Limit { period: Duration::from_secs(4), requests: 1 }));
+        // Devo's other names for the start.
+        for alias in ["historic_date_utc", "start_time_in_utc", "initial_start_time_in_utc"] {
+            let c = parse(&DEVO.replace("        start:", &format!("        {alias}:"))).unwrap();
+            assert!(c.okta.services[0].start.is_some(), "{alias}");
+        }
+        // Devo's per-service keys with no effect are noted too.
+        let c = parse(&DEVO.replace("        request_period_in_seconds: 60", "        request_period_in_seconds: 60\n        retries: 3\n        use_time_slots_for_retrievals: true")).unwrap();
+        assert!(c.notes.iter().any(|n| n.starts_with("inputs.okta.services.logs.retries")), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn a_sender_type_that_does_not_fit_the_output_is_refused() {
+        let e = parse(&DEVO.replace("      type: SSL", "      type: TCP")).unwrap_err();
+        assert!(e.0.contains("outputs.devo_1.config.type: \"TCP\" does not fit this output, which sends SSL; for TCP use an output of type relay"), "{}", e.0);
+        let relay = DEVO.replace("    type: devo_platform\n", "    type: in_house_relay\n").replace(
+            "      type: SSL\n      chain: chain.crt\n      cert: mydomain.crt\n      key: mydomain.key\n",
+            "      type: TCP\n",
+        );
+        let c = parse(&relay).unwrap();
+        assert!(matches!(&c.outputs[0].kind, OutputKind::Relay(a) if a.port == 443 && a.address == "collector-us.devo.io"));
+        let e = parse(&relay.replace("type: TCP", "type: SSL")).unwrap_err();
+        assert!(e.0.contains("for SSL use an output of type devo_platform"), "{}", e.0);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_nearest_known_one() {
+        let e = parse(&DEVO.replace("requests_per_second", "request_per_second")).unwrap_err();
+        assert!(e.0.contains("unknown field `request_per_second`"), "{}", e.0);
+        assert!(e.0.contains("(did you mean `requests_per_second`?)"), "{}", e.0);
+        assert!(e.0.contains("line "), "{}", e.0);
+        let e = parse(&DEVO.replace("  multiprocessing: false", "  zzzzzzzz: 1")).unwrap_err();
+        assert!(e.0.contains("unknown field `zzzzzzzz`") && !e.0.contains("did you mean"), "{}", e.0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_relative_certificate_is_looked_for_where_devo_looks_too() {
+        let c = parse(DEVO).unwrap();
+        let OutputKind::Devo(d) = &c.outputs[0].kind else {
+            panic!()
+        };
+        let msg = d.not_found.join("\n");
+        let cwd = std::env::current_dir().unwrap();
+        assert!(
+            msg.contains(&format!(
+                "outputs.devo_1.config.chain: chain.crt is neither at /etc/okc/chain.crt nor at {} (where Devo's collector looks)",
+                cwd.join("certs/chain.crt").display()
+            )),
+            "{msg}"
+        );
+        assert_eq!(d.not_found.len(), 3);
+    }
 
     #[test]
     fn a_config_too_large_to_be_one_is_refused_at_once() {

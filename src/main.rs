@@ -246,6 +246,9 @@ fn run(path: &std::path::Path) -> ExitCode {
     for w in config.secret_file_warnings() {
         log::warn!("{w}");
     }
+    for n in &config.notes {
+        log::info!("{n}");
+    }
     let registry = metrics::Registry::default();
     if let Some(listen) = config.metrics_listen {
         match metrics::serve(listen, registry.clone()) {
@@ -406,6 +409,9 @@ fn validate_cmd(path: &std::path::Path) -> ExitCode {
         }
     };
     logging::init(log::LevelFilter::Warn);
+    for n in &config.notes {
+        println!("[INFO] {n}");
+    }
     let mut ok = true;
     for c in validate::run(&config) {
         match c.result {

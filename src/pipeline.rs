@@ -107,6 +107,7 @@ impl Pipeline {
                     requests: n,
                 })
                 .into_iter()
+                .chain(config.input_budget)
                 .collect::<Vec<_>>(),
         )));
         let mut pullers = Vec::new();

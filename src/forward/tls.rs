@@ -28,6 +28,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// # Errors
 /// A message naming the config key and the file that is missing, unreadable or invalid.
 pub fn client_config(name: &str, o: &DevoTls) -> Result<Arc<ClientConfig>, String> {
+    if !o.not_found.is_empty() {
+        return Err(o.not_found.join("; "));
+    }
     let key_name = |k: &str| format!("outputs.{name}.config.{k}");
     let mut roots = RootCertStore::empty();
     for c in read_certs(&o.chain, &key_name("chain"))? {
