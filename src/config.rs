@@ -730,6 +730,18 @@ pub struct Service {
     pub emit: Emit,
     /// Local request budgets (empty: none).
     pub limits: Vec<Limit>,
+    /// Devo's collector's state file for this service, when `globals.persistence` names one
+    /// (only the System Log's is taken over): `<dir>/okta_<input id>_<service>_predefined_OktaResourcesPuller.json`.
+    pub devo_state: Option<PathBuf>,
+}
+
+/// The name Devo's collector gives a service's state file (its filesystem persistence):
+/// `<input name>_<input id>_<service name>_<service type>_<module name>.json`.
+pub fn devo_state_name(input_id: &str, kind: ServiceKind) -> String {
+    format!(
+        "okta_{input_id}_{}_predefined_OktaResourcesPuller.json",
+        kind.name()
+    )
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" message: the known key nearest
@@ -752,7 +764,9 @@ fn suggestion(message: &str) -> String {
         .map(|k| (edit_distance(unknown, k), k))
         .min_by_key(|(d, _)| *d);
     match best {
-        Some((d, k)) if d > 0 && d <= (unknown.len() / 3).max(2) => format!(" (did you mean `{k}`?)"),
+        Some((d, k)) if d > 0 && d <= (unknown.len() / 3).max(2) => {
+            format!(" (did you mean `{k}`?)")
+        }
         _ => String::new(),
     }
 }
@@ -846,30 +860,70 @@ impl Config {
         let mut notes = Vec::new();
         let mut no_effect = |key: &str, set: bool, why: &str| {
             if set {
-                notes.push(format!("{key} (a key of Devo's collector framework) has no effect here: {why}."));
+                notes.push(format!(
+                    "{key} (a key of Devo's collector framework) has no effect here: {why}."
+                ));
             }
         };
         let queue = "events wait in the on-disk spool, bounded by globals.spool.max_bytes_per_table and min_free_bytes";
-        no_effect("globals.name", g.name.is_some(), "the log lines name the input and its services");
-        no_effect("globals.multiprocessing", g.multiprocessing.is_some(), "the collector is one process by design, one task per service");
+        no_effect(
+            "globals.name",
+            g.name.is_some(),
+            "the log lines name the input and its services",
+        );
+        no_effect(
+            "globals.multiprocessing",
+            g.multiprocessing.is_some(),
+            "the collector is one process by design, one task per service",
+        );
         for (key, set) in [
-            ("globals.queue_max_size_in_mb", g.queue_max_size_in_mb.is_some()),
-            ("globals.queue_max_size_in_messages", g.queue_max_size_in_messages.is_some()),
-            ("globals.queue_max_elapsed_time_in_sec", g.queue_max_elapsed_time_in_sec.is_some()),
-            ("globals.queue_wrap_max_size_in_messages", g.queue_wrap_max_size_in_messages.is_some()),
+            (
+                "globals.queue_max_size_in_mb",
+                g.queue_max_size_in_mb.is_some(),
+            ),
+            (
+                "globals.queue_max_size_in_messages",
+                g.queue_max_size_in_messages.is_some(),
+            ),
+            (
+                "globals.queue_max_elapsed_time_in_sec",
+                g.queue_max_elapsed_time_in_sec.is_some(),
+            ),
+            (
+                "globals.queue_wrap_max_size_in_messages",
+                g.queue_wrap_max_size_in_messages.is_some(),
+            ),
         ] {
             no_effect(key, set, queue);
         }
-        let sender = "each output keeps one connection, and sends from the spool as fast as the peer takes";
+        let sender =
+            "each output keeps one connection, and sends from the spool as fast as the peer takes";
         for (key, set) in [
-            ("globals.sender_concurrent_connections", g.sender_concurrent_connections.is_some()),
-            ("globals.devo_sender_threshold_for_using_gzip_in_transport_layer", g.devo_sender_threshold_for_using_gzip_in_transport_layer.is_some()),
-            ("globals.devo_sender_compression_level", g.devo_sender_compression_level.is_some()),
-            ("globals.devo_sender_compression_buffer_in_bytes", g.devo_sender_compression_buffer_in_bytes.is_some()),
+            (
+                "globals.sender_concurrent_connections",
+                g.sender_concurrent_connections.is_some(),
+            ),
+            (
+                "globals.devo_sender_threshold_for_using_gzip_in_transport_layer",
+                g.devo_sender_threshold_for_using_gzip_in_transport_layer
+                    .is_some(),
+            ),
+            (
+                "globals.devo_sender_compression_level",
+                g.devo_sender_compression_level.is_some(),
+            ),
+            (
+                "globals.devo_sender_compression_buffer_in_bytes",
+                g.devo_sender_compression_buffer_in_bytes.is_some(),
+            ),
         ] {
             no_effect(key, set, sender);
         }
-        no_effect("globals.sender_stats_period_in_sec", g.sender_stats_period_in_sec.is_some(), "the send statistics line comes every 300 s");
+        no_effect(
+            "globals.sender_stats_period_in_sec",
+            g.sender_stats_period_in_sec.is_some(),
+            "the send statistics line comes every 300 s",
+        );
         if g.debug.is_some() && g.log_level.is_some() {
             notes.push("globals.debug is overridden by globals.log_level.".into());
         }
@@ -935,9 +989,21 @@ impl Config {
             {
                 let key = format!("inputs.okta.services.{}", kind.name());
                 for (k, set, why) in [
-                    ("requests_per_second", svc.requests_per_second.is_some(), "a service's local budget is requests_limits"),
-                    ("retries", svc.retries.is_some(), "a failed cycle is retried with backoff until it succeeds"),
-                    ("use_time_slots_for_retrievals", svc.use_time_slots_for_retrievals.is_some(), "cycles run every request_period_in_seconds from the last one"),
+                    (
+                        "requests_per_second",
+                        svc.requests_per_second.is_some(),
+                        "a service's local budget is requests_limits",
+                    ),
+                    (
+                        "retries",
+                        svc.retries.is_some(),
+                        "a failed cycle is retried with backoff until it succeeds",
+                    ),
+                    (
+                        "use_time_slots_for_retrievals",
+                        svc.use_time_slots_for_retrievals.is_some(),
+                        "cycles run every request_period_in_seconds from the last one",
+                    ),
                 ] {
                     if set {
                         notes.push(format!("{key}.{k} (a key of Devo's collector framework) has no effect here: {why}."));
@@ -1009,6 +1075,14 @@ impl Config {
             Some(0) => None,
             Some(n) => Some(n),
         };
+        let input_id = o.id.map(Scalar::text).unwrap_or_else(|| "okta".into());
+        if let Some(dir) = &devo_state {
+            for s in &mut services {
+                if s.kind == ServiceKind::Logs {
+                    s.devo_state = Some(dir.join(devo_state_name(&input_id, s.kind)));
+                }
+            }
+        }
         // Devo's `requests_per_second` for the input: a local budget for all its services.
         let input_budget = match o.requests_per_second {
             None => None,
@@ -1034,7 +1108,7 @@ impl Config {
             log_level,
             outputs,
             okta: Okta {
-                id: o.id.map(Scalar::text).unwrap_or_else(|| "okta".into()),
+                id: input_id,
                 enabled: o.enabled.unwrap_or(true),
                 url,
                 token,
@@ -1178,7 +1252,11 @@ fn resolve_output(
                 ));
                 here
             };
-            let (chain, c, k) = (cert("chain", &d.chain), cert("cert", &d.cert), cert("key", &d.key));
+            let (chain, c, k) = (
+                cert("chain", &d.chain),
+                cert("cert", &d.cert),
+                cert("key", &d.key),
+            );
             (
                 d.hostname,
                 OutputKind::Devo(DevoTls {
@@ -1380,6 +1458,7 @@ fn resolve_service(
         tag,
         emit,
         limits,
+        devo_state: None,
     })
 }
 
@@ -1539,9 +1618,17 @@ inputs:
             "globals.queue_max_elapsed_time_in_sec",
             "globals.queue_wrap_max_size_in_messages",
         ] {
-            assert!(notes.contains(&format!("{key} (a key of Devo's collector framework) has no effect here")), "{key}: {notes}");
+            assert!(
+                notes.contains(&format!(
+                    "{key} (a key of Devo's collector framework) has no effect here"
+                )),
+                "{key}: {notes}"
+            );
         }
-        assert!(notes.contains("globals.spool.max_bytes_per_table"), "{notes}");
+        assert!(
+            notes.contains("globals.spool.max_bytes_per_table"),
+            "{notes}"
+        );
         assert!(notes.contains("one process by design"), "{notes}");
         assert_eq!(c.okta.services[0].period, Duration::from_secs(60));
         assert!(c.okta.services[0].start.is_some());
@@ -1551,16 +1638,33 @@ inputs:
         let both = parse(&DEVO.replace("debug: false", "debug: true\n  log_level: warn")).unwrap();
         assert_eq!(both.log_level, LogLevel::Warn);
         // A fraction of a request a second is one request every so many seconds.
-        let slow = parse(&DEVO.replace("requests_per_second: 5", "requests_per_second: 0.25")).unwrap();
-        assert_eq!(slow.input_budget, Some(Limit { period: Duration::from_secs(4), requests: 1 }));
+        let slow =
+            parse(&DEVO.replace("requests_per_second: 5", "requests_per_second: 0.25")).unwrap();
+        assert_eq!(
+            slow.input_budget,
+            Some(Limit {
+                period: Duration::from_secs(4),
+                requests: 1
+            })
+        );
         // Devo's other names for the start.
-        for alias in ["historic_date_utc", "start_time_in_utc", "initial_start_time_in_utc"] {
+        for alias in [
+            "historic_date_utc",
+            "start_time_in_utc",
+            "initial_start_time_in_utc",
+        ] {
             let c = parse(&DEVO.replace("        start:", &format!("        {alias}:"))).unwrap();
             assert!(c.okta.services[0].start.is_some(), "{alias}");
         }
         // Devo's per-service keys with no effect are noted too.
         let c = parse(&DEVO.replace("        request_period_in_seconds: 60", "        request_period_in_seconds: 60\n        retries: 3\n        use_time_slots_for_retrievals: true")).unwrap();
-        assert!(c.notes.iter().any(|n| n.starts_with("inputs.okta.services.logs.retries")), "{:?}", c.notes);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.starts_with("inputs.okta.services.logs.retries")),
+            "{:?}",
+            c.notes
+        );
     }
 
     #[test]
@@ -1572,19 +1676,37 @@ inputs:
             "      type: TCP\n",
         );
         let c = parse(&relay).unwrap();
-        assert!(matches!(&c.outputs[0].kind, OutputKind::Relay(a) if a.port == 443 && a.address == "collector-us.devo.io"));
+        assert!(
+            matches!(&c.outputs[0].kind, OutputKind::Relay(a) if a.port == 443 && a.address == "collector-us.devo.io")
+        );
         let e = parse(&relay.replace("type: TCP", "type: SSL")).unwrap_err();
-        assert!(e.0.contains("for SSL use an output of type devo_platform"), "{}", e.0);
+        assert!(
+            e.0.contains("for SSL use an output of type devo_platform"),
+            "{}",
+            e.0
+        );
     }
 
     #[test]
     fn an_unknown_key_is_named_with_the_nearest_known_one() {
         let e = parse(&DEVO.replace("requests_per_second", "request_per_second")).unwrap_err();
-        assert!(e.0.contains("unknown field `request_per_second`"), "{}", e.0);
-        assert!(e.0.contains("(did you mean `requests_per_second`?)"), "{}", e.0);
+        assert!(
+            e.0.contains("unknown field `request_per_second`"),
+            "{}",
+            e.0
+        );
+        assert!(
+            e.0.contains("(did you mean `requests_per_second`?)"),
+            "{}",
+            e.0
+        );
         assert!(e.0.contains("line "), "{}", e.0);
         let e = parse(&DEVO.replace("  multiprocessing: false", "  zzzzzzzz: 1")).unwrap_err();
-        assert!(e.0.contains("unknown field `zzzzzzzz`") && !e.0.contains("did you mean"), "{}", e.0);
+        assert!(
+            e.0.contains("unknown field `zzzzzzzz`") && !e.0.contains("did you mean"),
+            "{}",
+            e.0
+        );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 

@@ -118,6 +118,21 @@ impl Response {
         }
     }
 
+    /// Okta's answer to a paging cursor it does not honour: 400 `E0000029` ("Invalid paging
+    /// request.", cause "Invalid cursor.").
+    pub fn is_invalid_cursor(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct E {
+            #[serde(rename = "errorCode")]
+            code: Option<String>,
+        }
+        self.status == 400
+            && serde_json::from_slice::<E>(&self.body)
+                .ok()
+                .and_then(|e| e.code)
+                .is_some_and(|c| c == "E0000029")
+    }
+
     /// A 429 for too many simultaneous requests: Okta then sends `X-Rate-Limit-Limit: 0` and
     /// `X-Rate-Limit-Remaining: 0`, and the reset time is only an estimate.
     pub fn is_concurrency_limit(&self) -> bool {

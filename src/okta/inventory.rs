@@ -157,6 +157,11 @@ pub(crate) async fn incremental_cycle(
             Got::Page(r) => r,
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
+            // The listing starts again from the watermark.
+            Got::InvalidCursor => {
+                cursor.next_link.clear();
+                break stats.failed();
+            }
         };
         match take_incremental_page(p, cursor, &url, &resp, &mut stats).await? {
             None => break stats.failed(),
@@ -310,6 +315,8 @@ pub(crate) async fn snapshot_cycle(
             Got::Page(r) => r,
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
+            // The next cycle lists from the first page.
+            Got::InvalidCursor => break stats.failed(),
         };
         let Some(page) = p.check_page(&url, &resp) else {
             break stats.failed();

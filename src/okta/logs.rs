@@ -22,7 +22,28 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     let label = &p.label;
     log::info!("{label} -> Reading persisted data");
     let configured = p.service.start.map(crate::time::format_seconds);
-    match p.spool.cursor().map(|b| LogsCursor::decode(&b)) {
+    let mut stored = p.spool.cursor().map(|b| LogsCursor::decode(&b));
+    // No cursor of our own: Devo's collector's state, if the config names its persistence.
+    let mut imported = false;
+    if stored.is_none()
+        && let Some(file) = p.service.devo_state.as_deref()
+        && file.exists()
+    {
+        match super::devo_state::read(file, p.client.url()) {
+            Ok(c) => {
+                log::info!(
+                    "{label} -> Importing the state of Devo's collector from {}",
+                    super::devo_state::describe(file, &c)
+                );
+                stored = Some(Ok(c));
+                imported = true;
+            }
+            Err(e) => log::error!(
+                "{label} -> The state of Devo's collector cannot be imported: {e}. A new persistence is started."
+            ),
+        }
+    }
+    match stored {
         Some(Ok(c)) => {
             log::info!(
                 "{label} -> Data retrieved from the persistence: next_link={:?}, initial_start_time_in_utc={}, last_timestamp={}",
@@ -36,6 +57,14 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
                         "{label} -> Persistence will be overridden due to the configured start ({new}) differs from the persisted initial_start_time_in_utc ({})",
                         c.made_from()
                     );
+                }
+                _ if imported => {
+                    // Ours from now on: durable in the spool before the first request.
+                    p.commit(Events::default(), c.encode()).await?;
+                    log::warn!(
+                        "{label} -> Persistence has been updated successfully (taken over from Devo's collector)"
+                    );
+                    return Ok(c);
                 }
                 _ => return Ok(c),
             }
@@ -74,17 +103,19 @@ const AHEAD_BYTES: usize = 1 << 20;
 /// The URL a cycle asks for next, after `cursor`.
 fn next_url(p: &Puller, cursor: &LogsCursor) -> String {
     if cursor.next_link.is_empty() {
-        format!(
-            "{}/api/v1/logs?since={}&limit={PAGE_LIMIT}&sortOrder=ASCENDING",
-            p.client.url().base(),
-            crate::time::format_millis(
-                crate::time::parse_rfc3339(&cursor.initial_start_time_in_utc)
-                    .unwrap_or(SystemTime::now())
-            )
-        )
+        since_url(p, &cursor.initial_start_time_in_utc)
     } else {
         cursor.next_link.clone()
     }
+}
+
+/// The first page from `since` (RFC 3339; now if it does not parse).
+fn since_url(p: &Puller, since: &str) -> String {
+    format!(
+        "{}/api/v1/logs?since={}&limit={PAGE_LIMIT}&sortOrder=ASCENDING",
+        p.client.url().base(),
+        crate::time::format_millis(crate::time::parse_rfc3339(since).unwrap_or(SystemTime::now()))
+    )
 }
 
 /// What a cycle waits for: a page fetched, or a commit done.
@@ -169,6 +200,19 @@ pub(crate) async fn cycle(
                         None => end = Some(stats.failed()),
                     },
                     Got::Shutdown => end = Some(CycleEnd::Shutdown),
+                    // The next link is not honoured (an imported one too old, say): go on
+                    // from the newest time taken, its uuids dropping what was taken at it.
+                    Got::InvalidCursor => {
+                        let since = since_url(p, &taken.last_timestamp);
+                        log::warn!(
+                            "{} -> Going on from last_timestamp {} with its {} uuids instead: {since}",
+                            p.label,
+                            taken.last_timestamp,
+                            taken.uuid_list.len()
+                        );
+                        taken.next_link = since;
+                        dirty = true;
+                    }
                     // A failure's progress counts the pages taken this cycle.
                     Got::Failed(CycleEnd::Failed { .. }) => end = Some(stats.failed()),
                     Got::Failed(e) => end = Some(e),

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod client;
 pub mod cursor;
+pub mod devo_state;
 pub mod inventory;
 pub mod link;
 pub mod logs;

@@ -3,7 +3,7 @@
 //! statistics line. The service-specific parts are in `logs.rs` and `inventory.rs`.
 
 use super::client::{Client, FetchError, Response};
-use super::{PULL_301, PULL_302, link, page};
+use super::{PULL_300, PULL_301, PULL_302, link, page};
 use crate::config::{PullMode, Service, SpoolLimits};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
@@ -109,6 +109,9 @@ pub(crate) enum Got {
     Shutdown,
     /// An error, already logged; the cycle should end this way.
     Failed(CycleEnd),
+    /// Okta no longer honours the cursor in the URL (400 E0000029, "Invalid cursor."), logged:
+    /// the caller goes on from what it knows without it.
+    InvalidCursor,
 }
 
 impl Stats {
@@ -371,6 +374,14 @@ impl Puller {
                         self.service.period.as_secs()
                     );
                     return Got::Failed(CycleEnd::Unavailable);
+                }
+                400 if resp.is_invalid_cursor() => {
+                    log::warn!(
+                        "{label} -> {PULL_300}: Okta no longer honours the cursor of {} ({}).",
+                        crate::logging::escape_controls(url),
+                        resp.error_details()
+                    );
+                    return Got::InvalidCursor;
                 }
                 _ => {
                     log::error!(

@@ -495,10 +495,19 @@ impl Shared {
             match after.rsplit('_').next().and_then(|i| i.parse::<u64>().ok()) {
                 Some(i) => i,
                 None => {
+                    // Okta's answer to a cursor it does not honour (recorded: err-400-after).
                     return Reply {
                         status: 400,
                         headers,
-                        body: error_body("E0000001", "Api validation failed: after"),
+                        body: serde_json::json!({
+                            "errorCode": "E0000029",
+                            "errorSummary": "Invalid paging request.",
+                            "errorLink": "E0000029",
+                            "errorId": "oaeSimulated0000000000000",
+                            "errorCauses": [{"errorSummary": "Invalid cursor."}]
+                        })
+                        .to_string()
+                        .into_bytes(),
                     };
                 }
             }

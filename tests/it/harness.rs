@@ -159,6 +159,8 @@ inputs:
         Command::new(bin())
             .args(["run", "--config"])
             .arg(config)
+            // The working directory is the test's folder (Devo's relative paths start there).
+            .current_dir(self.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(vars.iter().copied())

@@ -8,6 +8,8 @@ mod config_errors;
 mod crash;
 /// Full delivery, Devo down at start, SIGTERM and restart.
 mod delivery;
+/// Switching from Devo's collector: its state taken over.
+mod devo;
 /// Long outage with a small spool, full disk, `status`.
 mod durability;
 /// Okta faults, rate limits, token secrecy.
