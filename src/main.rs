@@ -55,6 +55,22 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Take over the System Log state of Devo's collector (its filesystem persistence) before
+    /// the first run: the next `run` goes on from its next_link, dropping its uuid_list's
+    /// events. `run` does this by itself on a first start when `globals.persistence` names
+    /// the state; this is for a state file copied from elsewhere. Stop the collector first.
+    ImportDevoState {
+        /// The YAML config file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Devo's state file (default: the one `globals.persistence` names), e.g.
+        /// state/not_used/okta_65294_logs_predefined_OktaResourcesPuller.json.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Replace a cursor the System Log spool has already.
+        #[arg(long)]
+        force: bool,
+    },
     /// Probe a running collector's health endpoint (for a container HEALTHCHECK, where there
     /// is no curl): exit 0 if it answers 2xx within 5 s, else 1.
     Health {
@@ -132,6 +148,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::ImportDevoState {
+            config,
+            state,
+            force,
+        } => match load(&config)
+            .map(|c| okta_collector::okta::devo_state::import(&c, state.as_deref(), force))
+        {
+            Ok(Ok(text)) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+            Err(code) => code,
+        },
         Command::Status { config } => match load(&config).map(|c| status::report(&c)) {
             Ok(Ok(text)) => {
                 print!("{text}");
@@ -413,6 +446,14 @@ fn validate_cmd(path: &std::path::Path) -> ExitCode {
         println!("[INFO] {n}");
     }
     let mut ok = true;
+    match okta_collector::okta::devo_state::would_import(&config) {
+        None => {}
+        Some(Ok(what)) => println!("[ OK ] Devo's state: {}", logging::escape_controls(&what)),
+        Some(Err(e)) => {
+            ok = false;
+            println!("[FAIL] Devo's state: {}", logging::escape_controls(&e));
+        }
+    }
     for c in validate::run(&config) {
         match c.result {
             // A detail may quote a peer (Okta's errorSummary): one check, one line.

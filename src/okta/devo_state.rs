@@ -72,3 +72,96 @@ pub fn describe(path: &Path, c: &LogsCursor) -> String {
         c.uuid_list.len()
     )
 }
+
+/// `okta-collector import-devo-state`: takes Devo's System Log state (`state`, or the file the
+/// config's `globals.persistence` names) into the System Log spool as its cursor, so the next
+/// `run` goes on from there. Refused while the collector runs (the spool is locked), and when
+/// the spool has a cursor already unless `force` (events already spooled are still sent).
+///
+/// # Errors
+/// What stops the import, with what to do.
+pub fn import(
+    config: &crate::config::Config,
+    state: Option<&Path>,
+    force: bool,
+) -> Result<String, String> {
+    use crate::config::ServiceKind;
+    let service = config
+        .okta
+        .services
+        .iter()
+        .find(|s| s.kind == ServiceKind::Logs)
+        .ok_or("the System Log service (inputs.okta.services.logs) is not enabled in the config")?;
+    let file = state.or(service.devo_state.as_deref()).ok_or(
+        "no state file: give --state FILE, or name Devo's persistence in the config (globals.persistence)",
+    )?;
+    let c = read(file, &config.okta.url)?;
+    crate::private::ensure(&config.data_dir, true)?;
+    crate::private::ensure(&config.data_dir.join("spool"), false)?;
+    let dir = config.data_dir.join("spool").join(ServiceKind::Logs.name());
+    crate::private::ensure(&dir, false)?;
+    let consumers: Vec<&str> = config.outputs.iter().map(|o| o.name.as_str()).collect();
+    let spool =
+        spool::Spool::open_consumers(&dir, spool::Options::default(), &consumers).map_err(|e| {
+            match e {
+                spool::Error::Locked { .. } => format!("{e} (stop the collector before importing)"),
+                e => e.to_string(),
+            }
+        })?;
+    if let Some(ours) = spool.cursor()
+        && !force
+    {
+        return Err(format!(
+            "the System Log spool {} has a cursor of its own already ({}); give --force to replace it with Devo's",
+            dir.display(),
+            crate::logging::escape_controls(&String::from_utf8_lossy(&ours))
+        ));
+    }
+    spool
+        .append(&[], &c.encode())
+        .map_err(|e| format!("cannot write the cursor: {e}"))?;
+    let mut out = format!(
+        "Imported the state of Devo's collector from {}",
+        describe(file, &c)
+    );
+    if let Some(start) = service.start.map(crate::time::format_seconds)
+        && start != c.initial_start_time_in_utc
+    {
+        out.push_str(&format!(
+            "\nNote: the configured start ({start}) differs from its initial_start_time_in_utc ({}): the next run resets the persistence to the configured start, as Devo's collector would; remove or change `start` to keep this state",
+            c.initial_start_time_in_utc
+        ));
+    }
+    Ok(out)
+}
+
+/// What `validate` says of Devo's state for the System Log: `None` when the config names no
+/// Devo persistence.
+pub fn would_import(config: &crate::config::Config) -> Option<Result<String, String>> {
+    let service = config
+        .okta
+        .services
+        .iter()
+        .find(|s| s.kind == crate::config::ServiceKind::Logs)?;
+    let file = service.devo_state.as_deref()?;
+    if !file.exists() {
+        return Some(Ok(format!(
+            "no state file at {}: the System Log starts from its configured start",
+            file.display()
+        )));
+    }
+    let dir = config.data_dir.join("spool").join("logs");
+    let ours = spool::inspect(&dir, spool::Options::default(), &[])
+        .ok()
+        .and_then(|i| i.cursor);
+    Some(read(file, &config.okta.url).map(|c| {
+        if ours.is_some() {
+            format!(
+                "{} is not imported: the System Log spool has a cursor of its own",
+                file.display()
+            )
+        } else {
+            format!("would import {}", describe(file, &c))
+        }
+    }))
+}

@@ -121,3 +121,56 @@ fn a_start_that_differs_from_devos_resets_as_the_seed_does() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_state_file_copied_from_elsewhere_is_imported_by_the_command_once_unless_forced() {
+    let next = |org: &str| format!("{org}/api/v1/logs?after=1_{K}&limit=1000&sortOrder=ASCENDING");
+    let mut env = with_devo_state(next, None);
+    let from = env
+        .path()
+        .join("state/okta-test/okta_65294_logs_predefined_OktaResourcesPuller.json");
+    let copied = env.path().join("copied.json");
+    std::fs::rename(&from, &copied).unwrap();
+    let config = env.path().join("config.yaml");
+    let cmd = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(env.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // validate says what would happen (no file where the config points).
+    let (_, v) = cmd(&["validate"]);
+    assert!(v.contains("[ OK ] Devo's state: no state file at"), "{v}");
+    let state = copied.to_str().unwrap();
+    let (code, out) = cmd(&["import-devo-state", "--state", state]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Imported the state of Devo's collector from") && out.contains("after=1_1234"),
+        "{out}"
+    );
+    let (code, out) = cmd(&["import-devo-state", "--state", state]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("has a cursor of its own already") && out.contains("--force"),
+        "{out}"
+    );
+    let (code, out) = cmd(&["import-devo-state", "--state", state, "--force"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (got, logs) = deliver(&mut env, TOTAL - K);
+    assert_eq!(got, (K..TOTAL).collect::<Vec<_>>(), "exactly K..N");
+    assert!(
+        !logs.contains("Importing the state"),
+        "the run found our cursor"
+    );
+}
