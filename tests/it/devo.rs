@@ -174,3 +174,130 @@ fn a_state_file_copied_from_elsewhere_is_imported_by_the_command_once_unless_for
         "the run found our cursor"
     );
 }
+
+/// A config in the layout of Devo's collector framework, every key of its globals set, with
+/// `output` under `outputs.devo_1`.
+fn devo_layout(env: &Env, output: &str) -> String {
+    format!(
+        r#"globals:
+  debug: true
+  id: not_used
+  name: okta
+  persistence:
+    type: filesystem
+    config:
+      directory_name: state
+  multiprocessing: false
+  queue_max_size_in_mb: 1024
+  queue_max_size_in_messages: 1000
+  queue_max_elapsed_time_in_sec: 60
+  queue_wrap_max_size_in_messages: 100
+outputs:
+  devo_1:
+{output}inputs:
+  okta:
+    id: 65294
+    enabled: true
+    requests_per_second: 5
+    credentials:
+      okta_url: {url}
+      api_token: {TOKEN}
+    services:
+      logs:
+        request_period_in_seconds: 1
+        start: {start}
+"#,
+        url = env.okta.url(),
+        start = env.okta.start_time()
+    )
+}
+
+#[test]
+fn devos_config_yaml_runs_as_it_is_certificates_found_where_devo_finds_them() {
+    let mut env = Env::new(okta::Options {
+        total: 2_000,
+        initial: 2_000,
+        ..Default::default()
+    });
+    let devo = env.start_devo();
+    // Bare names: beside the config there is nothing; <working dir>/certs/ has them.
+    let text = devo_layout(
+        &env,
+        &format!(
+            "    type: devo_platform\n    config:\n      address: 127.0.0.1\n      port: {}\n      type: SSL\n      chain: chain.crt\n      cert: domain.crt\n      key: domain.key\n      hostname: {HOSTNAME}\n",
+            env.devo_port
+        ),
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(60), || devo.count() >= 2_000);
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(all, "{}\n{logs}", devo.count());
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(2_000).is_empty() && d.duplicates() == 0);
+    assert!(
+        logs.contains(
+            "globals.queue_max_size_in_mb (a key of Devo's collector framework) has no effect here"
+        ),
+        "{logs}"
+    );
+    assert!(logs.contains("DEBUG"), "debug: true logs at debug\n{logs}");
+    assert!(
+        logs.contains("OktaResourcesPuller(okta#65294,logs#predefined)"),
+        "{logs}"
+    );
+    // Neither place has it: both are named.
+    std::fs::rename(
+        env.path().join("certs/chain.crt"),
+        env.path().join("chain.moved"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .current_dir(env.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "chain.crt is neither at {} nor at {} (where Devo's collector looks)",
+            env.path().join("chain.crt").display(),
+            env.path().join("certs/chain.crt").display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_relay_in_devos_layout_delivers_the_same_way() {
+    let mut env = Env::new(okta::Options {
+        total: 1_500,
+        initial: 1_500,
+        ..Default::default()
+    });
+    let port = free_port();
+    let relay = crate::outputs::Relay::start(port);
+    let text = devo_layout(
+        &env,
+        &format!(
+            "    type: relay\n    config:\n      address: 127.0.0.1\n      port: {port}\n      type: TCP\n      hostname: {HOSTNAME}\n"
+        ),
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(60), || relay.lines().len() >= 1_500);
+    stop(&env, &mut child);
+    assert!(all, "{}\n{}", relay.lines().len(), env.logs());
+    let lines: Vec<Vec<u8>> = relay
+        .lines()
+        .into_iter()
+        .map(|mut l| {
+            l.pop();
+            l
+        })
+        .collect();
+    let d = check_lines(&env, &lines, "auth.okta.system");
+    assert!(d.missing(1_500).is_empty() && d.duplicates() == 0);
+}

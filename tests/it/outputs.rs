@@ -12,12 +12,12 @@ use std::time::Duration;
 
 /// A relay stand-in: accepts plain TCP connections on 127.0.0.1 and keeps every line.
 #[derive(Clone)]
-struct Relay {
+pub(crate) struct Relay {
     lines: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Relay {
-    fn start(port: u16) -> Relay {
+    pub(crate) fn start(port: u16) -> Relay {
         Relay::start_at(([127, 0, 0, 1], port).into())
     }
 
@@ -48,7 +48,7 @@ impl Relay {
         relay
     }
 
-    fn lines(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn lines(&self) -> Vec<Vec<u8>> {
         self.lines.lock().unwrap().clone()
     }
 }
