@@ -1668,6 +1668,15 @@ inputs:
     }
 
     #[test]
+    fn the_devo_layout_example_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/devo-layout.example.yaml");
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.okta.id, "65294");
+        assert!(c.devo_state.is_some());
+        assert!(c.notes.len() >= 6, "{:?}", c.notes);
+    }
+
+    #[test]
     fn a_sender_type_that_does_not_fit_the_output_is_refused() {
         let e = parse(&DEVO.replace("      type: SSL", "      type: TCP")).unwrap_err();
         assert!(e.0.contains("outputs.devo_1.config.type: \"TCP\" does not fit this output, which sends SSL; for TCP use an output of type relay"), "{}", e.0);
