@@ -227,6 +227,10 @@ struct RawDevo {
     /// Devo's sender type: `SSL` (the only one a `devo_platform` output has).
     #[serde(rename = "type")]
     transport: Option<String>,
+    /// The name the server's certificate is checked against, instead of `address`.
+    server_name: Option<String>,
+    /// Devo's collector's setting: `false` checks the chain, not the name.
+    check_hostname: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -422,6 +426,10 @@ pub struct DevoTls {
     pub cert: PathBuf,
     /// Client key.
     pub key: PathBuf,
+    /// `server_name`: the name the certificate is checked against (`None`: `address`).
+    pub server_name: Option<String>,
+    /// `check_hostname` (default true): whether the certificate's name is checked at all.
+    pub check_hostname: bool,
     /// Relative names found neither beside the config nor under `<working dir>/certs/`,
     /// each a message naming both places (loading the output fails with them).
     pub not_found: Vec<String>,
@@ -1265,6 +1273,8 @@ fn resolve_output(
                     chain,
                     cert: c,
                     key: k,
+                    server_name: d.server_name,
+                    check_hostname: d.check_hostname.unwrap_or(true),
                     not_found,
                 }),
             )
@@ -1489,6 +1499,22 @@ impl Config {
             }
         }
         out
+    }
+
+    /// A warning for each output whose server certificate's name is not checked.
+    pub fn tls_warnings(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::Devo(d) if !d.check_hostname => Some(format!(
+                    "outputs.{}.config.check_hostname is false: the server's certificate is verified against {} but its name is not checked against {} (as Devo's own collector does); set server_name to the name the certificate holds instead, if it holds one",
+                    o.name,
+                    d.chain.display(),
+                    d.address
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A warning for each file holding a secret in clear that other users can read.

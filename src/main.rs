@@ -282,6 +282,9 @@ fn run(path: &std::path::Path) -> ExitCode {
     for n in &config.notes {
         log::info!("{n}");
     }
+    for w in config.tls_warnings() {
+        log::warn!("{w}");
+    }
     let registry = metrics::Registry::default();
     if let Some(listen) = config.metrics_listen {
         match metrics::serve(listen, registry.clone()) {
@@ -444,6 +447,9 @@ fn validate_cmd(path: &std::path::Path) -> ExitCode {
     logging::init(log::LevelFilter::Warn);
     for n in &config.notes {
         println!("[INFO] {n}");
+    }
+    for w in config.tls_warnings() {
+        println!("[WARN] {w}");
     }
     let mut ok = true;
     match okta_collector::okta::devo_state::would_import(&config) {

@@ -27,6 +27,36 @@ pub struct Pki {
 /// # Errors
 /// A message if generation or writing fails.
 pub fn generate(dir: &Path, ca_name: &str) -> Result<Pki, String> {
+    generate_shaped(dir, ca_name, &Shape::default())
+}
+
+/// How the server certificate looks (tests of the client's checks).
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// The DNS names it holds (default: `localhost`).
+    pub server_names: Vec<String>,
+    /// Whether it holds 127.0.0.1 too (default: yes).
+    pub server_ip: bool,
+    /// Whether it is for client authentication only (EKU clientAuth), as Devo's client CA
+    /// issues: such a leaf must never pass as the server.
+    pub server_client_auth_only: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Shape {
+        Shape {
+            server_names: vec!["localhost".into()],
+            server_ip: true,
+            server_client_auth_only: false,
+        }
+    }
+}
+
+/// As [`generate`], with the server certificate in `shape`.
+///
+/// # Errors
+/// As [`generate`].
+pub fn generate_shaped(dir: &Path, ca_name: &str, shape: &Shape) -> Result<Pki, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let e = |e: rcgen::Error| e.to_string();
     let ca_key = KeyPair::generate().map_err(e)?;
@@ -37,11 +67,18 @@ pub fn generate(dir: &Path, ca_name: &str) -> Result<Pki, String> {
     let issuer = Issuer::new(ca, &ca_key);
 
     let server_key = KeyPair::generate().map_err(e)?;
-    let mut sp = CertificateParams::new(vec!["localhost".to_string()]).map_err(e)?;
-    sp.subject_alt_names
-        .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    sp.distinguished_name.push(DnType::CommonName, "localhost");
-    sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let mut sp = CertificateParams::new(shape.server_names.clone()).map_err(e)?;
+    if shape.server_ip {
+        sp.subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    }
+    let cn = shape.server_names.first().map_or("server", String::as_str);
+    sp.distinguished_name.push(DnType::CommonName, cn);
+    sp.extended_key_usages = vec![if shape.server_client_auth_only {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
     let server_cert = sp.signed_by(&server_key, &issuer).map_err(e)?;
 
     let client_key = KeyPair::generate().map_err(e)?;

@@ -301,3 +301,57 @@ fn a_relay_in_devos_layout_delivers_the_same_way() {
     let d = check_lines(&env, &lines, "auth.okta.system");
     assert!(d.missing(1_500).is_empty() && d.duplicates() == 0);
 }
+
+/// `validate`'s output for the harness's config with `extra` under the output's config, the
+/// receiver's certificate in `shape`.
+fn validate_against(shape: okta_collector::sim::certs::Shape, extra: &str) -> String {
+    let mut env = Env::new(okta::Options::default());
+    okta_collector::sim::certs::generate_shaped(&env.path().join("certs"), "test CA", &shape)
+        .unwrap();
+    let _devo = env.start_devo();
+    let anchor = format!("      hostname: {HOSTNAME}\n");
+    let text = env.config_text("");
+    assert_eq!(text.matches(&anchor).count(), 1);
+    env.write_config_text(&text.replace(&anchor, &format!("{anchor}{extra}")));
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn elsewhere() -> okta_collector::sim::certs::Shape {
+    okta_collector::sim::certs::Shape {
+        server_names: vec!["collector-us.devo.io".into()],
+        server_ip: false,
+        server_client_auth_only: false,
+    }
+}
+
+#[test]
+fn a_balancer_certificate_for_another_name_passes_with_server_name_or_check_hostname_false() {
+    // The address is 127.0.0.1; the certificate names collector-us.devo.io only.
+    let strict = validate_against(elsewhere(), "");
+    assert!(strict.contains("[FAIL] output devo_1"), "{strict}");
+    let named = validate_against(elsewhere(), "      server_name: collector-us.devo.io\n");
+    assert!(named.contains("[ OK ] output devo_1"), "{named}");
+    let wrong = validate_against(elsewhere(), "      server_name: collector-eu.devo.io\n");
+    assert!(wrong.contains("[FAIL] output devo_1"), "{wrong}");
+    let unchecked = validate_against(elsewhere(), "      check_hostname: false\n");
+    assert!(unchecked.contains("[ OK ] output devo_1"), "{unchecked}");
+    assert!(
+        unchecked.contains("[WARN] outputs.devo_1.config.check_hostname is false"),
+        "{unchecked}"
+    );
+}
+
+#[test]
+fn a_client_authentication_leaf_never_passes_as_the_balancer_even_unchecked() {
+    let shape = okta_collector::sim::certs::Shape {
+        server_client_auth_only: true,
+        ..elsewhere()
+    };
+    let out = validate_against(shape, "      check_hostname: false\n");
+    assert!(out.contains("[FAIL] output devo_1"), "{out}");
+}
