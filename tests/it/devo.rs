@@ -355,3 +355,46 @@ fn a_client_authentication_leaf_never_passes_as_the_balancer_even_unchecked() {
     let out = validate_against(shape, "      check_hostname: false\n");
     assert!(out.contains("[FAIL] output devo_1"), "{out}");
 }
+
+/// The CA chains Devo publishes (read from `../shared/`, never copied into the repository).
+fn devo_chains() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/devo-chain");
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    if out.is_empty() {
+        eprintln!(
+            "NOTE: {} is missing: Devo's published chains were not tried",
+            dir.display()
+        );
+    }
+    out
+}
+
+#[test]
+fn each_chain_devo_publishes_loads_as_the_chain() {
+    let env = Env::new(okta::Options::default());
+    for chain in devo_chains() {
+        let text = env.config_text("").replace(
+            "chain: certs/chain.crt",
+            &format!("chain: {}", chain.display()),
+        );
+        assert!(text.contains(&chain.display().to_string()));
+        let p = env.write_config_text(&text);
+        let c = okta_collector::config::Config::load(&p).unwrap();
+        let okta_collector::config::OutputKind::Devo(d) = &c.outputs[0].kind else {
+            panic!()
+        };
+        // The root (RSA-4096, no keyUsage; SHA-1 signed in 2020) and the client CAs (no
+        // SKI/AKI) are taken as trust anchors.
+        if let Err(e) = okta_collector::forward::tls::client_config("devo_1", d) {
+            panic!("{}: {e}", chain.display());
+        }
+        eprintln!("{} loads as the chain", chain.display());
+    }
+}
