@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin="$PWD/target/debug/okta-collector"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/debug/okta-collector"
 [ -x "$bin" ] || cargo build --bin okta-collector
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
