@@ -231,6 +231,8 @@ struct RawDevo {
     server_name: Option<String>,
     /// Devo's collector's setting: `false` checks the chain, not the name.
     check_hostname: Option<bool>,
+    /// Accept SHA-1 signatures and 1024-bit RSA signers in the server's chain.
+    legacy_signatures: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +248,9 @@ struct RawOkta {
     enabled: Option<bool>,
     /// Devo's local limiter for the whole input: a budget of this many requests a second.
     requests_per_second: Option<f64>,
+    /// Devo's override of the collector definition's API base URL: for Okta, the org's URL
+    /// (`credentials.okta_url`, which it may replace; both must then agree).
+    override_api_base_url: Option<String>,
     credentials: RawCredentials,
     services: RawServices,
     ca_file: Option<PathBuf>,
@@ -257,7 +262,7 @@ struct RawOkta {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCredentials {
-    okta_url: String,
+    okta_url: Option<String>,
     api_token: Option<Secret>,
     api_token_env: Option<String>,
     api_token_file: Option<PathBuf>,
@@ -430,6 +435,9 @@ pub struct DevoTls {
     pub server_name: Option<String>,
     /// `check_hostname` (default true): whether the certificate's name is checked at all.
     pub check_hostname: bool,
+    /// `legacy_signatures` (default false): the server's chain may be signed with SHA-1 or
+    /// by an RSA key of 1024 to 2047 bits (Devo's 2020 chain is SHA-1-signed).
+    pub legacy_signatures: bool,
     /// Relative names found neither beside the config nor under `<working dir>/certs/`,
     /// each a message naming both places (loading the output fails with them).
     pub not_found: Vec<String>,
@@ -973,8 +981,30 @@ impl Config {
         }
 
         let o = raw.inputs.okta;
-        let url = OktaUrl::parse(&o.credentials.okta_url)
-            .map_err(|e| ConfigError(format!("{}: {e}", at("inputs.okta.credentials.okta_url"))))?;
+        let (url_key, url_text) = match (&o.credentials.okta_url, &o.override_api_base_url) {
+            (Some(u), None) => ("inputs.okta.credentials.okta_url", u),
+            (None, Some(u)) => ("inputs.okta.override_api_base_url", u),
+            (Some(u), Some(b)) if OktaUrl::parse(b).is_err() => {
+                ("inputs.okta.override_api_base_url", b)
+            }
+            (Some(u), Some(b)) if OktaUrl::parse(u) == OktaUrl::parse(b) => {
+                ("inputs.okta.credentials.okta_url", u)
+            }
+            (Some(u), Some(b)) => {
+                return err(format!(
+                    "{}: {u:?} and inputs.okta.override_api_base_url {b:?} name different orgs; the API token goes to one org only: keep one of the two",
+                    at("inputs.okta.credentials.okta_url")
+                ));
+            }
+            (None, None) => {
+                return err(format!(
+                    "{}: missing; set it to the org's URL, e.g. https://acme.okta.com",
+                    at("inputs.okta.credentials.okta_url")
+                ));
+            }
+        };
+        let url =
+            OktaUrl::parse(url_text).map_err(|e| ConfigError(format!("{}: {e}", at(url_key))))?;
         let token = resolve_token(&o.credentials, &resolve, &at)?;
         let token_file = match (&o.credentials.api_token, &o.credentials.api_token_file) {
             (Some(_), _) => Some(path.to_path_buf()),
@@ -1275,6 +1305,7 @@ fn resolve_output(
                     key: k,
                     server_name: d.server_name,
                     check_hostname: d.check_hostname.unwrap_or(true),
+                    legacy_signatures: d.legacy_signatures.unwrap_or(false),
                     not_found,
                 }),
             )
@@ -1506,14 +1537,25 @@ impl Config {
         self.outputs
             .iter()
             .filter_map(|o| match &o.kind {
-                OutputKind::Devo(d) if !d.check_hostname => Some(format!(
-                    "outputs.{}.config.check_hostname is false: the server's certificate is verified against {} but its name is not checked against {} (as Devo's own collector does); set server_name to the name the certificate holds instead, if it holds one",
-                    o.name,
-                    d.chain.display(),
-                    d.address
-                )),
+                OutputKind::Devo(d) => Some(
+                    [
+                        (!d.check_hostname).then(|| format!(
+                            "outputs.{}.config.check_hostname is false: the server's certificate is verified against {} but its name is not checked against {} (as Devo's own collector does); set server_name to the name the certificate holds instead, if it holds one",
+                            o.name,
+                            d.chain.display(),
+                            d.address
+                        )),
+                        d.legacy_signatures.then(|| format!(
+                            "outputs.{}.config.legacy_signatures is true: the server's chain may be signed with SHA-1 or by an RSA key of 1024 bits, which can be forged; ask Devo for its SHA-256 chain (the 2022 chain files) and remove the setting",
+                            o.name
+                        )),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                ),
                 _ => None,
             })
+            .flatten()
             .collect()
     }
 
@@ -1690,6 +1732,38 @@ inputs:
                 .any(|n| n.starts_with("inputs.okta.services.logs.retries")),
             "{:?}",
             c.notes
+        );
+    }
+
+    #[test]
+    fn devos_override_api_base_url_is_the_orgs_url() {
+        let only = parse(&DEVO.replace(
+            "      okta_url: https://acme.okta.com\n",
+            "",
+        ).replace("    requests_per_second: 5\n", "    requests_per_second: 5\n    override_api_base_url: https://other.okta.com\n"))
+        .unwrap();
+        assert_eq!(only.okta.url.base(), "https://other.okta.com");
+        let same = parse(&DEVO.replace(
+            "    requests_per_second: 5\n",
+            "    requests_per_second: 5\n    override_api_base_url: https://acme.okta.com/\n",
+        ))
+        .unwrap();
+        assert_eq!(same.okta.url.base(), "https://acme.okta.com");
+        let differ = parse(&DEVO.replace(
+            "    requests_per_second: 5\n",
+            "    requests_per_second: 5\n    override_api_base_url: https://evil.example.com\n",
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(differ.contains("name different orgs"), "{differ}");
+        let neither = parse(&DEVO.replace("      okta_url: https://acme.okta.com\n", ""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            neither.contains("inputs.okta.credentials.okta_url: missing"),
+            "{neither}"
         );
     }
 

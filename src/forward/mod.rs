@@ -10,6 +10,7 @@ pub mod http;
 mod stream;
 pub mod syslog;
 pub mod tls;
+pub mod x509;
 
 use crate::config::{Output, OutputKind};
 use crate::shutdown::Shutdown;

@@ -10,6 +10,8 @@ mod crash;
 mod delivery;
 /// Switching from Devo's collector: its state taken over.
 mod devo;
+/// Devo-shaped certificates (RSA, SHA-1, 1024-bit signers, v1) met by openssl s_server.
+mod devo_tls;
 /// Long outage with a small spool, full disk, `status`.
 mod durability;
 /// Okta faults, rate limits, token secrecy.
