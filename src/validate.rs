@@ -59,12 +59,12 @@ pub fn run(config: &Config) -> Vec<Check> {
                 r.rate_limit_wait().as_secs()
             )),
             Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true, s.kind)),
-            Ok(r) => match page::split(&r.body, 1000) {
+            Ok(r) => match page::split(&r.body, s.kind.max_page_items()) {
                 Ok(items) => Ok(format!(
-                    "{}{} answered ({} item on a limit=1 page)",
+                    "{}{}?limit=1 answered {}",
                     config.okta.url.base(),
                     s.kind.path(),
-                    items.len()
+                    page_words(items.len())
                 )),
                 Err(e) => Err(format!("{PULL_302}: {e}")),
             },
@@ -139,5 +139,14 @@ fn check_output(config: &Config, o: &Output) -> Result<String, String> {
             }
         }
         OutputKind::Console => Ok("standard output".into()),
+    }
+}
+
+/// What a `limit=1` page held, in words.
+fn page_words(n: usize) -> String {
+    match n {
+        0 => "an empty page (nothing to list, or no event since the start yet)".into(),
+        1 => "1 item".into(),
+        n => format!("{n} items (more than the 1 asked for: this endpoint does not honour limit)"),
     }
 }

@@ -115,24 +115,33 @@ pub(crate) async fn restore_incremental(p: &Puller) -> Result<IncrementalCursor,
 }
 
 /// The first URL of a listing: everything (DEPROVISIONED users included, which the plain
-/// user list leaves out), or what changed at or after the watermark.
+/// user list leaves out), or what changed since the watermark. Each query is one Okta
+/// documents (`../shared/okta-api.md` §3.1; the simulator refuses any other, as Okta does):
 fn first_url(p: &Puller, watermark: &str) -> String {
     let base = format!("{}{}", p.client.url().base(), p.service.kind.path());
     let limit = PAGE_LIMIT;
     match (p.service.kind, watermark.is_empty()) {
+        // listUsers: `search` includes DEPROVISIONED users ("Elastic uses search=status pr to
+        // list everyone"); limit: default and max 200.
         (ServiceKind::Users, true) => format!(
             "{base}?search={}&limit={limit}",
             percent_encode("status pr")
         ),
+        // listUsers: lastUpdated takes gt, ge, lt and le; `ge` because user times have second
+        // precision (Elastic does the same and drops what it saw, as we do by (id, lastUpdated)).
         (ServiceKind::Users, false) => format!(
             "{base}?search={}&limit={limit}",
             percent_encode(&format!("lastUpdated ge \"{watermark}\""))
         ),
+        // listGroups: max 10000; Okta advises 200 or less.
         (_, true) => format!("{base}?limit={limit}"),
+        // listGroups: a `filter` on lastUpdated and lastMembershipUpdated takes eq, lt and gt
+        // only (the SPEC's example: `lastUpdated gt "…" or lastMembershipUpdated gt "…"`);
+        // `gt` misses nothing since the watermark trails Okta's clock by SETTLE.
         (_, false) => format!(
             "{base}?filter={}&limit={limit}",
             percent_encode(&format!(
-                "lastUpdated ge \"{watermark}\" or lastMembershipUpdated ge \"{watermark}\""
+                "lastUpdated gt \"{watermark}\" or lastMembershipUpdated gt \"{watermark}\""
             ))
         ),
     }
@@ -305,6 +314,8 @@ pub(crate) async fn snapshot_cycle(
     let changes = p.service.emit == Emit::Changes;
     let mut hashes: BTreeMap<String, String> = BTreeMap::new();
     let base = format!("{}{}", p.client.url().base(), p.service.kind.path());
+    // listApplications, listIdentityProviders and listClients: limit max 200 (the SPEC's
+    // `queryLimit`); listNetworkZones: no documented max, so its default (okta-api.md §3.1).
     let mut url = if p.service.kind == ServiceKind::Zones {
         base
     } else {

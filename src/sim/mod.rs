@@ -5,3 +5,4 @@ pub mod certs;
 pub mod devo;
 pub mod inventory;
 pub mod okta;
+pub mod strict;

@@ -470,6 +470,15 @@ impl Shared {
                 body: error_body(code, &summary),
             };
         }
+        if let Some(kind) = kind
+            && let Err((status, code, summary)) = super::strict::check(kind, &req.query())
+        {
+            return Reply {
+                status,
+                headers,
+                body: error_body(code, &summary),
+            };
+        }
         if req.method == "GET"
             && let Some(kind) = kind.filter(|k| *k != ServiceKind::Logs)
         {

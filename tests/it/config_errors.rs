@@ -145,7 +145,11 @@ fn validate_reports_each_check_and_pulls_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("[ OK ] config"), "{stdout}");
-    assert!(stdout.contains("[ OK ] okta service logs"), "{stdout}");
+    assert!(
+        stdout.contains("[ OK ] okta service logs: ")
+            && stdout.contains("/api/v1/logs?limit=1 answered 1 item\n"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("[ OK ] output devo_1 (devo_platform)"),
         "{stdout}"
