@@ -254,18 +254,45 @@ fn handle(
             // A reset: the connection goes away without an answer.
             return Ok(());
         }
+        // Framing the reply asks for: `Transfer-Encoding: chunked` (any case) sends the body
+        // in chunks without a length, as Okta often does; `Connection: close` closes after it.
+        let has = |name: &str, value: &str| {
+            reply.headers.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case(name) && v.to_ascii_lowercase().contains(value)
+            })
+        };
+        let chunked = has("transfer-encoding", "chunked");
+        let close = has("connection", "close");
         let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
         for (n, v) in &reply.headers {
             head.push_str(&format!("{n}: {v}\r\n"));
         }
-        head.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+        if !chunked {
+            head.push_str(&format!("content-length: {}\r\n", reply.body.len()));
+        }
+        head.push_str("\r\n");
         out.write_all(head.as_bytes())?;
         if req.method != "HEAD" {
-            out.write_all(&reply.body)?;
+            if chunked {
+                for chunk in reply.body.chunks(CHUNK_BYTES) {
+                    out.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                    out.write_all(chunk)?;
+                    out.write_all(b"\r\n")?;
+                }
+                out.write_all(b"0\r\n\r\n")?;
+            } else {
+                out.write_all(&reply.body)?;
+            }
         }
         out.flush()?;
+        if close {
+            return Ok(());
+        }
     }
 }
+
+/// The size of each chunk of a chunked reply.
+const CHUNK_BYTES: usize = 8 << 10;
 
 fn reason(status: u16) -> &'static str {
     match status {

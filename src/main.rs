@@ -110,6 +110,11 @@ enum Command {
         /// The rate-limit window in seconds (Okta's is 60).
         #[arg(long, default_value_t = 60, value_name = "S")]
         rate_window: u64,
+        /// Serve the recorded Okta answers of this folder instead (NAME.json + body files, the
+        /// format of ../shared/samples/okta-replay/; see src/sim/replay.rs): real headers and
+        /// bodies, pages chained by their next links, 401 for another token.
+        #[arg(long, value_name = "DIR")]
+        replay: Option<std::path::PathBuf>,
     },
     /// Run the real pipeline against a built-in simulated Okta org and a local Devo receiver
     /// with throwaway certificates. Needs no config and no network.
@@ -185,12 +190,32 @@ fn main() -> ExitCode {
             users,
             rate_limit,
             rate_window,
+            replay,
         } => {
             use okta_collector::sim;
             let shutdown = Shutdown::new();
             if let Err(e) = on_signals(shutdown.clone()) {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
+            }
+            if let Some(dir) = replay {
+                return match sim::replay::Replay::start(listen, &dir, &token) {
+                    Ok(r) => {
+                        println!(
+                            "Replaying {} recorded Okta answers from {} at {} (token {token:?}). Ctrl-C stops.",
+                            r.names().len(),
+                            dir.display(),
+                            r.url()
+                        );
+                        println!("okta_url: {}", r.url());
+                        smol::block_on(shutdown.wait());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
             let opts = sim::okta::Options {
                 token: token.clone(),

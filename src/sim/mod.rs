@@ -5,4 +5,5 @@ pub mod certs;
 pub mod devo;
 pub mod inventory;
 pub mod okta;
+pub mod replay;
 pub mod strict;

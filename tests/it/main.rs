@@ -28,6 +28,8 @@ mod observability;
 mod outputs;
 /// Live config: watcher, reloads, persistence reset on a `start` change.
 mod reload;
+/// Okta's real recorded answers, replayed to the real binary.
+mod replay;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.
 mod rsyslog;
 /// Repository rules (module docs).
