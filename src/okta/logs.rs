@@ -188,10 +188,19 @@ pub(crate) async fn cycle(
                 stats.requests += requests;
                 match got {
                     Got::Page(resp) => match take(p, &mut taken, &url, resp, &mut stats) {
-                        Some((events, changed, items)) => {
+                        Some(Taken {
+                            events,
+                            changed,
+                            items,
+                            caught_up,
+                        }) => {
                             pending.extend(events);
                             dirty |= changed;
-                            if items == 0 {
+                            // An empty page, or a short one whose newest event is about as
+                            // new as Okta's clock, ends the cycle: the rest comes next period
+                            // from the stored next link. A short page deep in the past (Okta
+                            // serves those in a backlog too) goes on at once.
+                            if items == 0 || (items < page_limit(&url) && caught_up) {
                                 end = Some(CycleEnd::UpToDate);
                             } else if shutdown.is_set() {
                                 end = Some(CycleEnd::Shutdown);
@@ -225,16 +234,43 @@ pub(crate) async fn cycle(
     Ok(end)
 }
 
-/// Takes a fetched page: checks it, drops boundary duplicates, and moves `taken` past it.
-/// Returns its events, whether anything changed (events, or the cursor), and its number of
-/// items; `None` if the page was rejected (already logged).
+/// How close to Okta's clock a page's newest event must be for a short page to mean that the
+/// stream is caught up (events reach the System Log seconds after they are published).
+pub const CAUGHT_UP: Duration = Duration::from_secs(60);
+
+/// The `limit` a page was asked with (Okta's default, 100, when the URL has none).
+fn page_limit(url: &str) -> usize {
+    url.split_once('?')
+        .into_iter()
+        .flat_map(|(_, q)| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+/// A page taken.
+struct Taken {
+    events: Events,
+    /// Whether anything changed (events, or the cursor).
+    changed: bool,
+    items: usize,
+    /// Whether its newest usable `published` is within [`CAUGHT_UP`] of the answer's `Date`
+    /// (the local clock when Okta's is missing or far off).
+    caught_up: bool,
+}
+
+/// Takes a fetched page: checks it, drops boundary duplicates, and moves `taken` past it;
+/// `None` if the page was rejected (already logged).
 fn take(
     p: &Puller,
     taken: &mut LogsCursor,
     url: &str,
     resp: super::client::Response,
     stats: &mut Stats,
-) -> Option<(Events, bool, usize)> {
+) -> Option<Taken> {
+    let now = SystemTime::now();
+    let okta_now = crate::time::clamp_to_local(resp.date.unwrap_or(now), now).0;
+    let mut newest: Option<SystemTime> = None;
     // The System Log's next link may equal the current one (polling): no loop check.
     let page = p.check_page(url, &resp)?;
     let items = page.items.len();
@@ -248,6 +284,7 @@ fn take(
         // clock) moves no cursor; the event is still delivered byte for byte. Refusing the
         // page would stall the System Log for good.
         let published = m.published.filter(|t| *t <= latest);
+        newest = newest.max(published);
         if published.is_none()
             && let Some(text) = m.published_text
         {
@@ -279,5 +316,15 @@ fn take(
     );
     *taken = after;
     let spans = Events::spans(&resp.body, lines);
-    Some((Events::new(resp.body, spans), changed, items))
+    let caught_up = newest.is_some_and(|t| {
+        okta_now
+            .duration_since(t)
+            .map_or(true, |behind| behind <= CAUGHT_UP)
+    });
+    Some(Taken {
+        events: Events::new(resp.body, spans),
+        changed,
+        items,
+        caught_up,
+    })
 }

@@ -41,6 +41,10 @@ pub struct Options {
     /// Admin-sized System Log events: about 6 KB on average, every 250th about 260 KB (real
     /// admin events with a large `debugContext` are that big), so a page of 1,000 is ~6 MB.
     pub big_events: bool,
+    /// Every n-th page request that has a backlog behind it answers a short page (a seventh of
+    /// the limit, or fewer), as Okta does mid-backlog (pages of 1000, 1000, 34, 203, 66 were
+    /// seen with limit=1000); 0: never.
+    pub short_every: u64,
 }
 
 /// A fault the simulated org serves instead of (or on top of) a normal answer, once, to the
@@ -102,6 +106,7 @@ impl Default for Options {
             rate_limit: None,
             rate_window: Duration::from_secs(60),
             big_events: false,
+            short_every: 0,
         }
     }
 }
@@ -111,6 +116,9 @@ struct Shared {
     opts: Options,
     started: Instant,
     base_ms: u64,
+    /// When live events start (epoch ms): the first event after `initial` is published then,
+    /// the others `1 / rate_per_sec` apart, so a tailing client sees events as new as the clock.
+    live_ms: u64,
     addr: std::sync::OnceLock<SocketAddr>,
     requests: AtomicU64,
     page_requests: AtomicU64,
@@ -153,6 +161,7 @@ impl OktaSim {
             throttled: AtomicU64::new(0),
             arrivals: std::sync::Mutex::new(Vec::new()),
             targets: std::sync::Mutex::new(Vec::new()),
+            live_ms: (base_ms + 86_400_000).max(base_ms + opts.initial),
             opts,
             started: Instant::now(),
             base_ms,
@@ -231,9 +240,9 @@ impl Shared {
             } else {
                 400 + (mix(i) % 200) as usize
             };
-            event_padded(self.base_ms, i, reps)
+            event_padded(self.persisted_ms(i), i, reps)
         } else {
-            event(self.base_ms, i)
+            event_padded(self.persisted_ms(i), i, event_reps(i))
         }
     }
 
@@ -242,8 +251,28 @@ impl Shared {
         self.opts.total.min(self.opts.initial.saturating_add(grown))
     }
 
+    /// Event `i`'s persistence (and publication) time, epoch ms: the backlog one millisecond
+    /// apart from a day ago, live events as they arrive.
     fn persisted_ms(&self, i: u64) -> u64 {
-        self.base_ms + i
+        let rate = self.opts.rate_per_sec;
+        if i < self.opts.initial || rate <= 0.0 {
+            self.base_ms + i
+        } else {
+            self.live_ms + ((i - self.opts.initial) as f64 * 1000.0 / rate) as u64
+        }
+    }
+
+    /// The first event persisted at or after `ms` (the inverse of [`Shared::persisted_ms`]).
+    fn index_at(&self, ms: u64) -> u64 {
+        let rate = self.opts.rate_per_sec;
+        let backlog_end = self.base_ms + self.opts.initial;
+        if ms < backlog_end || rate <= 0.0 {
+            ms.saturating_sub(self.base_ms)
+        } else if ms <= self.live_ms {
+            self.opts.initial
+        } else {
+            self.opts.initial + ((ms - self.live_ms) as f64 * rate / 1000.0).ceil() as u64
+        }
     }
 
     /// Counts the request in its endpoint's window; returns the rate-limit headers and
@@ -527,7 +556,7 @@ impl Shared {
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_millis() as u64)
                         .unwrap_or(0);
-                    ms.saturating_sub(self.base_ms)
+                    self.index_at(ms)
                 }
                 None => {
                     return Reply {
@@ -543,8 +572,13 @@ impl Shared {
         let n = self.page_requests.fetch_add(1, Ordering::Relaxed) + 1;
         let avail = self.available();
         let empty = self.opts.empty_every > 0 && n.is_multiple_of(self.opts.empty_every);
+        let short = self.opts.short_every > 0
+            && n.is_multiple_of(self.opts.short_every)
+            && start + limit < avail;
         let end = if empty {
             start
+        } else if short {
+            start + 1 + mix(n) % (limit / 7).max(1)
         } else {
             (start + limit).min(avail).max(start)
         };
@@ -774,14 +808,18 @@ const TYPES: [(&str, &str, &str); 6] = [
 /// document inside a string; every 50th event is published 90 s before its neighbours (late)
 /// and every 997th is about 14 KB.
 pub fn event(base_ms: u64, i: u64) -> String {
+    event_padded(base_ms + i, i, event_reps(i))
+}
+
+/// The padding of event `i`: every 997th is large (about 14 KB), past rsyslog's default 8 KB
+/// message limit.
+fn event_reps(i: u64) -> usize {
     let h = mix(i ^ 0x5bd1_e995);
-    // Every 997th event is large (about 14 KB), past rsyslog's default 8 KB message limit.
-    let reps = if i % 997 == 996 {
+    if i % 997 == 996 {
         1_400
     } else {
         ((h >> 20) % 30) as usize
-    };
-    event_padded(base_ms, i, reps)
+    }
 }
 
 /// `reply` mutated as `seed` picks (one to three changes). A mutation never changes what a
@@ -846,8 +884,8 @@ pub fn mutate(mut reply: Reply, seed: u64) -> Reply {
     reply
 }
 
-/// Event `i` with its `requestUri` padded by `reps` × 10 bytes.
-fn event_padded(base_ms: u64, i: u64, reps: usize) -> String {
+/// Event `i`, persisted at `ms`, with its `requestUri` padded by `reps` × 10 bytes.
+fn event_padded(ms: u64, i: u64, reps: usize) -> String {
     let h = mix(i ^ 0x5bd1_e995);
     let (name, login) = PEOPLE[(h % PEOPLE.len() as u64) as usize];
     let (city, state, country, postal, lat, lon) =
@@ -855,7 +893,7 @@ fn event_padded(base_ms: u64, i: u64, reps: usize) -> String {
     let (etype, legacy, msg) = TYPES[((h >> 16) % TYPES.len() as u64) as usize];
     let late = if i % 50 == 49 { 90_000 } else { 0 };
     let published = crate::time::format_millis(
-        UNIX_EPOCH + Duration::from_millis((base_ms + i).saturating_sub(late)),
+        UNIX_EPOCH + Duration::from_millis(ms.saturating_sub(late)),
     );
     let ip = format!(
         "{}.{}.{}.{}",
