@@ -892,9 +892,8 @@ fn event_padded(ms: u64, i: u64, reps: usize) -> String {
         PLACES[((h >> 8) % PLACES.len() as u64) as usize];
     let (etype, legacy, msg) = TYPES[((h >> 16) % TYPES.len() as u64) as usize];
     let late = if i % 50 == 49 { 90_000 } else { 0 };
-    let published = crate::time::format_millis(
-        UNIX_EPOCH + Duration::from_millis(ms.saturating_sub(late)),
-    );
+    let published =
+        crate::time::format_millis(UNIX_EPOCH + Duration::from_millis(ms.saturating_sub(late)));
     let ip = format!(
         "{}.{}.{}.{}",
         10 + (h >> 24) % 200,

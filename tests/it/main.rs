@@ -32,5 +32,7 @@ mod reload;
 mod replay;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.
 mod rsyslog;
+/// Requests per period while tailing; short pages mid-backlog.
+mod tailing;
 /// Repository rules (module docs).
 mod tidy;
