@@ -118,6 +118,38 @@ impl Registry {
                 .map(|(id, n)| (format!("id=\"{id}\""), n.to_string()))
                 .collect(),
         );
+        let now_ms = crate::time::unix_millis(std::time::SystemTime::now()) as u64;
+        let secs = |ms: u64| format!("{:.3}", now_ms.saturating_sub(ms) as f64 / 1000.0);
+        let mut lag = Vec::new();
+        for t in &v.tables {
+            for (o, d) in v.outputs.iter().zip(&t.delivered_times) {
+                let ms = d.load(Ordering::Relaxed);
+                if ms > 0 {
+                    lag.push((format!("{},output=\"{}\"", labels(t), o.name), secs(ms)));
+                }
+            }
+        }
+        family(
+            "delivery_lag_seconds",
+            "gauge",
+            "Now minus the time (published, or lastUpdated) of the newest event the output delivered; absent until one is.",
+            lag,
+        );
+        family(
+            "oldest_waiting_event_age_seconds",
+            "gauge",
+            "Now minus the time of the oldest event not yet delivered by every output (0: none waits); absent when unknown (events spooled before this start).",
+            v.tables
+                .iter()
+                .filter_map(|t| {
+                    if t.spool.backlog() == 0 {
+                        return Some((labels(t), "0".to_string()));
+                    }
+                    let ms = t.pulled.oldest_waiting_ms(t.spool.acked().seq)?;
+                    Some((labels(t), secs(ms)))
+                })
+                .collect(),
+        );
         family(
             "spool_waiting_events",
             "gauge",

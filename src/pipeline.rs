@@ -28,6 +28,8 @@ pub struct TableStats {
     pub pulled: Arc<Counters>,
     /// Events each output delivered, in the order of [`Pipeline::outputs`].
     pub delivered: Vec<Arc<AtomicU64>>,
+    /// The time of the newest event each output delivered, Unix ms (0: none yet).
+    pub delivered_times: Vec<Arc<AtomicU64>>,
 }
 
 impl TableStats {
@@ -139,6 +141,18 @@ impl Pipeline {
                 .iter()
                 .map(|_| Arc::new(AtomicU64::new(0)))
                 .collect();
+            let delivered_times: Vec<_> = consumers
+                .iter()
+                .enumerate()
+                .map(|(c, _)| {
+                    // What `status` shows survives a restart: the file the forwarder keeps.
+                    let ms = std::fs::read_to_string(crate::forward::freshness_file(&dir, c))
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(0);
+                    Arc::new(AtomicU64::new(ms))
+                })
+                .collect();
             let counters = Arc::new(Counters::default());
             log::info!(
                 "Spool {} opened: {} events waiting to be sent.",
@@ -151,13 +165,20 @@ impl Pipeline {
                 spool: spool.clone(),
                 pulled: counters.clone(),
                 delivered: delivered.clone(),
+                delivered_times: delivered_times.clone(),
             });
-            for (consumer, (t, d)) in tables.iter_mut().zip(delivered).enumerate() {
+            for (consumer, ((t, d), dt)) in tables
+                .iter_mut()
+                .zip(delivered)
+                .zip(delivered_times)
+                .enumerate()
+            {
                 t.push(Table {
                     tag: service.tag.clone(),
                     spool: spool.clone(),
                     consumer,
                     delivered: d,
+                    delivered_time: dt,
                 });
             }
             pullers.push(Puller {

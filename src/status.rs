@@ -84,6 +84,20 @@ pub fn report(config: &Config) -> Result<String, String> {
         };
         let _ = writeln!(out, "  last pull:   {}", when(i.last_append));
         let _ = writeln!(out, "  last send:   {}", when(i.last_ack));
+        for (c, name) in names.iter().enumerate() {
+            let ms = std::fs::read_to_string(crate::forward::freshness_file(&dir, c))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            if let Some(ms) = ms {
+                let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+                let _ = writeln!(
+                    out,
+                    "  lag:         {} behind: the newest event {name} delivered is of {}",
+                    ago(now, t),
+                    crate::time::format_seconds(t)
+                );
+            }
+        }
         if i.consumers.len() > 1 {
             for c in &i.consumers {
                 let _ = writeln!(
@@ -103,16 +117,7 @@ pub fn report(config: &Config) -> Result<String, String> {
 }
 
 /// `published` (System Log) or `lastUpdated` (inventory) of an event, if it has one.
-fn event_time(e: &[u8]) -> Option<SystemTime> {
-    #[derive(serde::Deserialize)]
-    struct T {
-        published: Option<String>,
-        #[serde(rename = "lastUpdated")]
-        last_updated: Option<String>,
-    }
-    let t: T = serde_json::from_slice(e).ok()?;
-    crate::time::parse_rfc3339(t.published.or(t.last_updated)?.as_str())
-}
+use crate::okta::page::event_time;
 
 fn ago(now: SystemTime, t: SystemTime) -> String {
     let d = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();

@@ -116,7 +116,7 @@ pub(super) async fn run<S: Sink>(
         for s in states.iter_mut() {
             buf.clear();
             let date = crate::time::syslog_date(SystemTime::now());
-            let Some((pos, events)) = gather(s, &sink, &date, limit, &mut buf).await else {
+            let Some((pos, events, newest)) = gather(s, &sink, &date, limit, &mut buf).await else {
                 continue;
             };
             sent_any = true;
@@ -168,6 +168,7 @@ pub(super) async fn run<S: Sink>(
             s.acked = pos;
             if taken {
                 s.table.delivered.fetch_add(events, Ordering::Relaxed);
+                s.table.delivered_at(newest);
             }
             if persist_due(std::slice::from_ref(&*s), last_persist) {
                 persist(std::slice::from_mut(s)).await?;
@@ -193,9 +194,11 @@ async fn gather<S: Sink>(
     date: &str,
     limit: usize,
     buf: &mut Vec<u8>,
-) -> Option<(spool::Position, u64)> {
+) -> Option<(spool::Position, u64, Option<u64>)> {
     let mut taken = None;
     let mut count = 0u64;
+    // The time of the last event taken of each frame (one parse per frame).
+    let mut newest: Option<u64> = None;
     while buf.len() < limit {
         let Some(frame) = next_frame(s).await else {
             break;
@@ -206,15 +209,21 @@ async fn gather<S: Sink>(
                 if let Some(r) = s.reader.as_mut() {
                     r.seek(frame.position(seq));
                 }
-                return taken.map(|p| (p, count));
+                if let Some((_, last)) = frame.events().take_while(|(q, _)| *q < seq).last() {
+                    newest = newest.max(crate::okta::page::event_time_ms(last));
+                }
+                return taken.map(|p| (p, count, newest));
             }
             sink.push(buf, date, &s.table.tag, ev);
             count += 1;
             taken = Some(frame.position(seq + 1));
         }
+        if let Some((_, last)) = frame.events().last() {
+            newest = newest.max(crate::okta::page::event_time_ms(last));
+        }
         recycle(s, frame);
     }
-    taken.map(|p| (p, count))
+    taken.map(|p| (p, count, newest))
 }
 
 /// Writes a rejected batch to `<dir>/<tag>.<unix ms>.log` (0600, synced) and returns the path.

@@ -18,7 +18,7 @@ use futures_rustls::rustls::ClientConfig;
 use spool::{Position, Reader, Spool};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,24 @@ pub struct Table {
     pub consumer: usize,
     /// Events this output delivered so far (for the demo, statistics and metrics).
     pub delivered: Arc<AtomicU64>,
+    /// The time (`published`, or `lastUpdated`) of the newest event delivered, Unix ms (0:
+    /// none yet): the delivery lag is now minus it.
+    pub delivered_time: Arc<AtomicU64>,
+}
+
+impl Table {
+    /// Records that an event of time `ms` (Unix ms) was delivered.
+    pub fn delivered_at(&self, ms: Option<u64>) {
+        if let Some(ms) = ms {
+            self.delivered_time.fetch_max(ms, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The file, in a table's spool folder, where output `consumer` keeps the time of the newest
+/// event it delivered (Unix ms, text) for `status`; informational, written with the ack.
+pub fn freshness_file(spool_dir: &std::path::Path, consumer: usize) -> std::path::PathBuf {
+    spool_dir.join(format!("delivered-time.{consumer}"))
 }
 
 /// A fatal forwarder error (the ack file cannot be written).
@@ -218,7 +236,21 @@ async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<(), Fatal> {
             continue;
         }
         let (spool, consumer, pos) = (s.table.spool.clone(), s.table.consumer, s.acked);
-        match smol::unblock(move || spool.ack_by(consumer, pos)).await {
+        let time = s.table.delivered_time.load(Ordering::Relaxed);
+        match smol::unblock(move || {
+            spool.ack_by(consumer, pos)?;
+            if time > 0 {
+                // For `status` only: not synced, and a failure to write it is not an error.
+                let f = freshness_file(spool.dir(), consumer);
+                let tmp = f.with_extension("tmp");
+                if std::fs::write(&tmp, time.to_string()).is_ok() {
+                    let _ = std::fs::rename(&tmp, &f);
+                }
+            }
+            Ok::<(), spool::Error>(())
+        })
+        .await
+        {
             Ok(()) => s.persisted = pos,
             Err(e) => {
                 return Err(Fatal(format!(

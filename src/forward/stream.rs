@@ -44,6 +44,8 @@ struct Inflight {
     /// Ack position once that offset is acknowledged.
     pos: Position,
     events: u64,
+    /// The time of the batch's newest event (its frames' last events), Unix ms.
+    newest_ms: Option<u64>,
 }
 
 /// A table and the frames written to the current connection but not yet acknowledged.
@@ -372,7 +374,11 @@ async fn session_loop(
             return Ok(End::Failed(format!("sending failed: {e}")));
         }
         last_write = Instant::now();
+        let mut newest: Vec<Option<u64>> = vec![None; states.len()];
         for (i, frame) in frames.drain(..) {
+            if let Some((_, last)) = frame.events().last() {
+                newest[i] = newest[i].max(crate::okta::page::event_time_ms(last));
+            }
             recycle(&mut states[i].state, frame);
         }
         let end = probe.written.load(Ordering::Relaxed);
@@ -381,6 +387,7 @@ async fn session_loop(
                 cipher_end: end,
                 pos,
                 events,
+                newest_ms: newest[i].take(),
             });
         }
         probe.observe();
@@ -450,6 +457,7 @@ fn settle(states: &mut [StreamTable], probe: &mut Probe) {
                 .table
                 .delivered
                 .fetch_add(f.events, Ordering::Relaxed);
+            s.state.table.delivered_at(f.newest_ms);
             s.inflight.pop_front();
         }
     }

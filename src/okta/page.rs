@@ -593,6 +593,24 @@ pub fn one_line<'a>(item: &Item<'a>) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
+/// `published` (System Log) or `lastUpdated` (inventory) of an event, if it has one (for the
+/// freshness figures: one event per frame or commit, never each event).
+pub fn event_time(e: &[u8]) -> Option<std::time::SystemTime> {
+    #[derive(serde::Deserialize)]
+    struct T {
+        published: Option<String>,
+        #[serde(rename = "lastUpdated")]
+        last_updated: Option<String>,
+    }
+    let t: T = serde_json::from_slice(e).ok()?;
+    crate::time::parse_rfc3339(t.published.or(t.last_updated)?.as_str())
+}
+
+/// [`event_time`] in Unix milliseconds.
+pub fn event_time_ms(e: &[u8]) -> Option<u64> {
+    event_time(e).map(|t| crate::time::unix_millis(t) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

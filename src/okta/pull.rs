@@ -25,9 +25,27 @@ pub struct Counters {
     pub rate_remaining: AtomicU64,
     /// When a cycle last caught up, Unix seconds (0: never).
     pub last_pull: AtomicU64,
+    /// Per commit since start: its first event's sequence number and time (Unix ms), for the
+    /// age of the oldest event waiting (see [`Counters::oldest_waiting_ms`]).
+    pub commits: std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>,
 }
 
+/// Commits remembered for the oldest-waiting age (16 bytes each).
+const COMMITS_KEPT: usize = 100_000;
+
 impl Counters {
+    /// The time (Unix ms) of the oldest event after `acked` (the slowest output's ack), as
+    /// the first event of the commit that holds it; `None` when unknown (events spooled
+    /// before this start, or no time in them).
+    pub fn oldest_waiting_ms(&self, acked: u64) -> Option<u64> {
+        let mut c = crate::lock(&self.commits);
+        // Commits wholly before the ack are gone: keep the one the ack falls in.
+        while c.len() > 1 && c.get(1).is_some_and(|(seq, _)| *seq <= acked) {
+            c.pop_front();
+        }
+        c.front().map(|(_, ms)| *ms)
+    }
+
     fn answered(&self, status: u16) {
         let mut m = crate::lock(&self.requests);
         *m.entry(status).or_insert(0) += 1;
@@ -192,6 +210,13 @@ impl Events {
     /// `other`'s events after these.
     pub fn extend(&mut self, mut other: Events) {
         self.parts.append(&mut other.parts);
+    }
+
+    /// The first event's bytes.
+    pub fn first(&self) -> Option<&[u8]> {
+        self.parts
+            .iter()
+            .find_map(|(buf, ranges)| ranges.first().map(|r| &buf[r.clone()]))
     }
 
     /// Number of events.
@@ -549,6 +574,8 @@ impl Puller {
         let n = events.len() as u64;
         self.committing_bytes
             .store(events.bytes() as u64, Ordering::Relaxed);
+        // One event parsed per commit, for the oldest-waiting age.
+        let first_ms = events.first().and_then(super::page::event_time_ms);
         let batch = Arc::new((events, cursor));
         async move {
             let written = self
@@ -559,6 +586,14 @@ impl Puller {
             self.committing_bytes.store(0, Ordering::Relaxed);
             written?;
             self.counters.spooled.fetch_add(n, Ordering::Relaxed);
+            if let Some(ms) = first_ms {
+                let first = self.spool.durable().next_seq.saturating_sub(n);
+                let mut c = crate::lock(&self.counters.commits);
+                if c.len() == COMMITS_KEPT {
+                    c.pop_front();
+                }
+                c.push_back((first, ms));
+            }
             Ok(())
         }
     }

@@ -241,3 +241,51 @@ fn spool_losses_and_error_ids_are_metrics_and_losses_show_in_status() {
         "{status}"
     );
 }
+
+#[test]
+fn freshness_is_visible_in_metrics_and_status() {
+    // A live stream: events are published as they arrive.
+    let mut env = Env::new(okta::Options {
+        total: u64::MAX / 2,
+        initial: 0,
+        rate_per_sec: 50.0,
+        ..Default::default()
+    });
+    let addr = format!("127.0.0.1:{}", free_port());
+    env.write_config_text(&env.config_with_globals(&format!("  metrics_listen: {addr}\n")));
+    let mut child = env.spawn();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    }));
+    let labels = r#"{service="logs",table="auth.okta.system"}"#;
+    let oldest = format!("okta_collector_oldest_waiting_event_age_seconds{labels}");
+    let lag = r#"okta_collector_delivery_lag_seconds{service="logs",table="auth.okta.system",output="devo_1"}"#;
+    // Devo is down: events wait, and the oldest of them ages.
+    std::thread::sleep(Duration::from_secs(4));
+    let m = parse(&get(&addr, "/metrics").1);
+    assert!(m[&oldest] >= 2.0 && m[&oldest] < 30.0, "{}", m[&oldest]);
+    assert!(!m.contains_key(lag), "nothing delivered yet");
+    let devo = env.start_devo();
+    // Devo is up: the backlog drains and the lag is a few seconds at most.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let m = parse(&get(&addr, "/metrics").1);
+            devo.count() > 200 && m.get(lag).is_some_and(|l| *l < 5.0) && m[&oldest] < 5.0
+        }),
+        "{}\n{}",
+        get(&addr, "/metrics").1,
+        env.logs()
+    );
+    stop(&env, &mut child);
+    let out = std::process::Command::new(bin())
+        .args(["status", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  lag:         ")
+            && text.contains(" behind: the newest event devo_1 delivered is of "),
+        "{text}"
+    );
+}
