@@ -61,6 +61,8 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
             rate_per_sec: 2_000.0,
             empty_every: 0,
             page_delay: Duration::from_millis(5),
+            // Okta's untidiness (the default) and its short pages mid-backlog.
+            short_every: 5,
             ..Default::default()
         },
     )

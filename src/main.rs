@@ -286,9 +286,21 @@ fn run(path: &std::path::Path) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    let config = match load(path) {
+    // The text the config is parsed from is the one the watcher starts from: a change made
+    // while the collector starts is then seen as one.
+    let loaded = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read the config file {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match Config::parse(path, &loaded) {
         Ok(c) => c,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     if let Err(e) = logging::init_with(config.log_level.filter(), &config.log) {
         eprintln!("{e}");
@@ -338,8 +350,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             }
         }
     });
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let watcher = match ConfigWatcher::start(path, text) {
+    let watcher = match ConfigWatcher::start(path, loaded) {
         Ok(w) => Some(w),
         Err(e) => {
             log::warn!("{e}; changes to the config take effect at the next start only.");

@@ -36,6 +36,7 @@ impl ConfigWatcher {
             _ => PathBuf::from("."),
         };
         let (tx, rx) = async_channel::unbounded();
+        let early = tx.clone();
         let name = path
             .file_name()
             .map(|n| n.to_os_string())
@@ -57,6 +58,10 @@ impl ConfigWatcher {
         watcher
             .watch(&folder, RecursiveMode::NonRecursive)
             .map_err(|e| format!("cannot watch {}: {e}", folder.display()))?;
+        // A change between loading `current` and the watch starting has no event: look once.
+        if std::fs::read_to_string(path).ok().as_deref() != Some(current.as_str()) {
+            let _ = early.send_blocking(());
+        }
         Ok(ConfigWatcher {
             _watcher: watcher,
             events: rx,

@@ -45,6 +45,14 @@ pub struct Options {
     /// the limit, or fewer), as Okta does mid-backlog (pages of 1000, 1000, 34, 203, 66 were
     /// seen with limit=1000); 0: never.
     pub short_every: u64,
+    /// Answers as untidy as Okta's recorded ones (`../shared/samples/okta-replay/`): gzip
+    /// bodies when asked, chunked bodies without `Content-Length`,
+    /// `application/json;charset=UTF-8`, mixed-case header names, `self` and `next` in one
+    /// `Link` value or `next` alone, pages without `X-Rate-Limit-*` or `X-Okta-Request-Id`,
+    /// per-endpoint limits (50 to 1,000), a long `Content-Security-Policy` and several
+    /// `Set-Cookie` lines, `WWW-Authenticate: SSWS` on a 401. Each varies with the request
+    /// number, deterministically. Default: on.
+    pub untidy: bool,
 }
 
 /// A fault the simulated org serves instead of (or on top of) a normal answer, once, to the
@@ -107,6 +115,7 @@ impl Default for Options {
             rate_window: Duration::from_secs(60),
             big_events: false,
             short_every: 0,
+            untidy: true,
         }
     }
 }
@@ -316,6 +325,13 @@ impl Shared {
         let reply = self.answer(req, kind, fault.as_ref());
         match fault {
             Some(f) => self.apply(f, req, reply),
+            None if self.opts.untidy => untidy(
+                reply,
+                kind,
+                self.requests.load(Ordering::Relaxed),
+                req.header("accept-encoding")
+                    .is_some_and(|v| v.contains("gzip")),
+            ),
             None => reply,
         }
     }
@@ -667,6 +683,119 @@ impl Shared {
     }
 }
 
+/// The limit Okta advertises per endpoint when the simulator enforces none (the recorded
+/// answers show 50 to 1,000; real orgs differ by plan).
+fn advertised_limit(kind: Option<ServiceKind>) -> u64 {
+    match kind {
+        Some(ServiceKind::Logs) => 120,
+        Some(ServiceKind::Users) => 300,
+        Some(ServiceKind::Groups) => 250,
+        Some(ServiceKind::Apps) => 50,
+        Some(ServiceKind::Idps) => 1000,
+        Some(ServiceKind::Zones) => 100,
+        Some(ServiceKind::Clients) => 60,
+        None => 600,
+    }
+}
+
+/// A long policy header, as Okta sends on every answer.
+const CSP: &str = "default-src 'self' sim.okta.com *.oktacdn.com; connect-src 'self' sim.okta.com sim-admin.okta.com *.oktacdn.com *.mixpanel.com *.mapbox.com app.pendo.io data.pendo.io pendo-static-5634101834153984.storage.googleapis.com *.authenticatorlocalprod.com:8769 http://localhost:8769 http://127.0.0.1:8769 https://oinmanager.okta.com data:; script-src 'unsafe-inline' 'unsafe-eval' 'self' sim.okta.com *.oktacdn.com; style-src 'unsafe-inline' 'self' sim.okta.com *.oktacdn.com app.pendo.io cdn.pendo.io; frame-src 'self' sim.okta.com sim-admin.okta.com login.okta.com; img-src 'self' sim.okta.com *.oktacdn.com *.tiles.mapbox.com *.mapbox.com app.pendo.io data.pendo.io cdn.pendo.io data: blob:; font-src 'self' sim.okta.com data: *.oktacdn.com fonts.gstatic.com; frame-ancestors 'self'";
+
+/// `Title-Case` of a lowercase header name.
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A normal answer made as untidy as Okta's (see [`Options::untidy`]); `n` picks the forms.
+fn untidy(mut reply: Reply, kind: Option<ServiceKind>, n: u64, gzip_ok: bool) -> Reply {
+    let h = &mut reply.headers;
+    if n % 2 == 1 {
+        for (name, v) in h.iter_mut() {
+            if name == "content-type" {
+                *v = "application/json;charset=UTF-8".into();
+            }
+        }
+    }
+    // The advertised limit of the endpoint, unless the simulator enforces one.
+    let enforced_looking = h
+        .iter()
+        .any(|(n, v)| n == "x-rate-limit-limit" && v != "1000000");
+    if !enforced_looking {
+        let limit = advertised_limit(kind);
+        for (name, v) in h.iter_mut() {
+            match name.as_str() {
+                "x-rate-limit-limit" => *v = limit.to_string(),
+                "x-rate-limit-remaining" => *v = (limit - 1).to_string(),
+                _ => {}
+            }
+        }
+    }
+    if reply.status == 200 && n % 7 == 3 {
+        // Some answers carry neither rate-limit headers nor a request id.
+        h.retain(|(n, _)| !n.starts_with("x-rate-limit") && n != "x-okta-request-id");
+    }
+    if reply.status == 401 {
+        h.push(("www-authenticate".into(), "SSWS".into()));
+    }
+    let links: Vec<String> = h
+        .iter()
+        .filter(|(n, _)| n == "link")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if links.len() == 2 {
+        h.retain(|(n, _)| n != "link");
+        match n % 3 {
+            // One value holding both, as the System Log's recorded pages have it.
+            0 => h.push(("link".into(), links.join(", "))),
+            // `next` alone, as the recorded idps page has it.
+            1 => h.push(("link".into(), links[1].clone())),
+            _ => h.extend(links.into_iter().map(|l| ("link".to_string(), l))),
+        }
+    }
+    h.push(("server".into(), "nginx".into()));
+    h.push(("content-security-policy".into(), CSP.into()));
+    h.push(("p3p".into(), "CP=\"HONK\"".into()));
+    for cookie in [
+        "sid=\"\"; Expires=Thu, 01-Jan-1970 00:00:10 GMT; Path=/",
+        "JSESSIONID=E8C3FDC7FFE2574EECF96726E76FE6B1; Path=/; Secure; HttpOnly",
+        "xids=\"\";Version=1;Path=/;Max-Age=0",
+    ] {
+        h.push(("set-cookie".into(), cookie.into()));
+    }
+    if n % 3 != 2 {
+        for (name, _) in h.iter_mut() {
+            *name = title_case(name);
+        }
+    }
+    if n.is_multiple_of(2) {
+        h.push(("Transfer-Encoding".into(), "chunked".into()));
+    }
+    if gzip_ok && reply.body.len() > 64 {
+        use std::io::Write;
+        let mut g = flate2::write::GzEncoder::new(
+            Vec::with_capacity(reply.body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        if g.write_all(&reply.body).is_ok()
+            && let Ok(z) = g.finish()
+        {
+            reply.body = z;
+            reply
+                .headers
+                .push(("Content-Encoding".into(), "gzip".into()));
+        }
+    }
+    reply
+}
+
 fn rate_headers(limit: u64, remaining: u64, reset: u64) -> Vec<(String, String)> {
     vec![
         ("x-rate-limit-limit".to_string(), limit.to_string()),
@@ -963,6 +1092,63 @@ fn event_padded(ms: u64, i: u64, reps: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn untidy_answers_take_each_of_oktas_forms() {
+        let page = || Reply {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-okta-request-id".into(), "r".into()),
+                ("x-rate-limit-limit".into(), "1000000".into()),
+                ("x-rate-limit-remaining".into(), "999999".into()),
+                ("x-rate-limit-reset".into(), "1".into()),
+                ("link".into(), "<http://a/x>; rel=\"self\"".into()),
+                ("link".into(), "<http://a/x?after=1>; rel=\"next\"".into()),
+            ],
+            body: vec![b' '; 1000],
+        };
+        let (mut merged, mut next_only, mut bare, mut titled, mut chunked, mut charset) =
+            (false, false, false, false, false, false);
+        for n in 0..42 {
+            let r = untidy(page(), Some(ServiceKind::Logs), n, true);
+            let get = |name: &str| {
+                r.headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+            };
+            let links = get("link");
+            merged |= links.len() == 1 && links[0].contains("self") && links[0].contains("next");
+            next_only |= links.len() == 1 && !links[0].contains("self");
+            bare |= get("x-rate-limit-limit").is_empty() && get("x-okta-request-id").is_empty();
+            titled |= r.headers.iter().any(|(k, _)| k == "Content-Type");
+            chunked |= get("transfer-encoding") == ["chunked"];
+            charset |= get("content-type") == ["application/json;charset=UTF-8"];
+            assert_eq!(get("set-cookie").len(), 3);
+            assert_eq!(get("content-encoding"), ["gzip"]);
+            let limit = get("x-rate-limit-limit");
+            assert!(limit.is_empty() || limit == ["120"], "{limit:?}");
+        }
+        assert!(merged && next_only && bare && titled && chunked && charset);
+        let denied = untidy(
+            Reply {
+                status: 401,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            None,
+            2,
+            false,
+        );
+        assert!(
+            denied
+                .headers
+                .contains(&("www-authenticate".into(), "SSWS".into()))
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -311,7 +311,6 @@ fn the_packaged_configs_parse() {
 
 #[test]
 fn the_sim_command_serves_a_simulated_org_until_sigterm() {
-    use std::io::{Read, Write};
     let port = free_port();
     let mut child = Command::new(bin())
         .args(["sim", "--listen", &format!("127.0.0.1:{port}")])
@@ -319,33 +318,20 @@ fn the_sim_command_serves_a_simulated_org_until_sigterm() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // A real HTTP client: the simulator's answers are as untidy as Okta's (chunked, gzip).
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
     let get = |path: &str, token: &str| -> (u16, Vec<serde_json::Value>) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: SSWS {token}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 65536];
-        loop {
-            let n = s.read(&mut chunk).unwrap();
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if body.len() >= len {
-                    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-                    let items = serde_json::from_str(body).unwrap_or_default();
-                    return (status, items);
-                }
-            }
-            assert!(n > 0, "closed early");
-        }
+        let mut r = agent
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("Authorization", format!("SSWS {token}"))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or_default())
     };
     assert!(wait_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
