@@ -266,6 +266,57 @@ struct RawCredentials {
     api_token: Option<Secret>,
     api_token_env: Option<String>,
     api_token_file: Option<PathBuf>,
+    /// An OAuth 2.0 API Services app instead of an API token.
+    oauth: Option<RawOAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    client_id: String,
+    private_key_file: Option<PathBuf>,
+    private_key_env: Option<String>,
+    key_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    dpop: Option<RawDpop>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDpop {
+    Switch(bool),
+    Word(String),
+}
+
+/// Whether DPoP proofs are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopMode {
+    /// A proof with the first token request, then as Okta issued: DPoP token, proofs; Bearer
+    /// token, none.
+    Auto,
+    /// Always; a Bearer token is refused.
+    On,
+    /// Never.
+    Off,
+}
+
+/// An OAuth 2.0 API Services app (`inputs.okta.credentials.oauth`).
+#[derive(Debug, Clone)]
+pub struct OAuth {
+    /// The app's client id.
+    pub client_id: String,
+    /// The private key (PEM or JWK text).
+    pub private_key: Secret,
+    /// Where it came from, for messages: `private_key_file (path)` or `private_key_env (VAR)`.
+    pub private_key_from: String,
+    /// The key file, for the mode check.
+    pub private_key_file: Option<PathBuf>,
+    /// The `kid` registered with the app.
+    pub key_id: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// DPoP.
+    pub dpop: DpopMode,
 }
 
 #[derive(Deserialize)]
@@ -486,6 +537,8 @@ pub struct Okta {
     /// The file that holds the token in clear (the config itself, or `api_token_file`), if
     /// any; `None` when it comes from the environment.
     pub token_file: Option<PathBuf>,
+    /// An OAuth app instead of the API token (`token` is then empty).
+    pub oauth: Option<OAuth>,
     /// Services that run (listed and not disabled).
     pub services: Vec<Service>,
     /// How to reach the org.
@@ -1005,12 +1058,27 @@ impl Config {
         };
         let url =
             OktaUrl::parse(url_text).map_err(|e| ConfigError(format!("{}: {e}", at(url_key))))?;
-        let token = resolve_token(&o.credentials, &resolve, &at)?;
-        let token_file = match (&o.credentials.api_token, &o.credentials.api_token_file) {
-            (Some(_), _) => Some(path.to_path_buf()),
-            (None, Some(f)) => Some(resolve(f)),
-            (None, None) => None,
+        let c = &o.credentials;
+        let any_token =
+            c.api_token.is_some() || c.api_token_env.is_some() || c.api_token_file.is_some();
+        if any_token && c.oauth.is_some() {
+            return err(format!(
+                "{}: set either an API token (api_token, api_token_env or api_token_file) or oauth, not both",
+                at("inputs.okta.credentials")
+            ));
+        }
+        let (token, token_file) = if c.oauth.is_some() {
+            (Secret::new(String::new()), None)
+        } else {
+            let token = resolve_token(c, &resolve, &at)?;
+            let token_file = match (&c.api_token, &c.api_token_file) {
+                (Some(_), _) => Some(path.to_path_buf()),
+                (None, Some(f)) => Some(resolve(f)),
+                (None, None) => None,
+            };
+            (token, token_file)
         };
+        let raw_oauth = o.credentials.oauth;
         let mut services = Vec::new();
         let s = o.services;
         for (kind, svc) in [
@@ -1121,6 +1189,10 @@ impl Config {
                 }
             }
         }
+        let oauth = match raw_oauth {
+            None => None,
+            Some(r) => Some(resolve_oauth(r, &services, &resolve, &at)?),
+        };
         // Devo's `requests_per_second` for the input: a local budget for all its services.
         let input_budget = match o.requests_per_second {
             None => None,
@@ -1151,6 +1223,7 @@ impl Config {
                 url,
                 token,
                 token_file,
+                oauth,
                 services,
                 http,
             },
@@ -1205,6 +1278,99 @@ fn resolve_secret(
         }
     };
     Ok(Secret::new(value.trim().to_string()))
+}
+
+fn resolve_oauth(
+    r: RawOAuth,
+    services: &[Service],
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    at: &dyn Fn(&str) -> String,
+) -> Result<OAuth, ConfigError> {
+    let key = at("inputs.okta.credentials.oauth");
+    let client_id = r.client_id.trim().to_string();
+    if client_id.is_empty()
+        || client_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return err(format!(
+            "{key}.client_id: {:?} is not a client id (the app's \"Client ID\", e.g. 0oa1b2c3d4e5f6g7h8i9)",
+            crate::logging::escape_controls(&client_id)
+        ));
+    }
+    let (private_key, from, file) = match (&r.private_key_file, &r.private_key_env) {
+        (Some(f), None) => {
+            let p = resolve(f);
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                ConfigError(format!(
+                    "{key}.private_key_file: cannot read {}: {e}",
+                    p.display()
+                ))
+            })?;
+            let from = format!("private_key_file ({})", p.display());
+            (Secret::new(text), from, Some(p))
+        }
+        (None, Some(var)) => {
+            let text = std::env::var(var).map_err(|_| {
+                ConfigError(format!(
+                    "{key}.private_key_env: the environment variable {var} is not set"
+                ))
+            })?;
+            (Secret::new(text), format!("private_key_env ({var})"), None)
+        }
+        (None, None) => {
+            return err(format!(
+                "{key}: no private key; set private_key_file (PEM or the JWK JSON the admin console gives) or private_key_env"
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return err(format!(
+                "{key}: set only one of private_key_file and private_key_env"
+            ));
+        }
+    };
+    let dpop = match r.dpop {
+        None => DpopMode::Auto,
+        Some(RawDpop::Switch(true)) => DpopMode::On,
+        Some(RawDpop::Switch(false)) => DpopMode::Off,
+        Some(RawDpop::Word(w)) if w.eq_ignore_ascii_case("auto") => DpopMode::Auto,
+        Some(RawDpop::Word(w)) => {
+            return err(format!(
+                "{key}.dpop: {:?} is not auto, true or false",
+                crate::logging::escape_controls(&w)
+            ));
+        }
+    };
+    // Default: what the enabled services need (okta-api.md §1.2's scope table).
+    let scopes = match r.scopes {
+        Some(s) if s.is_empty() => {
+            return err(format!(
+                "{key}.scopes: empty; leave it out to ask for what the enabled services need"
+            ));
+        }
+        Some(s) => s,
+        None => {
+            let mut s: Vec<String> = services
+                .iter()
+                .map(|s| s.kind.scope().to_string())
+                .collect();
+            s.dedup();
+            s
+        }
+    };
+    let oauth = OAuth {
+        client_id,
+        private_key,
+        private_key_from: from,
+        private_key_file: file,
+        key_id: r.key_id,
+        scopes,
+        dpop,
+    };
+    // The key is read now, so a bad one is a config error naming it.
+    crate::okta::oauth::AppKey::parse(oauth.private_key.expose())
+        .map_err(|e| ConfigError(format!("{key}.{}: {e}", oauth.private_key_from)))?;
+    Ok(oauth)
 }
 
 fn resolve_token(
@@ -1517,6 +1683,14 @@ impl Config {
         };
         if let Some(f) = &self.okta.token_file {
             add(f, "the Okta API token".into());
+        }
+        if let Some(f) = self
+            .okta
+            .oauth
+            .as_ref()
+            .and_then(|o| o.private_key_file.as_ref())
+        {
+            add(f, "the OAuth app's private key".into());
         }
         for o in &self.outputs {
             match &o.kind {

@@ -22,6 +22,8 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Longest wait for the client to take the answer.
     pub write_timeout: Duration,
+    /// The largest request body taken (with `Content-Length`, on a POST); 0: no bodies.
+    pub max_body: usize,
 }
 
 impl Limits {
@@ -31,6 +33,7 @@ impl Limits {
         max_connections: 32,
         read_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
+        max_body: 0,
     };
     /// For the simulator: the collector keeps connections alive between pages for longer.
     pub const SIMULATOR: Limits = Limits {
@@ -38,11 +41,13 @@ impl Limits {
         max_connections: 256,
         read_timeout: Duration::from_secs(120),
         write_timeout: Duration::from_secs(30),
+        // The token endpoint's form (a client assertion and a DPoP proof are ~2 KB).
+        max_body: 16 << 10,
     };
 }
 
-/// A parsed request (the body, if any, is ignored: the simulator serves GETs).
-#[derive(Debug, Clone)]
+/// A parsed request.
+#[derive(Debug, Clone, Default)]
 pub struct Request {
     /// `GET`, ...
     pub method: String,
@@ -50,6 +55,8 @@ pub struct Request {
     pub target: String,
     /// Header names lowercase.
     pub headers: Vec<(String, String)>,
+    /// The body (a POST's form, within [`Limits::max_body`]).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -198,7 +205,7 @@ fn read_head(reader: &mut impl BufRead, limits: Limits) -> std::io::Result<Head>
     let mut req = Request {
         method: method.into(),
         target: target.into(),
-        headers: Vec::new(),
+        ..Request::default()
     };
     loop {
         match read_line(reader, &mut line, &mut left) {
@@ -217,15 +224,28 @@ fn read_head(reader: &mut impl BufRead, limits: Limits) -> std::io::Result<Head>
                 .push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    if req.method != "GET" && req.method != "HEAD" {
+    let post = req.method == "POST" && limits.max_body > 0;
+    if req.method != "GET" && req.method != "HEAD" && !post {
         return Ok(Head::Refused(405, "only GET and HEAD"));
     }
-    let has_body = req.header("transfer-encoding").is_some()
-        || req
-            .header("content-length")
-            .is_some_and(|v| v.trim() != "0");
-    if has_body {
-        return Ok(Head::Refused(413, "no request bodies"));
+    if req.header("transfer-encoding").is_some() {
+        return Ok(Head::Refused(413, "no chunked request bodies"));
+    }
+    let length = match req
+        .header("content-length")
+        .map(|v| v.trim().parse::<usize>())
+    {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Ok(Head::Refused(400, "bad content-length")),
+    };
+    if length > 0 && (!post || length > limits.max_body) {
+        return Ok(Head::Refused(413, "request body not taken"));
+    }
+    if length > 0 {
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        req.body = body;
     }
     Ok(Head::Request(req))
 }

@@ -75,11 +75,7 @@ impl Pipeline {
         for o in &config.outputs {
             forward::load(o)?;
         }
-        Client::new(
-            config.okta.url.clone(),
-            config.okta.token.clone(),
-            &config.okta.http,
-        )?;
+        Client::for_input(&config.okta)?;
         Ok(())
     }
 
@@ -96,11 +92,7 @@ impl Pipeline {
             .iter()
             .map(forward::load)
             .collect::<Result<Vec<_>, _>>()?;
-        let client = Arc::new(Client::new(
-            config.okta.url.clone(),
-            config.okta.token.clone(),
-            &config.okta.http,
-        )?);
+        let client = Arc::new(Client::for_input(&config.okta)?);
         let global = Arc::new(std::sync::Mutex::new(Budget::new(
             &config
                 .requests_per_minute

@@ -8,7 +8,7 @@ use crate::forward::Delivery;
 use crate::forward::tls;
 use crate::okta::client::Client;
 use crate::okta::page;
-use crate::okta::{self, PULL_302, SETUP_101};
+use crate::okta::{self, PULL_302, SETUP_100, SETUP_101};
 use smol::io::AsyncReadExt;
 use std::time::Duration;
 
@@ -27,11 +27,7 @@ pub fn run(config: &Config) -> Vec<Check> {
         what: "config".into(),
         result: Ok(config.path.display().to_string()),
     }];
-    let client = match Client::new(
-        config.okta.url.clone(),
-        config.okta.token.clone(),
-        &config.okta.http,
-    ) {
+    let client = match Client::for_input(&config.okta) {
         Ok(c) => Some(c),
         Err(e) => {
             out.push(Check {
@@ -72,6 +68,12 @@ pub fn run(config: &Config) -> Vec<Check> {
         out.push(Check {
             what: format!("okta service {}", s.kind.name()),
             result,
+        });
+    }
+    if let Some(ts) = client.as_ref().and_then(|c| c.oauth()) {
+        out.push(Check {
+            what: "okta OAuth app".into(),
+            result: oauth_check(config, ts),
         });
     }
     for o in &config.outputs {
@@ -148,5 +150,42 @@ fn page_words(n: usize) -> String {
         0 => "an empty page (nothing to list, or no event since the start yet)".into(),
         1 => "1 item".into(),
         n => format!("{n} items (more than the 1 asked for: this endpoint does not honour limit)"),
+    }
+}
+
+/// What the OAuth app was granted, against what each enabled service needs.
+fn oauth_check(config: &Config, ts: &crate::okta::oauth::TokenSource) -> Result<String, String> {
+    let Some((dpop, granted, _)) = ts.granted() else {
+        return Err(format!(
+            "{SETUP_100}: no token was taken (see the services' lines above)"
+        ));
+    };
+    let missing: Vec<String> = config
+        .okta
+        .services
+        .iter()
+        .filter(|s| !granted.iter().any(|g| g == s.kind.scope()))
+        .map(|s| format!("{} needs {}", s.kind.name(), s.kind.scope()))
+        .collect();
+    let how = if dpop {
+        "a DPoP-bound token (proofs on every call)"
+    } else {
+        "a Bearer token (no DPoP)"
+    };
+    if missing.is_empty() {
+        Ok(format!(
+            "client {} has {how}; scopes granted: {}",
+            config
+                .okta
+                .oauth
+                .as_ref()
+                .map_or("?", |o| o.client_id.as_str()),
+            granted.join(" ")
+        ))
+    } else {
+        Err(format!(
+            "{SETUP_100}: {how}, but scopes are missing: {}; grant them on the app's \"Okta API Scopes\" tab (the admin role must also cover each endpoint)",
+            missing.join(", ")
+        ))
     }
 }

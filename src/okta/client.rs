@@ -149,6 +149,8 @@ pub enum FetchError {
     Transport(String),
     /// The body is larger than [`MAX_BODY`].
     TooLarge,
+    /// No OAuth token could be had (the cause, in words).
+    Auth(String),
 }
 
 impl std::fmt::Display for FetchError {
@@ -162,6 +164,7 @@ impl std::fmt::Display for FetchError {
             FetchError::TooLarge => {
                 write!(f, "the response body is larger than {} MiB", MAX_BODY >> 20)
             }
+            FetchError::Auth(e) => write!(f, "OAuth: {e}"),
         }
     }
 }
@@ -172,6 +175,8 @@ pub struct Client {
     agent: ureq::Agent,
     url: OktaUrl,
     token: Secret,
+    /// The OAuth app, when it authenticates instead of `token`.
+    oauth: Option<super::oauth::TokenSource>,
 }
 
 impl Client {
@@ -213,7 +218,29 @@ impl Client {
             config = config.proxy(Some(proxy));
         }
         let agent: ureq::Agent = config.build().into();
-        Ok(Client { agent, url, token })
+        Ok(Client {
+            agent,
+            url,
+            token,
+            oauth: None,
+        })
+    }
+
+    /// The client of `okta`'s settings: its API token, or its OAuth app.
+    ///
+    /// # Errors
+    /// As [`Client::new`], and an OAuth key that cannot be used.
+    pub fn for_input(okta: &crate::config::Okta) -> Result<Client, String> {
+        let mut c = Client::new(okta.url.clone(), okta.token.clone(), &okta.http)?;
+        if let Some(o) = &okta.oauth {
+            c.oauth = Some(super::oauth::TokenSource::new(o, &okta.url.base())?);
+        }
+        Ok(c)
+    }
+
+    /// The OAuth app's token state, if it authenticates so.
+    pub fn oauth(&self) -> Option<&super::oauth::TokenSource> {
+        self.oauth.as_ref()
     }
 
     /// The org.
@@ -229,13 +256,39 @@ impl Client {
         if !self.url.same_origin(url) {
             return Err(FetchError::OtherOrigin(url.to_string()));
         }
-        let mut resp = self
-            .agent
-            .get(url)
-            .header("Authorization", format!("SSWS {}", self.token.expose()))
-            .header("Accept", "application/json")
-            .call()
-            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let mut retried = false;
+        let mut resp = loop {
+            let mut req = self.agent.get(url).header("Accept", "application/json");
+            match &self.oauth {
+                None => req = req.header("Authorization", format!("SSWS {}", self.token.expose())),
+                Some(ts) => {
+                    for (name, value) in ts
+                        .headers(&self.agent, "GET", url)
+                        .map_err(FetchError::Auth)?
+                    {
+                        req = req.header(name, value);
+                    }
+                }
+            }
+            let resp = req
+                .call()
+                .map_err(|e| FetchError::Transport(e.to_string()))?;
+            if let Some(ts) = &self.oauth {
+                let h = resp.headers();
+                let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                let retry = ts.observe(
+                    resp.status().as_u16(),
+                    text("www-authenticate"),
+                    text("dpop-nonce"),
+                );
+                // Once: with Okta's new nonce, or with a new token.
+                if retry != super::oauth::Retry::No && !retried {
+                    retried = true;
+                    continue;
+                }
+            }
+            break resp;
+        };
         let h = resp.headers();
         let text = |name: &str| {
             h.get(name)

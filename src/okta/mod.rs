@@ -8,6 +8,7 @@ pub mod devo_state;
 pub mod inventory;
 pub mod link;
 pub mod logs;
+pub mod oauth;
 pub mod page;
 pub mod pull;
 

@@ -361,6 +361,13 @@ impl Puller {
                     log::error!("{label} -> {PULL_301}: {e}. The cursor is kept; retrying.");
                     return Got::Failed(stats.failed());
                 }
+                Err(FetchError::Auth(e)) => {
+                    log::error!(
+                        "{label} -> {}: OAuth: {e}. The cursor is kept; retrying.",
+                        super::SETUP_100
+                    );
+                    return Got::Failed(stats.failed());
+                }
                 Err(e) => {
                     log::error!("{label} -> {PULL_302}: {e}. The cursor is kept; retrying.");
                     return Got::Failed(stats.failed());

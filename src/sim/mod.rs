@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod devo;
 pub mod inventory;
+pub mod oauth;
 pub mod okta;
 pub mod replay;
 pub mod strict;

@@ -53,6 +53,9 @@ pub struct Options {
     /// `Set-Cookie` lines, `WWW-Authenticate: SSWS` on a 401. Each varies with the request
     /// number, deterministically. Default: on.
     pub untidy: bool,
+    /// An OAuth 2.0 API Services app: the org then takes its tokens (DPoP or Bearer) instead
+    /// of `SSWS <token>`, and serves `/oauth2/v1/token`.
+    pub oauth: Option<super::oauth::App>,
 }
 
 /// A fault the simulated org serves instead of (or on top of) a normal answer, once, to the
@@ -116,6 +119,7 @@ impl Default for Options {
             big_events: false,
             short_every: 0,
             untidy: true,
+            oauth: None,
         }
     }
 }
@@ -141,6 +145,8 @@ struct Shared {
     arrivals: std::sync::Mutex<Vec<Instant>>,
     /// Each request's path and query, in order.
     targets: std::sync::Mutex<Vec<String>>,
+    /// The OAuth side, when `opts.oauth` is set.
+    oauth: Option<super::oauth::Server>,
 }
 
 /// A running simulated org.
@@ -171,6 +177,7 @@ impl OktaSim {
             arrivals: std::sync::Mutex::new(Vec::new()),
             targets: std::sync::Mutex::new(Vec::new()),
             live_ms: (base_ms + 86_400_000).max(base_ms + opts.initial),
+            oauth: opts.oauth.clone().map(super::oauth::Server::new),
             opts,
             started: Instant::now(),
             base_ms,
@@ -191,6 +198,15 @@ impl OktaSim {
     /// The org URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The OAuth side's figures: (tokens issued, nonces handed out, calls with an expired
+    /// token), when the org has an OAuth app.
+    pub fn oauth_figures(&self) -> Option<(u64, u64, u64)> {
+        self.shared
+            .oauth
+            .as_ref()
+            .map(|o| (o.issued(), o.nonces(), o.expired_used()))
     }
 
     /// Requests served so far.
@@ -318,6 +334,12 @@ impl Shared {
     fn handle(&self, req: &Request) -> Reply {
         lock(&self.arrivals).push(Instant::now());
         lock(&self.targets).push(req.target.clone());
+        if let Some(o) = &self.oauth
+            && req.method == "POST"
+            && req.path() == "/oauth2/v1/token"
+        {
+            return o.token(req, &self.base());
+        }
         let kind = ServiceKind::ALL
             .into_iter()
             .find(|k| k.path() == req.path());
@@ -478,8 +500,13 @@ impl Shared {
             ),
         ];
         headers.extend(rate);
-        let expected = format!("SSWS {}", self.opts.token);
-        if req.header("authorization") != Some(expected.as_str()) {
+        if let Some(o) = &self.oauth {
+            if let Err(mut r) = o.check_api(req, &self.base(), kind) {
+                r.headers.extend(headers);
+                return r;
+            }
+        } else if req.header("authorization") != Some(format!("SSWS {}", self.opts.token).as_str())
+        {
             return Reply {
                 status: 401,
                 headers,

@@ -112,7 +112,7 @@ fn query_of(target: &str) -> Vec<(String, String)> {
     Request {
         method: "GET".into(),
         target: target.into(),
-        headers: Vec::new(),
+        ..Request::default()
     }
     .query()
 }

@@ -22,6 +22,8 @@ mod hardening;
 mod harness;
 /// The six inventory services: tags, incremental changes, emit: changes, refusals, kill -9.
 mod inventory;
+/// OAuth 2.0 service app: private_key_jwt, DPoP, token renewal, errors.
+mod oauth;
 /// `/metrics`, `/healthz`, `/readyz`.
 mod observability;
 /// relay, devo_http and console outputs, several side by side.

@@ -1,0 +1,437 @@
+//! Okta's side of OAuth 2.0 for the simulator: an API Services app with a registered public
+//! key, the org's token endpoint (client assertion checks: signature, `iss`/`sub`/`aud`,
+//! `exp`, `jti` replay; DPoP proof checks: signature against the header's `jwk`, `htm`, `htu`,
+//! `iat` window, `jti` replay, the nonce, rotated), short token lifetimes, and the API's checks
+//! (token known and alive, DPoP binding with `ath`, scope per endpoint).
+
+use crate::config::ServiceKind;
+use crate::httpd::{Reply, Request};
+use crate::lock;
+use crate::okta::oauth::b64url_decode;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The app the simulated org knows.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Its client id.
+    pub client_id: String,
+    /// Its registered public key, as a JWK (`AppKey::public_jwk`).
+    pub public_jwk: serde_json::Value,
+    /// "Require DPoP": token requests without a proof are refused.
+    pub require_dpop: bool,
+    /// Access-token lifetime (Okta's is an hour).
+    pub token_lifetime: Duration,
+    /// Scopes granted to the app.
+    pub granted: Vec<String>,
+    /// A new DPoP nonce after this many tokens (0: one nonce for good).
+    pub nonce_every: u64,
+    /// API calls must carry the current nonce too (Okta may ask with `use_dpop_nonce`).
+    pub api_nonce: bool,
+}
+
+struct Issued {
+    expires: Instant,
+    /// The DPoP key's JWK the token is bound to (`None`: Bearer).
+    bound: Option<serde_json::Value>,
+    scopes: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: HashMap<String, Issued>,
+    jtis: HashSet<String>,
+    nonce: String,
+    issued: u64,
+    nonces: u64,
+    expired_used: u64,
+}
+
+/// The simulated org's OAuth side.
+pub struct Server {
+    app: App,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("client_id", &self.app.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A verified JWT's header and claims.
+struct Jwt {
+    header: serde_json::Value,
+    claims: serde_json::Value,
+}
+
+/// Verifies `token`'s signature with `jwk` (RS256 or ES256).
+fn verify(token: &str, jwk: &serde_json::Value) -> Result<Jwt, String> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [h, c, s] = parts[..] else {
+        return Err("not a JWT".into());
+    };
+    let json = |p: &str| -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&b64url_decode(p).ok_or("bad base64url")?)
+            .map_err(|_| "bad JSON".to_string())
+    };
+    let (header, claims) = (json(h)?, json(c)?);
+    let sig = b64url_decode(s).ok_or("bad signature encoding")?;
+    let msg = format!("{h}.{c}");
+    let field = |k: &str| {
+        jwk[k]
+            .as_str()
+            .and_then(b64url_decode)
+            .ok_or_else(|| format!("the key has no {k}"))
+    };
+    let ok = match (header["alg"].as_str(), jwk["kty"].as_str()) {
+        (Some("RS256"), Some("RSA")) => ring::signature::RsaPublicKeyComponents {
+            n: field("n")?,
+            e: field("e")?,
+        }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            msg.as_bytes(),
+            &sig,
+        )
+        .is_ok(),
+        (Some("ES256"), Some("EC")) => {
+            let mut point = vec![4];
+            point.extend(field("x")?);
+            point.extend(field("y")?);
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                point,
+            )
+            .verify(msg.as_bytes(), &sig)
+            .is_ok()
+        }
+        (alg, _) => return Err(format!("alg {alg:?} does not fit the key")),
+    };
+    if ok {
+        Ok(Jwt { header, claims })
+    } else {
+        Err("the signature does not verify".into())
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
+    Reply {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::json!({"error": error, "error_description": description})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+fn form(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let d = |s: &str| crate::httpd::percent_decode(&s.replace('+', " "));
+            (d(k), d(v))
+        })
+        .collect()
+}
+
+fn random_token() -> String {
+    (0..4)
+        .map(|_| format!("{:016x}", fastrand::u64(..)))
+        .collect()
+}
+
+impl Server {
+    /// The org's side for `app`.
+    pub fn new(app: App) -> Server {
+        let state = State {
+            nonce: random_token(),
+            ..State::default()
+        };
+        Server {
+            app,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Tokens issued so far.
+    pub fn issued(&self) -> u64 {
+        lock(&self.state).issued
+    }
+
+    /// Nonces handed out so far (rotations plus the first).
+    pub fn nonces(&self) -> u64 {
+        lock(&self.state).nonces
+    }
+
+    /// API calls that came with an expired token.
+    pub fn expired_used(&self) -> u64 {
+        lock(&self.state).expired_used
+    }
+
+    /// Checks a DPoP proof for `method url`; `Err((error, description))`.
+    fn proof(
+        &self,
+        st: &mut State,
+        proof: &str,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        need_nonce: bool,
+    ) -> Result<serde_json::Value, (&'static str, String)> {
+        let parts: Vec<&str> = proof.split('.').collect();
+        let header: serde_json::Value = parts
+            .first()
+            .and_then(|h| b64url_decode(h))
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or((
+                "invalid_dpop_proof",
+                "The DPoP proof JWT is malformed.".into(),
+            ))?;
+        if header["typ"] != "dpop+jwt" {
+            return Err(("invalid_dpop_proof", "'typ' must be dpop+jwt.".into()));
+        }
+        let jwk = header["jwk"].clone();
+        let jwt = verify(proof, &jwk).map_err(|e| ("invalid_dpop_proof", e))?;
+        let c = &jwt.claims;
+        if c["htm"] != method {
+            return Err((
+                "invalid_dpop_proof",
+                "'htm' claim in the DPoP proof JWT is invalid.".into(),
+            ));
+        }
+        if c["htu"] != url {
+            return Err((
+                "invalid_dpop_proof",
+                "'htu' claim in the DPoP proof JWT is invalid.".into(),
+            ));
+        }
+        let iat = c["iat"].as_i64().unwrap_or(0);
+        if (iat - now_secs()).abs() > 300 {
+            return Err((
+                "invalid_dpop_proof",
+                "'iat' is outside the allowed window.".into(),
+            ));
+        }
+        let jti = c["jti"].as_str().unwrap_or("").to_string();
+        if jti.is_empty() || !st.jtis.insert(jti) {
+            return Err(("invalid_dpop_proof", "'jti' was used before.".into()));
+        }
+        if let Some(t) = token {
+            let want = crate::okta::oauth::b64url(
+                ring::digest::digest(&ring::digest::SHA256, t.as_bytes()).as_ref(),
+            );
+            if c["ath"] != want.as_str() {
+                return Err((
+                    "invalid_dpop_proof",
+                    "'ath' does not match the token.".into(),
+                ));
+            }
+        }
+        if need_nonce && c["nonce"] != st.nonce.as_str() {
+            return Err((
+                "use_dpop_nonce",
+                "Authorization server requires nonce in DPoP proof.".into(),
+            ));
+        }
+        let _ = jwt.header;
+        Ok(jwk)
+    }
+
+    /// `POST /oauth2/v1/token`.
+    pub fn token(&self, req: &Request, base: &str) -> Reply {
+        let f = form(&req.body);
+        let token_url = format!("{base}/oauth2/v1/token");
+        let mut st = lock(&self.state);
+        if f.get("grant_type").map(String::as_str) != Some("client_credentials") {
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                "The grant type is not supported.",
+            );
+        }
+        if f.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return oauth_error(401, "invalid_client", "Client authentication failed.");
+        }
+        let assertion = f.get("client_assertion").cloned().unwrap_or_default();
+        let checked = verify(&assertion, &self.app.public_jwk).and_then(|j| {
+            let c = &j.claims;
+            let now = now_secs();
+            let exp = c["exp"].as_i64().unwrap_or(0);
+            if c["iss"] != self.app.client_id.as_str() || c["sub"] != self.app.client_id.as_str() {
+                Err("iss and sub must be the client id".to_string())
+            } else if c["aud"] != token_url.as_str() {
+                Err("aud must be the token endpoint".into())
+            } else if exp <= now || exp > now + 3600 {
+                Err("exp is out of range".into())
+            } else if !st.jtis.insert(c["jti"].as_str().unwrap_or("").to_string()) {
+                Err("the jti was used before".into())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = checked {
+            return oauth_error(
+                401,
+                "invalid_client",
+                &format!("The client_assertion is invalid: {e}."),
+            );
+        }
+        let scopes: Vec<String> = f
+            .get("scope")
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        if let Some(s) = scopes.iter().find(|s| !self.app.granted.contains(s)) {
+            return oauth_error(
+                400,
+                "invalid_scope",
+                &format!("The following scopes are not allowed: {s}"),
+            );
+        }
+        let bound = match req.header("dpop") {
+            None if self.app.require_dpop => {
+                return oauth_error(
+                    400,
+                    "invalid_dpop_proof",
+                    "The DPoP proof JWT header is missing.",
+                );
+            }
+            None => None,
+            Some(p) => match self.proof(&mut st, p, "POST", &token_url, None, true) {
+                Ok(jwk) => Some(jwk),
+                Err((error, d)) => {
+                    let mut r = oauth_error(400, error, &d);
+                    r.headers.push(("dpop-nonce".into(), st.nonce.clone()));
+                    if error == "use_dpop_nonce" {
+                        st.nonces = st.nonces.max(1);
+                    }
+                    return r;
+                }
+            },
+        };
+        let token = random_token();
+        let kind = if bound.is_some() { "DPoP" } else { "Bearer" };
+        st.tokens.insert(
+            token.clone(),
+            Issued {
+                expires: Instant::now() + self.app.token_lifetime,
+                bound,
+                scopes: scopes.clone(),
+            },
+        );
+        st.issued += 1;
+        if self.app.nonce_every > 0 && st.issued.is_multiple_of(self.app.nonce_every) {
+            st.nonce = random_token();
+            st.nonces += 1;
+        }
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::json!({
+                "token_type": kind,
+                "expires_in": self.app.token_lifetime.as_secs().max(1),
+                "access_token": token,
+                "scope": scopes.join(" "),
+            })
+            .to_string()
+            .into_bytes(),
+        }
+    }
+
+    /// Checks an API call's credentials; `Err` is Okta's answer.
+    pub fn check_api(
+        &self,
+        req: &Request,
+        base: &str,
+        kind: Option<ServiceKind>,
+    ) -> Result<(), Reply> {
+        let unauthorized = |scheme: &str, error: &str, nonce: Option<String>| {
+            let mut r = Reply {
+                status: 401,
+                headers: vec![(
+                    "www-authenticate".into(),
+                    format!("{scheme} error=\"{error}\""),
+                )],
+                body: serde_json::json!({
+                    "errorCode": "E0000011",
+                    "errorSummary": "Invalid token provided",
+                    "errorLink": "E0000011",
+                    "errorId": "oaeSimulatedOAuth000000000",
+                    "errorCauses": []
+                })
+                .to_string()
+                .into_bytes(),
+            };
+            if let Some(n) = nonce {
+                r.headers.push(("dpop-nonce".into(), n));
+            }
+            r
+        };
+        let auth = req.header("authorization").unwrap_or("");
+        let (scheme, token) = auth.split_once(' ').unwrap_or(("", ""));
+        let mut st = lock(&self.state);
+        let Some(issued) = st.tokens.get(token) else {
+            return Err(unauthorized("Bearer", "invalid_token", None));
+        };
+        let (expires, bound, scopes) =
+            (issued.expires, issued.bound.clone(), issued.scopes.clone());
+        if Instant::now() >= expires {
+            st.expired_used += 1;
+            return Err(unauthorized(scheme, "invalid_token", None));
+        }
+        match (&bound, scheme) {
+            (Some(jwk), "DPoP") => {
+                let url = format!("{base}{}", req.path());
+                let proof = req.header("dpop").unwrap_or("");
+                match self.proof(&mut st, proof, "GET", &url, Some(token), self.app.api_nonce) {
+                    Ok(k) if &k == jwk => {}
+                    Ok(_) => return Err(unauthorized("DPoP", "invalid_dpop_proof", None)),
+                    Err(("use_dpop_nonce", _)) => {
+                        let n = st.nonce.clone();
+                        return Err(unauthorized("DPoP", "use_dpop_nonce", Some(n)));
+                    }
+                    Err(_) => return Err(unauthorized("DPoP", "invalid_dpop_proof", None)),
+                }
+            }
+            (None, "Bearer") => {}
+            _ => return Err(unauthorized("DPoP", "invalid_token", None)),
+        }
+        if let Some(k) = kind
+            && !scopes.iter().any(|s| s == k.scope())
+        {
+            return Err(Reply {
+                status: 403,
+                headers: vec![(
+                    "www-authenticate".into(),
+                    format!(
+                        "{scheme} error=\"insufficient_scope\", scope=\"{}\"",
+                        k.scope()
+                    ),
+                )],
+                body: serde_json::json!({
+                    "errorCode": "E0000006",
+                    "errorSummary": "You do not have permission to perform the requested action",
+                    "errorLink": "E0000006",
+                    "errorId": "oaeSimulatedOAuth000000000",
+                    "errorCauses": []
+                })
+                .to_string()
+                .into_bytes(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! OAuth 2.0 API Services app instead of an API token: `private_key_jwt` client assertions
+//! (ES256 and RS256), DPoP proofs with Okta's nonce (rotated), tokens renewed before they
+//! expire, and the errors a misconfigured app gives, against the simulator playing Okta's
+//! token endpoint and checks.
+
+use crate::harness::*;
+use okta_collector::okta::oauth::AppKey;
+use okta_collector::sim::{oauth, okta};
+use std::time::Duration;
+
+/// An env whose org has an app with the public key of `key_pem` (written 0600 as app.pem).
+fn env_with_app(
+    key_pem: &str,
+    app: impl FnOnce(serde_json::Value) -> oauth::App,
+    opts: okta::Options,
+) -> Env {
+    let (key, _) = AppKey::parse(key_pem).unwrap();
+    let env = Env::new(okta::Options {
+        oauth: Some(app(key.public_jwk())),
+        ..opts
+    });
+    let p = env.path().join("app.pem");
+    std::fs::write(&p, key_pem).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env
+}
+
+fn app(jwk: serde_json::Value) -> oauth::App {
+    oauth::App {
+        client_id: "0oa1b2c3d4e5f6g7h8i9".into(),
+        public_jwk: jwk,
+        require_dpop: true,
+        token_lifetime: Duration::from_secs(3600),
+        granted: vec!["okta.logs.read".into()],
+        nonce_every: 0,
+        api_nonce: false,
+    }
+}
+
+/// The harness's config with the oauth block (and `extra` lines in it) instead of the token.
+fn write_oauth_config(env: &Env, extra: &str) {
+    let text = env.config_text("");
+    let line = format!("      api_token: \"{TOKEN}\"\n");
+    assert_eq!(text.matches(&line).count(), 1);
+    env.write_config_text(&text.replace(
+        &line,
+        &format!(
+            "      oauth:\n        client_id: 0oa1b2c3d4e5f6g7h8i9\n        private_key_file: app.pem\n{extra}"
+        ),
+    ));
+}
+
+fn validate(env: &Env) -> (Option<i32>, String) {
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_backfill_across_token_expiries_with_dpop_and_nonce_rotation_loses_nothing() {
+    let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let total = 40_000;
+    let mut env = env_with_app(
+        &key,
+        |jwk| oauth::App {
+            token_lifetime: Duration::from_secs(2),
+            nonce_every: 2,
+            api_nonce: true,
+            ..app(jwk)
+        },
+        okta::Options {
+            total,
+            initial: total,
+            page_delay: Duration::from_millis(150),
+            ..Default::default()
+        },
+    );
+    let devo = env.start_devo();
+    write_oauth_config(&env, "");
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(90), || devo.count() >= total);
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(all, "{} of {total}; log:\n{logs}", devo.count());
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(total).is_empty() && d.duplicates() == 0);
+    let (issued, nonces, expired) = env.okta.oauth_figures().unwrap();
+    assert!(
+        issued >= 3,
+        "{issued} tokens for a 6 s backfill of 2 s tokens"
+    );
+    assert!(nonces >= 2, "{nonces} nonces");
+    assert_eq!(expired, 0, "a token was sent after it expired");
+    assert!(
+        !logs.contains("PRIVATE KEY") && !logs.contains("DPoP ey"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn validate_says_dpop_and_the_scopes_and_each_error_names_its_cause() {
+    // RS256 with an RSA key (made by openssl: ring cannot generate RSA keys).
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = dir.path().join("rsa.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&rsa)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = std::fs::read_to_string(&rsa).unwrap();
+    let mut env = env_with_app(&key, app, okta::Options::default());
+    let _devo = env.start_devo();
+    write_oauth_config(&env, "");
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("[ OK ] okta OAuth app: client 0oa1b2c3d4e5f6g7h8i9 has a DPoP-bound token (proofs on every call); scopes granted: okta.logs.read"),
+        "{out}"
+    );
+
+    // dpop: false against an app that requires it.
+    write_oauth_config(&env, "        dpop: false\n");
+    let (_, out) = validate(&env);
+    assert!(
+        out.contains("SetupError 100") && out.contains("invalid_dpop_proof: the app requires DPoP"),
+        "{out}"
+    );
+
+    // A scope the app was not granted.
+    write_oauth_config(&env, "        scopes: [okta.logs.read, okta.users.read]\n");
+    let (_, out) = validate(&env);
+    assert!(
+        out.contains("invalid_scope") && out.contains("okta.users.read"),
+        "{out}"
+    );
+
+    // Another key than the registered one.
+    let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    std::fs::write(env.path().join("app.pem"), other).unwrap();
+    write_oauth_config(&env, "");
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("invalid_client") && out.contains("the key is not registered"),
+        "{out}"
+    );
+    assert!(!out.contains("PRIVATE KEY"));
+}
+
+#[test]
+fn a_token_and_oauth_together_or_a_bad_key_are_config_errors() {
+    let env = Env::new(okta::Options::default());
+    std::fs::write(env.path().join("app.pem"), "not a key").unwrap();
+    let text = env.config_text("").replace(
+        &format!("      api_token: \"{TOKEN}\"\n"),
+        &format!("      api_token: \"{TOKEN}\"\n      oauth:\n        client_id: 0oa1\n        private_key_file: app.pem\n"),
+    );
+    env.write_config_text(&text);
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(1));
+    let _ = out;
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("not both"), "{err}");
+    write_oauth_config(&env, "");
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("oauth.private_key_file") && err.contains("not a PEM private key"),
+        "{err}"
+    );
+}
