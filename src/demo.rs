@@ -15,9 +15,9 @@ pub const DEMO_CONFIG: &str = include_str!("../config/demo.yaml");
 ///
 /// # Errors
 /// A message if the simulator, receiver or pipeline cannot start.
-pub fn run(seconds: u64, keep: bool, shutdown: Shutdown) -> Result<(), String> {
+pub fn run(seconds: u64, keep: bool, oauth: bool, shutdown: Shutdown) -> Result<(), String> {
     let dir = private_temp_dir()?;
-    let result = run_in(&dir, seconds, shutdown);
+    let result = run_in(&dir, seconds, oauth, shutdown);
     if keep {
         println!("Files kept in {}", dir.display());
     } else {
@@ -50,8 +50,49 @@ fn private_temp_dir() -> Result<std::path::PathBuf, String> {
     ))
 }
 
-fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(), String> {
+/// With `--oauth`: an API Services app whose key is made here (P-256, 0600), requiring DPoP,
+/// one-minute tokens and a nonce rotated every 5 tokens; the config's token line becomes the
+/// app's `oauth` block.
+fn demo_app(dir: &std::path::Path) -> Result<(sim::oauth::App, String), String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let pem = key.serialize_pem();
+    let (app_key, _) = crate::okta::oauth::AppKey::parse(&pem)?;
+    let path = dir.join("app.pem");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(pem.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let app = sim::oauth::App {
+        client_id: "0oademo0000000000001".into(),
+        public_jwk: app_key.public_jwk(),
+        require_dpop: true,
+        token_lifetime: Duration::from_secs(60),
+        granted: ServiceKind::ALL
+            .iter()
+            .map(|k| k.scope().to_string())
+            .collect(),
+        nonce_every: 5,
+        api_nonce: false,
+    };
+    let block = "      oauth:\n        client_id: 0oademo0000000000001\n        private_key_file: app.pem\n".to_string();
+    Ok((app, block))
+}
+
+fn run_in(
+    dir: &std::path::Path,
+    seconds: u64,
+    oauth: bool,
+    shutdown: Shutdown,
+) -> Result<(), String> {
     let pki = sim::certs::generate(&dir.join("certs"), "okta-collector demo CA")?;
+    let app = if oauth { Some(demo_app(dir)?) } else { None };
     let okta = sim::okta::OktaSim::start(
         ([127, 0, 0, 1], 0).into(),
         sim::okta::Options {
@@ -63,6 +104,7 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
             page_delay: Duration::from_millis(5),
             // Okta's untidiness (the default) and its short pages mid-backlog.
             short_every: 5,
+            oauth: app.as_ref().map(|(a, _)| a.clone()),
             ..Default::default()
         },
     )
@@ -76,6 +118,10 @@ fn run_in(dir: &std::path::Path, seconds: u64, shutdown: Shutdown) -> Result<(),
         .replace("{{OKTA_URL}}", &okta.url())
         .replace("{{DEVO_PORT}}", &devo.addr.port().to_string())
         .replace("{{START}}", &okta.start_time());
+    let text = match &app {
+        Some((_, block)) => text.replace("      api_token: demo-token\n", block),
+        None => text,
+    };
     let config_path = dir.join("config.yaml");
     std::fs::write(&config_path, &text)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;

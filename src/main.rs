@@ -128,6 +128,10 @@ enum Command {
         /// Log level of the collector's own log lines on stderr.
         #[arg(long, default_value = "error", value_name = "LEVEL")]
         log_level: log::LevelFilter,
+        /// Authenticate as an OAuth 2.0 API Services app (private_key_jwt, DPoP with Okta's
+        /// nonce, one-minute tokens) instead of an API token.
+        #[arg(long)]
+        oauth: bool,
     },
 }
 
@@ -254,6 +258,7 @@ fn main() -> ExitCode {
             seconds,
             keep,
             log_level,
+            oauth,
         } => {
             logging::init(log_level);
             let shutdown = Shutdown::new();
@@ -261,7 +266,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
-            match demo::run(seconds, keep, shutdown) {
+            match demo::run(seconds, keep, oauth, shutdown) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");

@@ -195,3 +195,25 @@ fn a_token_and_oauth_together_or_a_bad_key_are_config_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_runs_the_whole_pipeline_as_an_oauth_app() {
+    let out = std::process::Command::new(bin())
+        .args(["demo", "--oauth", "--seconds", "4"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("lost: 0"), "{text}");
+    let received: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("received by Devo (mTLS):"))
+        .and_then(|r| r.split_whitespace().next())
+        .map(|n| n.replace(',', "").parse().unwrap())
+        .unwrap();
+    assert!(received > 1_000, "{text}");
+}
