@@ -1776,6 +1776,26 @@ impl Config {
                 new.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string())
             ));
         }
+        let app = |c: &Config| {
+            c.okta.oauth.as_ref().map(|o| {
+                (
+                    o.client_id.clone(),
+                    o.private_key.clone(),
+                    o.key_id.clone(),
+                    o.scopes.clone(),
+                    o.dpop,
+                )
+            })
+        };
+        if app(self) != app(new) {
+            out.push(match &new.okta.oauth {
+                Some(o) => format!(
+                    "inputs.okta.credentials.oauth changed: a new token is taken for client {} and the old one is dropped",
+                    o.client_id
+                ),
+                None => "inputs.okta.credentials.oauth was removed: the old token is dropped and the API token is used".into(),
+            });
+        }
         out
     }
 }
@@ -2050,6 +2070,47 @@ inputs:
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/okc/config.yaml"), text)
+    }
+
+    #[test]
+    fn an_oauth_app_resolves_and_a_changed_one_is_named_at_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("app.pem");
+        std::fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+        let with = |client: &str, extra: &str| {
+            DEVO.replace(
+                "      api_token: 00abcdefSECRET\n",
+                &format!(
+                    "      oauth:\n        client_id: {client}\n        private_key_file: {}\n{extra}",
+                    key.display()
+                ),
+            )
+        };
+        let a = parse(&with("0oaA", "")).unwrap();
+        let o = a.okta.oauth.as_ref().unwrap();
+        assert_eq!(
+            o.scopes,
+            ["okta.logs.read"],
+            "what the enabled services need"
+        );
+        assert_eq!(o.dpop, DpopMode::Auto);
+        assert!(
+            !format!("{a:?}").contains("PRIVATE KEY"),
+            "the key never shows in Debug"
+        );
+        let b = parse(&with("0oaB", "        dpop: false\n")).unwrap();
+        assert_eq!(b.okta.oauth.as_ref().unwrap().dpop, DpopMode::Off);
+        let changes = a.token_route_changes(&b).join("\n");
+        assert!(
+            changes.contains("a new token is taken for client 0oaB"),
+            "{changes}"
+        );
+        assert!(a.token_route_changes(&a).is_empty());
+        let bad = parse(&with("0oaA", "        dpop: sometimes\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(bad.contains("is not auto, true or false"), "{bad}");
     }
 
     #[test]

@@ -70,16 +70,16 @@ fn demo_app(dir: &std::path::Path) -> Result<(sim::oauth::App, String), String> 
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     let app = sim::oauth::App {
-        client_id: "0oademo0000000000001".into(),
-        public_jwk: app_key.public_jwk(),
-        require_dpop: true,
         token_lifetime: Duration::from_secs(60),
-        granted: ServiceKind::ALL
-            .iter()
-            .map(|k| k.scope().to_string())
-            .collect(),
         nonce_every: 5,
-        api_nonce: false,
+        ..sim::oauth::App::new(
+            "0oademo0000000000001",
+            app_key.public_jwk(),
+            ServiceKind::ALL
+                .iter()
+                .map(|k| k.scope().to_string())
+                .collect(),
+        )
     };
     let block = "      oauth:\n        client_id: 0oademo0000000000001\n        private_key_file: app.pem\n".to_string();
     Ok((app, block))

@@ -160,13 +160,20 @@ fn oauth_check(config: &Config, ts: &crate::okta::oauth::TokenSource) -> Result<
             "{SETUP_100}: no token was taken (see the services' lines above)"
         ));
     };
-    let missing: Vec<String> = config
+    let mut missing: Vec<String> = config
         .okta
         .services
         .iter()
         .filter(|s| !granted.iter().any(|g| g == s.kind.scope()))
         .map(|s| format!("{} needs {}", s.kind.name(), s.kind.scope()))
         .collect();
+    let denied: Vec<String> = ts
+        .denied()
+        .into_iter()
+        .filter(|d| !missing.iter().any(|m| m.ends_with(d.as_str())))
+        .map(|d| format!("{d} is asked for (oauth.scopes) but not granted (invalid_scope)"))
+        .collect();
+    missing.extend(denied);
     let how = if dpop {
         "a DPoP-bound token (proofs on every call)"
     } else {

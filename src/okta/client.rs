@@ -280,6 +280,7 @@ impl Client {
                     resp.status().as_u16(),
                     text("www-authenticate"),
                     text("dpop-nonce"),
+                    text("date"),
                 );
                 // Once: with Okta's new nonce, or with a new token.
                 if retry != super::oauth::Retry::No && !retried {

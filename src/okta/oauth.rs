@@ -362,12 +362,13 @@ impl DpopKey {
         url: &str,
         nonce: Option<&str>,
         token: Option<&str>,
+        now: u64,
     ) -> Result<String, String> {
         let htu = url.split(['?', '#']).next().unwrap_or(url);
         let mut claims = serde_json::json!({
             "htm": method,
             "htu": htu,
-            "iat": now_secs(),
+            "iat": now,
             "jti": random_id(),
         });
         if let Some(n) = nonce {
@@ -425,6 +426,13 @@ struct State {
     nonce: Option<String>,
     /// Tokens taken so far (for `validate` and the tests' figures).
     issued: u64,
+    /// Okta's clock minus ours, seconds, from its `Date` headers (within ±10 minutes): the
+    /// times in assertions and proofs are Okta's.
+    skew: i64,
+    /// The token endpoint rate-limited us until then.
+    blocked_until: Option<Instant>,
+    /// Scopes Okta said the app may not have: not asked for again this run.
+    denied: Vec<String>,
 }
 
 /// What an API answer asks of the next try.
@@ -510,8 +518,28 @@ impl TokenSource {
         })
     }
 
+    /// Now on Okta's clock.
+    fn okta_now(&self) -> u64 {
+        let skew = crate::lock(&self.state).skew;
+        now_secs().saturating_add_signed(skew)
+    }
+
+    /// Learns Okta's clock from a `Date` header.
+    fn learn_date(&self, date: Option<&str>) {
+        let Some(t) = date.and_then(crate::time::parse_http_date) else {
+            return;
+        };
+        let okta = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let skew = okta - now_secs() as i64;
+        if skew.unsigned_abs() <= crate::time::TRUSTED_SKEW.as_secs() {
+            crate::lock(&self.state).skew = skew;
+        }
+    }
+
     fn assertion(&self) -> Result<String, String> {
-        let now = now_secs();
+        let now = self.okta_now();
         let mut header = serde_json::json!({"alg": self.key.alg(), "typ": "JWT"});
         if let Some(k) = &self.kid {
             header["kid"] = k.clone().into();
@@ -527,11 +555,39 @@ impl TokenSource {
         self.key.jwt(&header, &claims)
     }
 
-    /// Takes a new token (retrying once with Okta's nonce).
+    /// Takes a new token (retrying once with Okta's nonce, and once without the scopes Okta
+    /// says the app may not have).
     fn fetch(&self, agent: &ureq::Agent) -> Result<Token, String> {
-        let scope = self.scopes.join(" ");
-        for attempt in 0..2 {
-            let nonce = crate::lock(&self.state).nonce.clone();
+        if let Some(until) = crate::lock(&self.state).blocked_until
+            && Instant::now() < until
+        {
+            return Err(format!(
+                "the token endpoint rate-limited the app; the next token request is in {} s",
+                until.saturating_duration_since(Instant::now()).as_secs()
+            ));
+        }
+        let mut nonce_retried = false;
+        let mut scope_retried = false;
+        let mut clock_retried = false;
+        loop {
+            let (nonce, denied, used_skew) = {
+                let st = crate::lock(&self.state);
+                (st.nonce.clone(), st.denied.clone(), st.skew)
+            };
+            let asked: Vec<&str> = self
+                .scopes
+                .iter()
+                .filter(|s| !denied.contains(s))
+                .map(String::as_str)
+                .collect();
+            if asked.is_empty() {
+                return Err(format!(
+                    "invalid_scope: none of the scopes asked for is granted to the app ({}); grant them on its \"Okta API Scopes\" tab",
+                    denied.join(" ")
+                ));
+            }
+            let scope = asked.join(" ");
+            let now = self.okta_now();
             let form = [
                 ("grant_type", "client_credentials".to_string()),
                 ("scope", scope.clone()),
@@ -548,7 +604,7 @@ impl TokenSource {
                 req = req.header(
                     "DPoP",
                     self.dpop
-                        .proof("POST", &self.token_url, nonce.as_deref(), None)?,
+                        .proof("POST", &self.token_url, nonce.as_deref(), None, now)?,
                 );
             }
             let mut resp = req
@@ -560,12 +616,25 @@ impl TokenSource {
                     )
                 })?;
             let status = resp.status().as_u16();
-            if let Some(n) = resp
-                .headers()
-                .get("dpop-nonce")
-                .and_then(|v| v.to_str().ok())
-            {
-                crate::lock(&self.state).nonce = Some(n.to_string());
+            let header = |n: &str| {
+                resp.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            if let Some(n) = header("dpop-nonce") {
+                crate::lock(&self.state).nonce = Some(n);
+            }
+            self.learn_date(header("date").as_deref());
+            if status == 429 {
+                // The token endpoint's own budget: wait for its reset (Okta's clock).
+                let reset = header("x-rate-limit-reset").and_then(|r| r.trim().parse::<u64>().ok());
+                let wait = reset.map_or(60, |r| r.saturating_sub(self.okta_now()).clamp(1, 300));
+                crate::lock(&self.state).blocked_until =
+                    Some(Instant::now() + Duration::from_secs(wait));
+                return Err(format!(
+                    "the token endpoint rate-limited the app (HTTP 429); the next token request is in {wait} s"
+                ));
             }
             let body = resp
                 .body_mut()
@@ -604,8 +673,39 @@ impl TokenSource {
                 });
             }
             let e: OAuthError = serde_json::from_str(&body).unwrap_or_default();
-            if e.error == "use_dpop_nonce" && attempt == 0 && self.mode != DpopMode::Off {
+            // The first request went out on the local clock; Okta's `Date` now says it is
+            // more than 30 s off: once more, on Okta's clock.
+            let skew = crate::lock(&self.state).skew;
+            if !clock_retried && (skew - used_skew).abs() > 30 {
+                clock_retried = true;
                 continue;
+            }
+            if e.error == "use_dpop_nonce" && !nonce_retried && self.mode != DpopMode::Off {
+                nonce_retried = true;
+                continue;
+            }
+            if e.error == "invalid_scope" && !scope_retried {
+                // Okta names them: "The following scopes are not allowed: a b". The services
+                // that need them get 403 and wait; the others go on.
+                let named: Vec<String> = e
+                    .error_description
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .filter(|s| self.scopes.iter().any(|a| a == s))
+                    .map(str::to_string)
+                    .collect();
+                if !named.is_empty() {
+                    scope_retried = true;
+                    log::error!(
+                        "{}: OAuth: invalid_scope: the app is not granted {}; the services that need it wait (403) and the others go on. Grant it on the app's \"Okta API Scopes\" tab.",
+                        super::SETUP_100,
+                        named.join(" ")
+                    );
+                    crate::lock(&self.state).denied.extend(named);
+                    continue;
+                }
             }
             if e.error == "invalid_dpop_proof" && self.mode == DpopMode::Off {
                 return Err(format!(
@@ -618,7 +718,6 @@ impl TokenSource {
                 explain(&e, status, &self.scopes)
             ));
         }
-        Err("the token endpoint asked for a DPoP nonce twice".into())
     }
 
     /// The headers for `method url`: `Authorization` and, with a DPoP token, `DPoP`. Takes or
@@ -646,6 +745,7 @@ impl TokenSource {
         let Some(t) = st.token.as_ref() else {
             return Err("no token".into());
         };
+        let now = now_secs().saturating_add_signed(st.skew);
         let mut out = Vec::with_capacity(2);
         match t.kind {
             TokenKind::Bearer => {
@@ -655,8 +755,13 @@ impl TokenSource {
                 out.push(("Authorization", format!("DPoP {}", t.value.expose())));
                 out.push((
                     "DPoP",
-                    self.dpop
-                        .proof(method, url, st.nonce.as_deref(), Some(t.value.expose()))?,
+                    self.dpop.proof(
+                        method,
+                        url,
+                        st.nonce.as_deref(),
+                        Some(t.value.expose()),
+                        now,
+                    )?,
                 ));
             }
         }
@@ -671,7 +776,9 @@ impl TokenSource {
         status: u16,
         www_authenticate: Option<&str>,
         nonce: Option<&str>,
+        date: Option<&str>,
     ) -> Retry {
+        self.learn_date(date);
         let mut st = crate::lock(&self.state);
         if let Some(n) = nonce {
             st.nonce = Some(n.to_string());
@@ -696,6 +803,11 @@ impl TokenSource {
         st.token
             .as_ref()
             .map(|t| (t.kind == TokenKind::Dpop, t.scopes.clone(), st.issued))
+    }
+
+    /// Scopes asked for that Okta said the app is not granted.
+    pub fn denied(&self) -> Vec<String> {
+        crate::lock(&self.state).denied.clone()
     }
 }
 

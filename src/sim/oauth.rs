@@ -29,6 +29,37 @@ pub struct App {
     pub nonce_every: u64,
     /// API calls must carry the current nonce too (Okta may ask with `use_dpop_nonce`).
     pub api_nonce: bool,
+    /// The org's clock is this far from the local one (seconds; its `Date` headers show it).
+    pub clock_offset_secs: i64,
+    /// How far a proof's or an assertion's `iat` may be from the org's clock (seconds).
+    pub iat_window_secs: i64,
+}
+
+impl App {
+    /// An app with Okta's defaults: DPoP required, hour-long tokens, one nonce, a 5-minute
+    /// `iat` window, the org's clock right.
+    pub fn new(client_id: &str, public_jwk: serde_json::Value, granted: Vec<String>) -> App {
+        App {
+            client_id: client_id.into(),
+            public_jwk,
+            require_dpop: true,
+            token_lifetime: Duration::from_secs(3600),
+            granted,
+            nonce_every: 0,
+            api_nonce: false,
+            clock_offset_secs: 0,
+            iat_window_secs: 300,
+        }
+    }
+
+    /// Now on the org's clock.
+    pub fn now(&self) -> SystemTime {
+        if self.clock_offset_secs >= 0 {
+            SystemTime::now() + Duration::from_secs(self.clock_offset_secs.unsigned_abs())
+        } else {
+            SystemTime::now() - Duration::from_secs(self.clock_offset_secs.unsigned_abs())
+        }
+    }
 }
 
 struct Issued {
@@ -118,9 +149,8 @@ fn verify(token: &str, jwk: &serde_json::Value) -> Result<Jwt, String> {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+fn secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
@@ -218,7 +248,7 @@ impl Server {
             ));
         }
         let iat = c["iat"].as_i64().unwrap_or(0);
-        if (iat - now_secs()).abs() > 300 {
+        if (iat - secs(self.app.now())).abs() > self.app.iat_window_secs {
             return Err((
                 "invalid_dpop_proof",
                 "'iat' is outside the allowed window.".into(),
@@ -249,8 +279,20 @@ impl Server {
         Ok(jwk)
     }
 
-    /// `POST /oauth2/v1/token`.
+    /// Now on the org's clock.
+    pub fn now(&self) -> SystemTime {
+        self.app.now()
+    }
+
+    /// `POST /oauth2/v1/token`, dated by the org's clock.
     pub fn token(&self, req: &Request, base: &str) -> Reply {
+        let mut r = self.token_answer(req, base);
+        r.headers
+            .push(("date".into(), super::okta::http_date(self.app.now())));
+        r
+    }
+
+    fn token_answer(&self, req: &Request, base: &str) -> Reply {
         let f = form(&req.body);
         let token_url = format!("{base}/oauth2/v1/token");
         let mut st = lock(&self.state);
@@ -269,14 +311,17 @@ impl Server {
         let assertion = f.get("client_assertion").cloned().unwrap_or_default();
         let checked = verify(&assertion, &self.app.public_jwk).and_then(|j| {
             let c = &j.claims;
-            let now = now_secs();
+            let now = secs(self.app.now());
             let exp = c["exp"].as_i64().unwrap_or(0);
+            let iat = c["iat"].as_i64().unwrap_or(now);
             if c["iss"] != self.app.client_id.as_str() || c["sub"] != self.app.client_id.as_str() {
                 Err("iss and sub must be the client id".to_string())
             } else if c["aud"] != token_url.as_str() {
                 Err("aud must be the token endpoint".into())
             } else if exp <= now || exp > now + 3600 {
                 Err("exp is out of range".into())
+            } else if iat > now + self.app.iat_window_secs {
+                Err("iat is in the future".into())
             } else if !st.jtis.insert(c["jti"].as_str().unwrap_or("").to_string()) {
                 Err("the jti was used before".into())
             } else {

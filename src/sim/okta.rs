@@ -493,7 +493,10 @@ impl Shared {
         let (rate, over) = self.rate(req.path(), now);
         let mut headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
-            ("date".to_string(), http_date(now)),
+            (
+                "date".to_string(),
+                http_date(self.oauth.as_ref().map_or(now, |o| o.now())),
+            ),
             (
                 "x-okta-request-id".to_string(),
                 format!("sim-{}", self.requests.load(Ordering::Relaxed)),
@@ -843,7 +846,8 @@ fn error_body(code: &str, summary: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn http_date(t: SystemTime) -> String {
+/// An IMF-fixdate, as Okta's `Date` headers.
+pub(crate) fn http_date(t: SystemTime) -> String {
     // `Wed, 04 Dec 2024 11:45:01 GMT`, built from the RFC 3339 form.
     let s = crate::time::format_seconds(t);
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];

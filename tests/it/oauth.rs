@@ -27,15 +27,7 @@ fn env_with_app(
 }
 
 fn app(jwk: serde_json::Value) -> oauth::App {
-    oauth::App {
-        client_id: "0oa1b2c3d4e5f6g7h8i9".into(),
-        public_jwk: jwk,
-        require_dpop: true,
-        token_lifetime: Duration::from_secs(3600),
-        granted: vec!["okta.logs.read".into()],
-        nonce_every: 0,
-        api_nonce: false,
-    }
+    oauth::App::new("0oa1b2c3d4e5f6g7h8i9", jwk, vec!["okta.logs.read".into()])
 }
 
 /// The harness's config with the oauth block (and `extra` lines in it) instead of the token.
@@ -216,4 +208,63 @@ fn the_demo_runs_the_whole_pipeline_as_an_oauth_app() {
         .map(|n| n.replace(',', "").parse().unwrap())
         .unwrap();
     assert!(received > 1_000, "{text}");
+}
+
+#[test]
+fn a_local_clock_two_minutes_off_oktas_is_corrected_from_its_date() {
+    for offset in [150, -150] {
+        let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let total = 3_000;
+        let mut env = env_with_app(
+            &key,
+            |jwk| oauth::App {
+                clock_offset_secs: offset,
+                // Stricter than the offset: proofs on the local clock are refused.
+                iat_window_secs: 60,
+                ..app(jwk)
+            },
+            okta::Options {
+                total,
+                initial: total,
+                ..Default::default()
+            },
+        );
+        let devo = env.start_devo();
+        write_oauth_config(&env, "");
+        let mut child = env.spawn();
+        let all = wait_until(Duration::from_secs(30), || devo.count() >= total);
+        stop(&env, &mut child);
+        assert!(
+            all,
+            "offset {offset}: {} of {total}; log:\n{}",
+            devo.count(),
+            env.logs()
+        );
+    }
+}
+
+#[test]
+fn a_scope_the_app_lacks_stops_only_the_service_that_needs_it() {
+    let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let mut env = env_with_app(&key, app, okta::Options::default());
+    let devo = env.start_devo();
+    write_oauth_config(&env, "");
+    // users is enabled too; the app is granted okta.logs.read only.
+    let text = std::fs::read_to_string(env.path().join("config.yaml")).unwrap();
+    env.write_config_text(&format!(
+        "{text}      users:\n        request_period_in_seconds: 1\n"
+    ));
+    let mut child = env.spawn();
+    let logs_ok = wait_until(Duration::from_secs(30), || devo.count() >= 10_000);
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(logs_ok, "{} events; log:\n{logs}", devo.count());
+    assert!(
+        logs.contains("OAuth: invalid_scope: the app is not granted okta.users.read"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("users#predefined) -> SetupError 100") && logs.contains("okta.users.read"),
+        "{logs}"
+    );
 }
