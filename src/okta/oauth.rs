@@ -416,6 +416,8 @@ struct Token {
     value: crate::config::Secret,
     kind: TokenKind,
     renew_at: Instant,
+    /// A little before `expires_in` ends: never sent after this.
+    expires_at: Instant,
     scopes: Vec<String>,
 }
 
@@ -669,6 +671,7 @@ impl TokenSource {
                     value: a.access_token,
                     kind,
                     renew_at: Instant::now() + life.mul_f64(0.8),
+                    expires_at: Instant::now() + life.mul_f64(0.95),
                     scopes: a.scope.split_whitespace().map(str::to_string).collect(),
                 });
             }
@@ -738,8 +741,24 @@ impl TokenSource {
                 .is_none_or(|t| Instant::now() >= t.renew_at)
         };
         if due {
-            let t = self.fetch(agent)?;
-            crate::lock(&self.state).token = Some(t);
+            match self.fetch(agent) {
+                Ok(t) => crate::lock(&self.state).token = Some(t),
+                // A renewal that fails (the token endpoint's 429, a network blip) leaves the
+                // current token in use while it lives.
+                Err(e) => {
+                    let alive = crate::lock(&self.state)
+                        .token
+                        .as_ref()
+                        .is_some_and(|t| Instant::now() < t.expires_at);
+                    if !alive {
+                        crate::lock(&self.state).token = None;
+                        return Err(e);
+                    }
+                    log::warn!(
+                        "OAuth: renewing the token failed ({e}); the current one is used while it lives."
+                    );
+                }
+            }
         }
         let st = crate::lock(&self.state);
         let Some(t) = st.token.as_ref() else {

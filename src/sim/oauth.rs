@@ -33,6 +33,11 @@ pub struct App {
     pub clock_offset_secs: i64,
     /// How far a proof's or an assertion's `iat` may be from the org's clock (seconds).
     pub iat_window_secs: i64,
+    /// The token endpoint's own rate limit: at most this many token requests per window of
+    /// `token_window` (then 429 with `X-Rate-Limit-*`); `None`: no limit.
+    pub token_limit: Option<u64>,
+    /// See `token_limit`.
+    pub token_window: Duration,
 }
 
 impl App {
@@ -49,6 +54,8 @@ impl App {
             api_nonce: false,
             clock_offset_secs: 0,
             iat_window_secs: 300,
+            token_limit: None,
+            token_window: Duration::from_secs(60),
         }
     }
 
@@ -77,6 +84,10 @@ struct State {
     issued: u64,
     nonces: u64,
     expired_used: u64,
+    /// The token endpoint's window: its start and the requests in it.
+    window: Option<(Instant, u64)>,
+    /// Token requests made while the window was exhausted (a client that hammers).
+    over_limit: u64,
 }
 
 /// The simulated org's OAuth side.
@@ -210,6 +221,11 @@ impl Server {
         lock(&self.state).expired_used
     }
 
+    /// Token requests after a 429, within the same window.
+    pub fn over_limit(&self) -> u64 {
+        lock(&self.state).over_limit
+    }
+
     /// Checks a DPoP proof for `method url`; `Err((error, description))`.
     fn proof(
         &self,
@@ -296,6 +312,33 @@ impl Server {
         let f = form(&req.body);
         let token_url = format!("{base}/oauth2/v1/token");
         let mut st = lock(&self.state);
+        if let Some(limit) = self.app.token_limit {
+            let w = self.app.token_window;
+            let (start, n) = match st.window {
+                Some((s, n)) if s.elapsed() < w => (s, n + 1),
+                _ => (Instant::now(), 1),
+            };
+            st.window = Some((start, n));
+            if n > limit {
+                if n > limit + 1 {
+                    st.over_limit += 1;
+                }
+                let reset =
+                    secs(self.app.now()) + (w.saturating_sub(start.elapsed())).as_secs() as i64 + 1;
+                let mut r = Reply {
+                    status: 429,
+                    headers: vec![
+                        ("content-type".into(), "application/json".into()),
+                        ("x-rate-limit-limit".into(), limit.to_string()),
+                        ("x-rate-limit-remaining".into(), "0".into()),
+                        ("x-rate-limit-reset".into(), reset.to_string()),
+                    ],
+                    body: br#"{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"oaeSimulatedOAuth000000000","errorCauses":[]}"#.to_vec(),
+                };
+                r.headers.shrink_to_fit();
+                return r;
+            }
+        }
         if f.get("grant_type").map(String::as_str) != Some("client_credentials") {
             return oauth_error(
                 400,

@@ -209,6 +209,11 @@ impl OktaSim {
             .map(|o| (o.issued(), o.nonces(), o.expired_used()))
     }
 
+    /// Token requests made after the token endpoint's 429, within its window.
+    pub fn oauth_over_limit(&self) -> u64 {
+        self.shared.oauth.as_ref().map_or(0, |o| o.over_limit())
+    }
+
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)

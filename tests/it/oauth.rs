@@ -268,3 +268,137 @@ fn a_scope_the_app_lacks_stops_only_the_service_that_needs_it() {
         "{logs}"
     );
 }
+
+#[test]
+fn the_token_endpoints_rate_limit_is_waited_out_not_hammered() {
+    let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let total = 20_000;
+    let mut env = env_with_app(
+        &key,
+        |jwk| oauth::App {
+            token_lifetime: Duration::from_secs(2),
+            token_limit: Some(2),
+            token_window: Duration::from_secs(5),
+            ..app(jwk)
+        },
+        okta::Options {
+            total,
+            initial: total,
+            page_delay: Duration::from_millis(150),
+            ..Default::default()
+        },
+    );
+    let devo = env.start_devo();
+    write_oauth_config(&env, "");
+    // The key readable by others: warned about, as the token file is.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.path().join("app.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(90), || devo.count() >= total);
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(all, "{} of {total}; log:\n{logs}", devo.count());
+    let d = check_lines(&env, &devo.lines(), "auth.okta.system");
+    assert!(d.missing(total).is_empty() && d.duplicates() == 0);
+    assert!(logs.contains("rate-limited the app (HTTP 429)"), "{logs}");
+    assert_eq!(
+        env.okta.oauth_over_limit(),
+        0,
+        "token requests during the 429's window"
+    );
+    assert_eq!(
+        env.okta.oauth_figures().unwrap().2,
+        0,
+        "an expired token was sent"
+    );
+    assert!(
+        logs.contains("holds the OAuth app's private key and can be read by other users"),
+        "{logs}"
+    );
+}
+
+/// The private JWK of an RSA PEM key, as Okta's admin console gives one (built from
+/// `openssl rsa -text`'s components).
+fn rsa_jwk(pem_path: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["rsa", "-noout", "-text", "-in"])
+        .arg(pem_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut fields: std::collections::HashMap<String, Vec<u8>> = Default::default();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("publicExponent: ") {
+            let n: u64 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let bytes: Vec<u8> = n
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            fields.insert("e".into(), bytes);
+            current = None;
+        } else if !line.starts_with(' ') && line.ends_with(':') {
+            current = Some(line.trim_end_matches(':').to_string());
+        } else if let Some(c) = &current {
+            let hex: String = line.trim().replace(':', "");
+            let v = fields.entry(c.clone()).or_default();
+            for i in (0..hex.len()).step_by(2) {
+                v.push(u8::from_str_radix(&hex[i..i + 2], 16).unwrap());
+            }
+        }
+    }
+    let b = |name: &str| {
+        okta_collector::okta::oauth::b64url(
+            &fields[name]
+                .iter()
+                .copied()
+                .skip_while(|x| *x == 0)
+                .collect::<Vec<_>>(),
+        )
+    };
+    serde_json::json!({
+        "kty": "RSA", "kid": "console-kid-1", "alg": "RS256",
+        "n": b("modulus"), "e": b("e"), "d": b("privateExponent"),
+        "p": b("prime1"), "q": b("prime2"), "dp": b("exponent1"), "dq": b("exponent2"),
+        "qi": b("coefficient"),
+    })
+    .to_string()
+}
+
+#[test]
+fn the_jwk_the_admin_console_gives_signs_rs256() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("rsa.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let jwk = rsa_jwk(&pem);
+    let (key, kid) = AppKey::parse(&jwk).unwrap();
+    assert_eq!(
+        (key.alg(), kid.as_deref()),
+        ("RS256", Some("console-kid-1"))
+    );
+    let (from_pem, _) = AppKey::parse(&std::fs::read_to_string(&pem).unwrap()).unwrap();
+    assert_eq!(key.public_jwk(), from_pem.public_jwk(), "the same key");
+    let mut env = env_with_app(&jwk, app, okta::Options::default());
+    let _devo = env.start_devo();
+    write_oauth_config(&env, "");
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("has a DPoP-bound token"), "{out}");
+}
