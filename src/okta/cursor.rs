@@ -68,9 +68,12 @@ impl LogsCursor {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 
-    /// Encodes for storage.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Encodes for storage. An error is never an empty cursor committed: the caller stops.
+    ///
+    /// # Errors
+    /// If serde cannot encode the record.
+    pub fn encode(&self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(self).map_err(|e| format!("cannot encode the System Log cursor: {e}"))
     }
 
     /// Records an event and says whether it is a duplicate of one already taken: same uuid,
@@ -128,7 +131,7 @@ mod tests {
             let t = base + Duration::from_micros(rng.u64(0..3_000) + i * 500);
             let uuid = format!("u{}", rng.u8(0..6));
             let a = kept.observe(Some(&uuid), Some(t));
-            fresh = LogsCursor::decode(&fresh.encode()).unwrap();
+            fresh = LogsCursor::decode(&fresh.encode().unwrap()).unwrap();
             let b = fresh.observe(Some(&uuid), Some(t));
             assert_eq!(a, b, "event {i} at {t:?}");
             assert_eq!(kept, fresh);
@@ -156,10 +159,10 @@ mod tests {
         assert!(!c.observe(Some("c"), t("2024-01-01T00:00:02.000Z")));
         assert_eq!(c.uuid_list, vec!["c"]);
         assert_eq!(c.last_timestamp, "2024-01-01T00:00:02.000Z");
-        let back = LogsCursor::decode(&c.encode()).unwrap();
+        let back = LogsCursor::decode(&c.encode().unwrap()).unwrap();
         assert_eq!(back, c);
         assert!(
-            String::from_utf8(c.encode())
+            String::from_utf8(c.encode().unwrap())
                 .unwrap()
                 .contains("\"@persistence_version\":1")
         );

@@ -118,7 +118,7 @@ pub fn import(
         ));
     }
     spool
-        .append(&[], &c.encode())
+        .append(&[], &c.encode()?)
         .map_err(|e| format!("cannot write the cursor: {e}"))?;
     let mut out = format!(
         "Imported the state of Devo's collector from {}",

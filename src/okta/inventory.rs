@@ -75,8 +75,9 @@ fn decode<T: for<'a> Deserialize<'a>>(p: &Puller) -> Option<T> {
     }
 }
 
-fn encode<T: Serialize>(c: &T) -> Vec<u8> {
-    serde_json::to_vec(c).unwrap_or_default()
+/// A cursor for storage; an error stops the service rather than commit an empty cursor.
+fn encode<T: Serialize>(c: &T) -> Result<Vec<u8>, Halt> {
+    serde_json::to_vec(c).map_err(|e| Halt::Fatal(format!("cannot encode the cursor: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ pub(crate) async fn restore_incremental(p: &Puller) -> Result<IncrementalCursor,
         watermark: start,
         ..IncrementalCursor::default()
     };
-    p.commit(Events::default(), encode(&c)).await?;
+    p.commit(Events::default(), encode(&c)?).await?;
     log::warn!("{} -> Persistence has been updated successfully", p.label);
     Ok(c)
 }
@@ -270,7 +271,7 @@ async fn take_incremental_page(
     stats.pages += 1;
     if !lines.is_empty() || c != *cursor {
         let events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        p.commit(Events::copied(&events), encode(&c)).await?;
+        p.commit(Events::copied(&events), encode(&c)?).await?;
         stats.sent += events.len() as u64;
         *cursor = c;
     }
@@ -372,7 +373,7 @@ pub(crate) async fn snapshot_cycle(
                     last_snapshot: format_millis(now),
                     hashes: std::mem::take(&mut hashes),
                 };
-                p.commit(Events::copied(&events), encode(&next)).await?;
+                p.commit(Events::copied(&events), encode(&next)?).await?;
                 stats.sent += events.len() as u64;
                 log::info!(
                     "{} -> Snapshot {} committed: {} objects listed, {} sent ({} deleted).",

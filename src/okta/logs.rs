@@ -60,7 +60,8 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
                 }
                 _ if imported => {
                     // Ours from now on: durable in the spool before the first request.
-                    p.commit(Events::default(), c.encode()).await?;
+                    p.commit(Events::default(), c.encode().map_err(Halt::Fatal)?)
+                        .await?;
                     log::warn!(
                         "{label} -> Persistence has been updated successfully (taken over from Devo's collector)"
                     );
@@ -91,7 +92,8 @@ pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
     }
     let mut c = LogsCursor::new(start);
     c.configured_start = configured;
-    p.commit(Events::default(), c.encode()).await?;
+    p.commit(Events::default(), c.encode().map_err(Halt::Fatal)?)
+        .await?;
     log::warn!("{label} -> Persistence has been updated successfully");
     Ok(c)
 }
@@ -155,7 +157,7 @@ pub(crate) async fn cycle(
             let events = std::mem::take(&mut pending);
             dirty = false;
             let after = taken.clone();
-            let encoded = after.encode();
+            let encoded = after.encode().map_err(Halt::Fatal)?;
             let commit = p.commit(events, encoded);
             committing = Some(Box::pin(async move {
                 Step::Committed(commit.await.map(|()| after))
