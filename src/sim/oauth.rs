@@ -38,6 +38,9 @@ pub struct App {
     pub token_limit: Option<u64>,
     /// See `token_limit`.
     pub token_window: Duration,
+    /// Every n-th API call finds its token revoked (an admin revoked it, or Okta lost it):
+    /// answered 401 `invalid_token`; 0: never.
+    pub revoke_every: u64,
 }
 
 impl App {
@@ -56,6 +59,7 @@ impl App {
             iat_window_secs: 300,
             token_limit: None,
             token_window: Duration::from_secs(60),
+            revoke_every: 0,
         }
     }
 
@@ -88,6 +92,9 @@ struct State {
     window: Option<(Instant, u64)>,
     /// Token requests made while the window was exhausted (a client that hammers).
     over_limit: u64,
+    /// API calls checked, and tokens revoked by `revoke_every`.
+    calls: u64,
+    revoked: u64,
 }
 
 /// The simulated org's OAuth side.
@@ -224,6 +231,11 @@ impl Server {
     /// Token requests after a 429, within the same window.
     pub fn over_limit(&self) -> u64 {
         lock(&self.state).over_limit
+    }
+
+    /// Tokens revoked by `revoke_every`.
+    pub fn revoked(&self) -> u64 {
+        lock(&self.state).revoked
     }
 
     /// Checks a DPoP proof for `method url`; `Err((error, description))`.
@@ -471,6 +483,10 @@ impl Server {
         let auth = req.header("authorization").unwrap_or("");
         let (scheme, token) = auth.split_once(' ').unwrap_or(("", ""));
         let mut st = lock(&self.state);
+        st.calls += 1;
+        if self.app.revoke_every > 0 && st.calls.is_multiple_of(self.app.revoke_every) {
+            st.revoked += u64::from(st.tokens.remove(token).is_some());
+        }
         let Some(issued) = st.tokens.get(token) else {
             return Err(unauthorized("Bearer", "invalid_token", None));
         };

@@ -209,6 +209,11 @@ impl OktaSim {
             .map(|o| (o.issued(), o.nonces(), o.expired_used()))
     }
 
+    /// Tokens the org revoked (`revoke_every`).
+    pub fn oauth_revoked(&self) -> u64 {
+        self.shared.oauth.as_ref().map_or(0, |o| o.revoked())
+    }
+
     /// Token requests made after the token endpoint's 429, within its window.
     pub fn oauth_over_limit(&self) -> u64 {
         self.shared.oauth.as_ref().map_or(0, |o| o.over_limit())

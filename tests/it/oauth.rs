@@ -402,3 +402,37 @@ fn the_jwk_the_admin_console_gives_signs_rs256() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("has a DPoP-bound token"), "{out}");
 }
+
+#[test]
+fn a_revoked_token_is_renewed_once_and_the_request_retried() {
+    let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let total = 30_000;
+    let mut env = env_with_app(
+        &key,
+        |jwk| oauth::App {
+            revoke_every: 7,
+            ..app(jwk)
+        },
+        okta::Options {
+            total,
+            initial: total,
+            ..Default::default()
+        },
+    );
+    let devo = env.start_devo();
+    write_oauth_config(&env, "");
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(60), || devo.count() >= total);
+    stop(&env, &mut child);
+    let logs = env.logs();
+    assert!(all, "{} of {total}; log:\n{logs}", devo.count());
+    assert!(
+        env.okta.oauth_revoked() >= 3,
+        "{}",
+        env.okta.oauth_revoked()
+    );
+    // Each revocation cost one renewal and one retry, never a failed request.
+    assert!(!logs.contains("SetupError 100"), "{logs}");
+    let (issued, _, _) = env.okta.oauth_figures().unwrap();
+    assert_eq!(issued, env.okta.oauth_revoked() + 1);
+}
