@@ -4,6 +4,7 @@
 //! `iat` window, `jti` replay, the nonce, rotated), short token lifetimes, and the API's checks
 //! (token known and alive, DPoP binding with `ath`, scope per endpoint).
 
+use super::okta::error_body;
 use crate::config::ServiceKind;
 use crate::httpd::{Reply, Request};
 use crate::lock;
@@ -345,7 +346,10 @@ impl Server {
                         ("x-rate-limit-remaining".into(), "0".into()),
                         ("x-rate-limit-reset".into(), reset.to_string()),
                     ],
-                    body: br#"{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"oaeSimulatedOAuth000000000","errorCauses":[]}"#.to_vec(),
+                    body: error_body(
+                        "E0000047",
+                        "API call exceeded rate limit due to too many requests.",
+                    ),
                 };
                 r.headers.shrink_to_fit();
                 return r;
@@ -465,15 +469,7 @@ impl Server {
                     "www-authenticate".into(),
                     format!("{scheme} error=\"{error}\""),
                 )],
-                body: serde_json::json!({
-                    "errorCode": "E0000011",
-                    "errorSummary": "Invalid token provided",
-                    "errorLink": "E0000011",
-                    "errorId": "oaeSimulatedOAuth000000000",
-                    "errorCauses": []
-                })
-                .to_string()
-                .into_bytes(),
+                body: error_body("E0000011", "Invalid token provided"),
             };
             if let Some(n) = nonce {
                 r.headers.push(("dpop-nonce".into(), n));
@@ -525,15 +521,10 @@ impl Server {
                         k.scope()
                     ),
                 )],
-                body: serde_json::json!({
-                    "errorCode": "E0000006",
-                    "errorSummary": "You do not have permission to perform the requested action",
-                    "errorLink": "E0000006",
-                    "errorId": "oaeSimulatedOAuth000000000",
-                    "errorCauses": []
-                })
-                .to_string()
-                .into_bytes(),
+                body: error_body(
+                    "E0000006",
+                    "You do not have permission to perform the requested action",
+                ),
             });
         }
         Ok(())

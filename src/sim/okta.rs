@@ -844,7 +844,8 @@ fn rate_headers(limit: u64, remaining: u64, reset: u64) -> Vec<(String, String)>
     ]
 }
 
-fn error_body(code: &str, summary: &str) -> Vec<u8> {
+/// Okta's error body (`errorCode`, `errorSummary`, `errorLink`, `errorId`, `errorCauses`).
+pub(crate) fn error_body(code: &str, summary: &str) -> Vec<u8> {
     serde_json::json!({
         "errorCode": code,
         "errorSummary": summary,

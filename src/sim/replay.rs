@@ -451,15 +451,7 @@ impl Shared {
             None => Reply {
                 status,
                 headers: vec![("Content-Type".into(), "application/json".into())],
-                body: serde_json::json!({
-                    "errorCode": code,
-                    "errorSummary": summary,
-                    "errorLink": code,
-                    "errorId": "oaeReplay0000000000000000",
-                    "errorCauses": []
-                })
-                .to_string()
-                .into_bytes(),
+                body: super::okta::error_body(code, summary),
             },
         }
     }
