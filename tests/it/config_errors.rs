@@ -39,7 +39,7 @@ fn each_config_error_names_the_problem_and_exits_1() {
 
     expect_error(
         &env,
-        &good.replace(&start, "2024-12-04 11:45"),
+        &good.edit(&start, "2024-12-04 11:45"),
         &[
             "InitVariablesError 1",
             "initial_start_time_in_utc is not set as per the datetime_format",
@@ -48,7 +48,7 @@ fn each_config_error_names_the_problem_and_exits_1() {
     );
     expect_error(
         &env,
-        &good.replace(&start, "2999-01-01T00:00:00Z"),
+        &good.edit(&start, "2999-01-01T00:00:00Z"),
         &[
             "InitVariablesError 2",
             "initial_start_time_in_utc is in the future",
@@ -56,17 +56,17 @@ fn each_config_error_names_the_problem_and_exits_1() {
     );
     expect_error(
         &env,
-        &good.replace("api_token:", "api_tokn:"),
+        &good.edit("api_token:", "api_tokn:"),
         &["unknown field `api_tokn`", "line 21 column 7"],
     );
     expect_error(
         &env,
-        &good.replace("      logs:", "      logz:"),
+        &good.edit("      logs:", "      logz:"),
         &["unknown field `logz`", "line"],
     );
     expect_error(
         &env,
-        &good.replace("type: devo_platform", "type: kafka"),
+        &good.edit("type: devo_platform", "type: kafka"),
         &["kafka", "line"],
     );
     expect_error(
@@ -76,17 +76,17 @@ fn each_config_error_names_the_problem_and_exits_1() {
     );
     expect_error(
         &env,
-        &good.replace(&env.okta.url(), "http://acme.okta.com"),
+        &good.edit(&env.okta.url(), "http://acme.okta.com"),
         &["okta_url", "https://"],
     );
     expect_error(
         &env,
-        &good.replace("certs/domain.crt", "certs/missing.crt"),
+        &good.edit("certs/domain.crt", "certs/missing.crt"),
         &["certs/missing.crt", "outputs.devo_1.config.cert"],
     );
     expect_error(
         &env,
-        &good.replace(
+        &good.edit(
             "request_period_in_seconds: 1",
             "request_period_in_seconds: soon",
         ),
@@ -96,7 +96,7 @@ fn each_config_error_names_the_problem_and_exits_1() {
     std::fs::write(env.path().join("certs/garbage.key"), "not a key\n").unwrap();
     expect_error(
         &env,
-        &good.replace("certs/domain.key", "certs/garbage.key"),
+        &good.edit("certs/domain.key", "certs/garbage.key"),
         &["certs/garbage.key", "private key"],
     );
     std::fs::write(
@@ -106,7 +106,7 @@ fn each_config_error_names_the_problem_and_exits_1() {
     .unwrap();
     expect_error(
         &env,
-        &good.replace("certs/chain.crt", "certs/garbage.crt"),
+        &good.edit("certs/chain.crt", "certs/garbage.crt"),
         &["certs/garbage.crt", "outputs.devo_1.config.chain"],
     );
 
@@ -161,7 +161,7 @@ fn validate_reports_each_check_and_pulls_nothing() {
     );
 
     // A wrong token: SetupError 100 and exit 1.
-    env.write_config_text(&env.config_text("").replace(TOKEN, "wrong-token"));
+    env.write_config_text(&env.config_text("").edit(TOKEN, "wrong-token"));
     let (out, stdout) = validate(&p);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -175,8 +175,8 @@ fn validate_reports_each_check_and_pulls_nothing() {
         okta_collector::sim::certs::generate(&env.path().join("rogue"), "rogue CA").unwrap();
     let text = env
         .config_text("")
-        .replace("certs/domain.crt", rogue.client_cert.to_str().unwrap())
-        .replace("certs/domain.key", rogue.client_key.to_str().unwrap());
+        .edit("certs/domain.crt", rogue.client_cert.to_str().unwrap())
+        .edit("certs/domain.key", rogue.client_key.to_str().unwrap());
     env.write_config_text(&text);
     let (out, stdout) = validate(&p);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -216,7 +216,7 @@ fn unusable_ca_file_is_named() {
     std::fs::write(env.path().join("not-a-ca.pem"), "hello").unwrap();
     expect_error(
         &env,
-        &good.replace(
+        &good.edit(
             "    services:",
             "    ca_file: missing-ca.pem\n    services:",
         ),
@@ -224,7 +224,7 @@ fn unusable_ca_file_is_named() {
     );
     expect_error(
         &env,
-        &good.replace("    services:", "    ca_file: not-a-ca.pem\n    services:"),
+        &good.edit("    services:", "    ca_file: not-a-ca.pem\n    services:"),
         &["not-a-ca.pem holds no PEM certificate"],
     );
 }
@@ -237,7 +237,7 @@ fn the_example_config_parses_and_only_lacks_the_token_variable() {
     assert!(e.contains("OKTA_API_TOKEN is not set"), "{e}");
     let text = std::fs::read_to_string(&p)
         .unwrap()
-        .replace("api_token_env: OKTA_API_TOKEN", "api_token: x");
+        .edit("api_token_env: OKTA_API_TOKEN", "api_token: x");
     let c = okta_collector::config::Config::parse(&p, &text).unwrap();
     let names: Vec<_> = c.okta.services.iter().map(|s| s.kind.name()).collect();
     assert_eq!(names, ["logs", "users", "groups", "apps", "idps", "zones"]);
@@ -260,7 +260,7 @@ fn the_packaged_configs_parse() {
     // The token comes as a systemd credential; a stand-in here (the file exists only there).
     let from = "api_token_file: /run/credentials/okta-collector.service/okta-api-token";
     assert!(text.contains(from), "the unit's credential path changed");
-    let c = okta_collector::config::Config::parse(&p, &text.replace(from, "api_token: x")).unwrap();
+    let c = okta_collector::config::Config::parse(&p, &text.edit(from, "api_token: x")).unwrap();
     assert_eq!(c.data_dir, std::path::Path::new("/var/lib/okta-collector"));
     let okta_collector::config::OutputKind::Devo(d) = &c.outputs[0].kind else {
         panic!("the .deb's output is devo_platform")
@@ -287,7 +287,7 @@ fn the_packaged_configs_parse() {
         "the token's Secret volume path changed"
     );
     assert!(k8s.contains("mountPath: /etc/okta-collector/token"));
-    let text = block.replace(from, "api_token: x");
+    let text = block.edit(from, "api_token: x");
     let c = okta_collector::config::Config::parse(
         std::path::Path::new("/etc/okta-collector/config/config.yaml"),
         &text,

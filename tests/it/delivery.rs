@@ -190,8 +190,8 @@ fn events_sent_while_devo_rejects_the_client_certificate_are_not_lost() {
     let good = env.config_text("");
     env.write_config_text(
         &good
-            .replace("certs/domain.crt", rogue.client_cert.to_str().unwrap())
-            .replace("certs/domain.key", rogue.client_key.to_str().unwrap()),
+            .edit("certs/domain.crt", rogue.client_cert.to_str().unwrap())
+            .edit("certs/domain.key", rogue.client_key.to_str().unwrap()),
     );
     // Devo comes up only once the spool holds everything, so the first write is a full batch.
     let mut child = env.spawn();

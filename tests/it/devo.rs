@@ -312,7 +312,7 @@ fn validate_against(shape: okta_collector::sim::certs::Shape, extra: &str) -> St
     let anchor = format!("      hostname: {HOSTNAME}\n");
     let text = env.config_text("");
     assert_eq!(text.matches(&anchor).count(), 1);
-    env.write_config_text(&text.replace(&anchor, &format!("{anchor}{extra}")));
+    env.write_config_text(&text.edit(&anchor, &format!("{anchor}{extra}")));
     let out = std::process::Command::new(bin())
         .args(["validate", "--config"])
         .arg(env.path().join("config.yaml"))
@@ -380,7 +380,7 @@ fn devo_chains() -> Vec<std::path::PathBuf> {
 fn each_chain_devo_publishes_loads_as_the_chain() {
     let env = Env::new(okta::Options::default());
     for chain in devo_chains() {
-        let text = env.config_text("").replace(
+        let text = env.config_text("").edit(
             "chain: certs/chain.crt",
             &format!("chain: {}", chain.display()),
         );

@@ -166,12 +166,12 @@ impl Drop for SServer {
 fn config(env: &Env, chain: &str, cert: &str, key: &str, extra: &str) -> PathBuf {
     let text = env
         .config_text("")
-        .replace("certs/chain.crt", chain)
-        .replace("certs/domain.crt", cert)
-        .replace("certs/domain.key", key);
+        .edit("certs/chain.crt", chain)
+        .edit("certs/domain.crt", cert)
+        .edit("certs/domain.key", key);
     let anchor = format!("      hostname: {HOSTNAME}\n");
     assert_eq!(text.matches(&anchor).count(), 1);
-    env.write_config_text(&text.replace(&anchor, &format!("{anchor}{extra}")))
+    env.write_config_text(&text.edit(&anchor, &format!("{anchor}{extra}")))
 }
 
 fn validate(env: &Env) -> String {

@@ -95,7 +95,7 @@ fn every_fault_is_named_and_nothing_is_lost_once_it_clears() {
         env.okta.inject(ServiceKind::Logs, f.clone());
     }
     let devo = env.start_devo();
-    let text = env.config_text("").replace(
+    let text = env.config_text("").edit(
         "    services:",
         "    request_timeout_in_seconds: 2\n    services:",
     );
@@ -174,7 +174,7 @@ fn a_local_budget_caps_requests_in_any_window() {
         ..Default::default()
     });
     let devo = env.start_devo();
-    let text = env.config_text("").replace(
+    let text = env.config_text("").edit(
         "        requests_limits: []\n",
         "        requests_limits: [{period: 2, number_of_requests: 3}]\n",
     );
@@ -319,7 +319,7 @@ fn requests_go_through_the_configured_or_environment_proxy_unless_no_proxy() {
     let sim = env.okta.url().trim_start_matches("http://").to_string();
     // 1. The `proxy` key.
     let (proxy, seen) = connect_proxy();
-    let text = env.config_text("").replace(
+    let text = env.config_text("").edit(
         "    services:",
         &format!("    proxy: {proxy}\n    services:"),
     );

@@ -265,7 +265,7 @@ fn secrets_readable_by_others_are_warned_about_and_a_reload_that_reroutes_the_to
     // A reload that sends the token to another org: checked again, and named.
     let text = env
         .config_text("")
-        .replace(&env.okta.url(), "http://127.0.0.1:9");
+        .edit(&env.okta.url(), "http://127.0.0.1:9");
     assert!(text.contains("http://127.0.0.1:9"));
     env.write_config_text(&text);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();

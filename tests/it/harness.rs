@@ -364,3 +364,21 @@ pub fn as_root(program: &str) -> Command {
         c
     }
 }
+
+/// An edit of a config text that fails the test when it would change nothing (the template
+/// moved on), instead of silently testing the unedited config.
+pub trait Edit {
+    /// `self` with every `from` replaced by `to`; panics if there is no `from`.
+    fn edit(&self, from: &str, to: &str) -> String;
+}
+
+impl Edit for str {
+    #[track_caller]
+    fn edit(&self, from: &str, to: &str) -> String {
+        assert!(
+            self.contains(from),
+            "the edit found no {from:?} in the config text:\n{self}"
+        );
+        self.replace(from, to)
+    }
+}

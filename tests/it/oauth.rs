@@ -35,7 +35,7 @@ fn write_oauth_config(env: &Env, extra: &str) {
     let text = env.config_text("");
     let line = format!("      api_token: \"{TOKEN}\"\n");
     assert_eq!(text.matches(&line).count(), 1);
-    env.write_config_text(&text.replace(
+    env.write_config_text(&text.edit(
         &line,
         &format!(
             "      oauth:\n        client_id: 0oa1b2c3d4e5f6g7h8i9\n        private_key_file: app.pem\n{extra}"
@@ -158,7 +158,7 @@ fn validate_says_dpop_and_the_scopes_and_each_error_names_its_cause() {
 fn a_token_and_oauth_together_or_a_bad_key_are_config_errors() {
     let env = Env::new(okta::Options::default());
     std::fs::write(env.path().join("app.pem"), "not a key").unwrap();
-    let text = env.config_text("").replace(
+    let text = env.config_text("").edit(
         &format!("      api_token: \"{TOKEN}\"\n"),
         &format!("      api_token: \"{TOKEN}\"\n      oauth:\n        client_id: 0oa1\n        private_key_file: app.pem\n"),
     );

@@ -130,7 +130,7 @@ fn json_logs_go_to_a_file_rotated_by_size() {
         ..Default::default()
     });
     let devo = env.start_devo();
-    let text = env.config_text("").replace(
+    let text = env.config_text("").edit(
         "  log_level: info\n",
         "  log_level: debug\n  log_file: okc.log\n  log_max_bytes: 4096\n  log_keep: 2\n  log_format: json\n",
     );

@@ -62,7 +62,7 @@ fn relay_output(name: &str, port: u16) -> String {
 /// Inserts `extra` output definitions after the harness's `devo_1` output.
 fn with_outputs(env: &Env, extra: &str) -> String {
     env.config_text("")
-        .replace("inputs:\n", &format!("{extra}inputs:\n"))
+        .edit("inputs:\n", &format!("{extra}inputs:\n"))
 }
 
 /// The harness's config with `outputs` (YAML under `outputs:`) instead of its `devo_1`.
@@ -237,7 +237,7 @@ fn devo_http_retries_a_500_and_sets_a_400_batch_aside_with_nothing_lost() {
                 "  http_1:\n    type: devo_http\n    config:\n      url: http://127.0.0.1:{port}\n      domain: acme\n      token: {DEVO_TOKEN}\n      hostname: {HOSTNAME}\n      batch_bytes: 65536\n"
             ),
         )
-        .replace(
+        .edit(
             "  log_level: info\n",
             &format!("  log_level: info\n  metrics_listen: {metrics}\n"),
         ),

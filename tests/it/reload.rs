@@ -90,7 +90,7 @@ fn edits_in_place_and_by_rename_apply_live_and_a_bad_edit_is_ignored() {
     // An invalid edit: logged with its line and column, ignored; the old config goes on.
     write_atomically(
         &path,
-        &with_tag(&env, "t.bad").replace("override_tag:", "overide_tag:"),
+        &with_tag(&env, "t.bad").edit("override_tag:", "overide_tag:"),
     );
     assert!(
         wait_until(Duration::from_secs(20), || env
@@ -119,7 +119,7 @@ fn edits_in_place_and_by_rename_apply_live_and_a_bad_edit_is_ignored() {
     // Edited in place, with the log level raised too.
     std::fs::write(
         &path,
-        with_tag(&env, "t.three").replace("log_level: info", "log_level: debug"),
+        with_tag(&env, "t.three").edit("log_level: info", "log_level: debug"),
     )
     .unwrap();
     assert!(
@@ -160,9 +160,9 @@ fn a_configmap_symlink_swap_applies_live() {
     let root = env.path().display().to_string();
     let base = env.config_text("        override_tag: TAG\n");
     let with_tag = |tag: &str| {
-        base.replace("TAG", tag)
-            .replace("certs/", &format!("{root}/certs/"))
-            .replace("data_dir: data", &format!("data_dir: {root}/data"))
+        base.edit("TAG", tag)
+            .edit("certs/", &format!("{root}/certs/"))
+            .edit("data_dir: data", &format!("data_dir: {root}/data"))
     };
     std::fs::write(cm.join("..v1/config.yaml"), with_tag("t.one")).unwrap();
     std::os::unix::fs::symlink("..v1", cm.join("..data")).unwrap();
@@ -221,7 +221,7 @@ fn a_start_change_restarts_only_that_services_persistence_and_spooled_events_sti
     let new_start = okta_collector::time::format_seconds(t0 + Duration::from_secs(2));
     let text = env
         .config_text(users)
-        .replace(&env.okta.start_time(), &new_start);
+        .edit(&env.okta.start_time(), &new_start);
     write_atomically(&env.path().join("config.yaml"), &text);
     assert!(
         wait_until(Duration::from_secs(20), || persisted(&env) == 2),

@@ -23,7 +23,7 @@ fn a_live_stream_costs_one_request_per_period() {
         ..Default::default()
     });
     let devo = env.start_devo();
-    env.write_config_text(&env.config_text("").replace(
+    env.write_config_text(&env.config_text("").edit(
         "request_period_in_seconds: 1",
         "request_period_in_seconds: 2",
     ));
@@ -55,7 +55,7 @@ fn short_pages_in_a_backlog_do_not_end_the_cycle() {
     });
     let devo = env.start_devo();
     // A period of an hour: everything must come in the first cycle.
-    env.write_config_text(&env.config_text("").replace(
+    env.write_config_text(&env.config_text("").edit(
         "request_period_in_seconds: 1",
         "request_period_in_seconds: 3600",
     ));
