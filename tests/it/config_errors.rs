@@ -189,6 +189,8 @@ fn validate_names_each_service_problem() {
         refuse: vec![(ServiceKind::Idps, 404), (ServiceKind::Clients, 403)],
         ..Default::default()
     });
+    // Twice: validate waits out a short reset once, then reports the second 429.
+    env.okta.inject(ServiceKind::Users, Fault::RateLimited);
     env.okta.inject(ServiceKind::Users, Fault::RateLimited);
     let _devo = env.start_devo();
     let p =
