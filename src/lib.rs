@@ -28,3 +28,8 @@ pub mod watch;
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// A fatal error of a pipeline task: a puller's spool or a forwarder's ack file can no longer
+/// be written. The pipeline stops with it (and the supervisor decides what follows).
+#[derive(Debug)]
+pub struct Fatal(pub String);

@@ -60,9 +60,8 @@ pub fn freshness_file(spool_dir: &std::path::Path, consumer: usize) -> std::path
     spool_dir.join(format!("delivered-time.{consumer}"))
 }
 
-/// A fatal forwarder error (the ack file cannot be written).
-#[derive(Debug)]
-pub struct Fatal(pub String);
+/// A fatal forwarder error (the ack file cannot be written): the crate's one [`Fatal`].
+pub use crate::Fatal;
 
 /// What an output needs loaded before it runs.
 #[derive(Debug)]

@@ -79,9 +79,8 @@ pub struct Puller {
     pub committing_bytes: AtomicU64,
 }
 
-/// A fatal puller error: the spool can no longer be written.
-#[derive(Debug)]
-pub struct Fatal(pub String);
+/// A fatal puller error (the spool can no longer be written): the crate's one [`Fatal`].
+pub use crate::Fatal;
 
 /// Why a puller stops mid-way: a fatal error, or shutdown while waiting to write.
 #[derive(Debug)]
