@@ -30,7 +30,7 @@ fn append(c: &mut Criterion) {
         let events: Vec<&[u8]> = (0..batch).map(|_| ev.as_slice()).collect();
         g.throughput(Throughput::Elements(batch as u64));
         let dir = tempdir();
-        let s = Spool::open(dir.path(), Options::default()).expect("open");
+        let s = Spool::open_consumers(dir.path(), Options::default(), &["bench"]).expect("open");
         g.bench_function(format!("{batch} events per fdatasync"), |b| {
             b.iter(|| {
                 s.append(black_box(&events), b"{\"cursor\":1}")
@@ -45,7 +45,7 @@ fn read(c: &mut Criterion) {
     let ev = event();
     let events: Vec<&[u8]> = (0..1000).map(|_| ev.as_slice()).collect();
     let dir = tempdir();
-    let s = Spool::open(dir.path(), Options::default()).expect("open");
+    let s = Spool::open_consumers(dir.path(), Options::default(), &["bench"]).expect("open");
     for _ in 0..100 {
         s.append(&events, b"{}").expect("append");
     }
@@ -59,7 +59,7 @@ fn read(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter_batched(
-                || s.reader(),
+                || s.reader_for(0),
                 |mut r| {
                     let mut n = 0usize;
                     while let Some(f) = r.next_frame().expect("read") {

@@ -1,4 +1,6 @@
-//! The two-slot ack file: the consumer's durable progress, never torn, never zero-length.
+//! Each consumer's durable progress: its two-slot ack file (never torn, never zero-length), the
+//! positions of every consumer, and the deletion of segments once every consumer is past them
+//! (the slowest decides, so one output's progress can never delete what another still needs).
 //!
 //! Layout: two 64-byte slots at offsets 0 and 4096 (different sectors, so one torn write can
 //! damage at most one slot). Slot: magic `SPLA`, u16 version, u16 zero, u64 generation,
@@ -6,13 +8,15 @@
 //! A write goes to the slot holding the older generation, then `fdatasync`; a reader takes the
 //! valid slot with the higher generation. No rename, no directory fsync.
 
-use crate::Position;
+use crate::error::{Result, io_err};
 use crate::filesystem::Filesystem;
 use crate::format::crc32;
-use std::fs::{File, OpenOptions};
+use crate::segment::{list_segments, segment_path};
+use crate::{Position, Spool, lock};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 4] = *b"SPLA";
 const SLOT_LEN: usize = 64;
@@ -129,6 +133,123 @@ fn decode(b: &[u8; SLOT_LEN]) -> Option<(u64, Position)> {
             offset: u(32),
         },
     ))
+}
+
+/// One consumer's open ack file and its durable position.
+#[derive(Debug)]
+pub(crate) struct Acked {
+    pub(crate) file: AckFile,
+    pub(crate) path: PathBuf,
+    pub(crate) pos: Position,
+}
+
+/// The ack file of consumer `name`.
+pub(crate) fn ack_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("ack.{name}.state"))
+}
+
+/// Where a consumer reads from: its recorded position, or the oldest segment's start when it
+/// has none or its position is in a segment that is gone (the other consumers were past it
+/// while this one was not configured).
+pub(crate) fn position_or_oldest(pos: Option<Position>, oldest: u64) -> Position {
+    pos.filter(|p| p.seq >= oldest).unwrap_or(Position {
+        seq: oldest,
+        segment: oldest,
+        offset: crate::format::HEADER_LEN,
+    })
+}
+
+/// The position of the slowest consumer.
+pub(crate) fn slowest(acked: &[Acked]) -> Position {
+    slowest_known(acked.iter().map(|a| Some(a.pos))).unwrap_or_default()
+}
+
+/// The lowest of the consumers' recorded positions; `None` if any consumer has none (it starts
+/// at the oldest segment, so it holds every segment).
+pub(crate) fn slowest_known(positions: impl Iterator<Item = Option<Position>>) -> Option<Position> {
+    positions
+        .collect::<Option<Vec<Position>>>()?
+        .into_iter()
+        .min_by_key(|p| p.seq)
+}
+
+/// True if `name` can name a consumer: letters, digits, `_` and `-` (it is part of a file name).
+pub fn valid_consumer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Spool {
+    /// The slowest consumer's last durable ack.
+    pub fn acked(&self) -> Position {
+        slowest(&lock(&self.inner.acked))
+    }
+
+    /// Consumer `consumer`'s last durable ack.
+    ///
+    /// # Panics
+    /// If `consumer` is not an index into the names the spool was opened with.
+    pub fn acked_by(&self, consumer: usize) -> Position {
+        lock(&self.inner.acked)[consumer].pos
+    }
+
+    /// Number of events appended but not yet acked by consumer `consumer`.
+    pub fn backlog_of(&self, consumer: usize) -> u64 {
+        self.durable()
+            .next_seq
+            .saturating_sub(self.acked_by(consumer).seq)
+    }
+
+    /// Number of events appended but not yet acked by every consumer.
+    pub fn backlog(&self) -> u64 {
+        self.durable().next_seq.saturating_sub(self.acked().seq)
+    }
+
+    /// Durably records that consumer `consumer` has every event below `pos.seq`, then deletes
+    /// the segments that hold only events every consumer has. An ack below the consumer's
+    /// current one is ignored.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the ack file cannot be written or a segment cannot be deleted.
+    ///
+    /// # Panics
+    /// If `consumer` is not an index into the names the spool was opened with.
+    pub fn ack_by(&self, consumer: usize, pos: Position) -> Result<()> {
+        let inner = &*self.inner;
+        let mut all = lock(&inner.acked);
+        let before = slowest(&all);
+        let a = &mut all[consumer];
+        if pos.seq < a.pos.seq || pos == a.pos {
+            return Ok(());
+        }
+        a.file
+            .write(&*inner.fs, pos)
+            .map_err(io_err("write", &a.path))?;
+        a.pos = pos;
+        let after = slowest(&all);
+        drop(all);
+        let active = lock(&inner.durable).segment;
+        // Segments go when the slowest position leaves one, and when every sealed segment is
+        // delivered (a sealed segment whose last frame was just delivered: the position is
+        // still in it, but nothing below the active segment is needed any more).
+        let caught_up = after.seq >= active
+            && inner
+                .reclaimed_below
+                .fetch_max(active, std::sync::atomic::Ordering::AcqRel)
+                < active;
+        if after.segment != before.segment || caught_up {
+            let segs = list_segments(&inner.dir)?;
+            for pair in segs.windows(2) {
+                if pair[1] <= after.seq && pair[0] != active {
+                    let p = segment_path(&inner.dir, pair[0]);
+                    fs::remove_file(&p).map_err(io_err("delete", &p))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -336,7 +336,7 @@ pub fn for_each_spooled(s: &spool::Spool, mut f: impl FnMut(u64, &[u8])) {
     let Some(&oldest) = segs.first() else {
         return;
     };
-    let mut r = s.reader();
+    let mut r = s.reader_for(0);
     r.seek(spool::Position {
         seq: 0,
         segment: oldest,

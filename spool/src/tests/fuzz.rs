@@ -30,7 +30,7 @@ fn event(i: u64) -> Vec<u8> {
 
 /// Appends `batches` batches of two events; returns every event written.
 fn fill(dir: &Path, batches: u64) -> Vec<Vec<u8>> {
-    let s = Spool::open(dir, opts()).unwrap();
+    let s = open(dir, opts()).unwrap();
     let mut all = Vec::new();
     for k in 0..batches {
         let evs = [event(2 * k), event(2 * k + 1)];
@@ -42,7 +42,7 @@ fn fill(dir: &Path, batches: u64) -> Vec<Vec<u8>> {
 }
 
 fn read_all(s: &Spool) -> Vec<(u64, Vec<u8>)> {
-    let mut r = s.reader();
+    let mut r = s.reader_for(0);
     let mut out = Vec::new();
     while let Some(f) = r.next_frame().unwrap() {
         out.extend(f.events().map(|(q, e)| (q, e.to_vec())));
@@ -69,13 +69,13 @@ proptest! {
         }
         file.extend_from_slice(&bytes);
         std::fs::write(segment_path(dir.path(), 0), &file).unwrap();
-        let s = Spool::open(dir.path(), opts()).unwrap();
+        let s = open(dir.path(), opts()).unwrap();
         let got = read_all(&s);
         // Whatever was found reads in sequence order, and the spool takes more.
         prop_assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
         s.append(&[b"{}"], b"after").unwrap();
         drop(s);
-        let s = Spool::open(dir.path(), opts()).unwrap();
+        let s = open(dir.path(), opts()).unwrap();
         let cursor = s.cursor();
         prop_assert_eq!(cursor.as_deref(), Some(&b"after"[..]));
     }
@@ -104,7 +104,7 @@ proptest! {
             let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
             f.set_len(u64::from(c) % (len + 1)).unwrap();
         }
-        let s = Spool::open(dir.path(), opts()).unwrap();
+        let s = open(dir.path(), opts()).unwrap();
         let got = read_all(&s);
         // Every event read back is the one written under its sequence number, in order.
         prop_assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
