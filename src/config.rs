@@ -1368,7 +1368,7 @@ fn resolve_oauth(
         dpop,
     };
     // The key is read now, so a bad one is a config error naming it.
-    crate::okta::oauth::AppKey::parse(oauth.private_key.expose())
+    crate::jose::AppKey::parse(oauth.private_key.expose())
         .map_err(|e| ConfigError(format!("{key}.{}: {e}", oauth.private_key_from)))?;
     Ok(oauth)
 }

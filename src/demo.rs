@@ -56,7 +56,7 @@ fn private_temp_dir() -> Result<std::path::PathBuf, String> {
 fn demo_app(dir: &std::path::Path) -> Result<(sim::oauth::App, String), String> {
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let pem = key.serialize_pem();
-    let (app_key, _) = crate::okta::oauth::AppKey::parse(&pem)?;
+    let (app_key, _) = crate::jose::AppKey::parse(&pem)?;
     let path = dir.join("app.pem");
     {
         use std::io::Write;

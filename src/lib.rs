@@ -10,6 +10,7 @@ pub mod forward;
 #[cfg(test)]
 mod fuzz;
 pub mod httpd;
+pub mod jose;
 pub mod logging;
 pub mod metrics;
 pub mod okta;

@@ -7,8 +7,8 @@
 use super::okta::error_body;
 use crate::config::ServiceKind;
 use crate::httpd::{Reply, Request};
+use crate::jose::b64url_decode;
 use crate::lock;
-use crate::okta::oauth::b64url_decode;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -288,7 +288,7 @@ impl Server {
             return Err(("invalid_dpop_proof", "'jti' was used before.".into()));
         }
         if let Some(t) = token {
-            let want = crate::okta::oauth::b64url(
+            let want = crate::jose::b64url(
                 ring::digest::digest(&ring::digest::SHA256, t.as_bytes()).as_ref(),
             );
             if c["ath"] != want.as_str() {

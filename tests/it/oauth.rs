@@ -4,7 +4,7 @@
 //! token endpoint and checks.
 
 use crate::harness::*;
-use okta_collector::okta::oauth::AppKey;
+use okta_collector::jose::AppKey;
 use okta_collector::sim::{oauth, okta};
 use std::time::Duration;
 
@@ -353,7 +353,7 @@ fn rsa_jwk(pem_path: &std::path::Path) -> String {
         }
     }
     let b = |name: &str| {
-        okta_collector::okta::oauth::b64url(
+        okta_collector::jose::b64url(
             &fields[name]
                 .iter()
                 .copied()
