@@ -1,7 +1,7 @@
 //! The Okta HTTP client: ureq on smol's blocking pool, `SSWS` auth sent only to the org's
 //! origin, response bodies capped, and the headers the pullers need read out.
 
-use crate::config::{HttpSettings, OktaUrl, Secret};
+use crate::config::{HttpSettings, Origin, Secret};
 use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -173,7 +173,7 @@ impl std::fmt::Display for FetchError {
 #[derive(Debug)]
 pub struct Client {
     agent: ureq::Agent,
-    url: OktaUrl,
+    url: Origin,
     token: Secret,
     /// The OAuth app, when it authenticates instead of `token`.
     oauth: Option<super::oauth::TokenSource>,
@@ -186,7 +186,7 @@ impl Client {
     ///
     /// # Errors
     /// A message naming `ca_file` or `proxy` when they cannot be used.
-    pub fn new(url: OktaUrl, token: Secret, settings: &HttpSettings) -> Result<Client, String> {
+    pub fn new(url: Origin, token: Secret, settings: &HttpSettings) -> Result<Client, String> {
         let mut tls = ureq::tls::TlsConfig::builder();
         if let Some(ca) = &settings.ca_file {
             let pem = std::fs::read(ca)
@@ -233,7 +233,11 @@ impl Client {
     pub fn for_input(okta: &crate::config::Okta) -> Result<Client, String> {
         let mut c = Client::new(okta.url.clone(), okta.token.clone(), &okta.http)?;
         if let Some(o) = &okta.oauth {
-            c.oauth = Some(super::oauth::TokenSource::new(o, &okta.url.base())?);
+            c.oauth = Some(super::oauth::TokenSource::new(
+                o,
+                &okta.url.base(),
+                &okta.services,
+            )?);
         }
         Ok(c)
     }
@@ -244,7 +248,7 @@ impl Client {
     }
 
     /// The org.
-    pub fn url(&self) -> &OktaUrl {
+    pub fn url(&self) -> &Origin {
         &self.url
     }
 

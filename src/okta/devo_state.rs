@@ -15,7 +15,7 @@ const MAX_BYTES: u64 = 1 << 20;
 ///
 /// # Errors
 /// What is wrong with the file, naming it.
-pub fn read(path: &Path, org: &crate::config::OktaUrl) -> Result<LogsCursor, String> {
+pub fn read(path: &Path, org: &crate::config::Origin) -> Result<LogsCursor, String> {
     let name = path.display();
     let len = std::fs::metadata(path)
         .map_err(|e| format!("cannot read {name}: {e}"))?

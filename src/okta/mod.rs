@@ -1,6 +1,7 @@
 //! Everything that knows Okta: the HTTP client, `Link` parsing, page splitting, the System Log
 //! cursor and puller. Nothing here knows Devo or the spool's format.
 
+pub mod api;
 pub mod budget;
 pub mod client;
 pub mod cursor;

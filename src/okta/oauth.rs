@@ -7,7 +7,7 @@
 //! Nothing secret is ever formatted: the assertion and the token have no `Debug` output
 //! beyond their kind, and no error text quotes them.
 
-use crate::config::{DpopMode, OAuth};
+use crate::config::{DpopMode, OAuth, Service};
 use crate::jose::{AppKey, DpopKey, now_secs, random_id};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -110,18 +110,22 @@ fn explain(e: &OAuthError, status: u16, scopes: &[String]) -> String {
 }
 
 impl TokenSource {
-    /// The credentials of `o`, for the org at `base` (`https://acme.okta.com`).
+    /// The credentials of `o`, for the org at `base` (`https://acme.okta.com`), asking for
+    /// the scopes `services` need unless `o` names them.
     ///
     /// # Errors
     /// A key that cannot be used, named by its config key.
-    pub fn new(o: &OAuth, base: &str) -> Result<TokenSource, String> {
+    pub fn new(o: &OAuth, base: &str, services: &[Service]) -> Result<TokenSource, String> {
         let (key, jwk_kid) = AppKey::parse(o.private_key.expose())
             .map_err(|e| format!("inputs.okta.credentials.oauth.{}: {e}", o.private_key_from))?;
         Ok(TokenSource {
             client_id: o.client_id.clone(),
             key,
             kid: o.key_id.clone().or(jwk_kid),
-            scopes: o.scopes.clone(),
+            scopes: o
+                .scopes
+                .clone()
+                .unwrap_or_else(|| super::api::scopes(services)),
             mode: o.dpop,
             dpop: DpopKey::generate()?,
             token_url: format!("{base}/oauth2/v1/token"),

@@ -1,0 +1,246 @@
+//! The seven Okta services as the config names them: which run, when they start, how often,
+//! on which Devo table, with which local budgets. The Okta facts about each (its path, scope,
+//! admin role, page size) are `okta::api`'s; the two meet on [`ServiceKind`].
+
+use super::raw::{RawService, Scalar};
+use super::{ConfigError, err};
+use crate::time;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// The seven Okta services of the seed collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// System Log, polled.
+    Logs,
+    /// Users, incremental on `lastUpdated`.
+    Users,
+    /// Groups, incremental on `lastUpdated` and `lastMembershipUpdated`.
+    Groups,
+    /// Applications, snapshot.
+    Apps,
+    /// Identity providers, snapshot.
+    Idps,
+    /// Network zones, snapshot.
+    Zones,
+    /// OAuth clients, snapshot.
+    Clients,
+}
+
+/// How a service pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullMode {
+    /// The System Log's polling (`since`, then `rel="next"` forever).
+    Poll,
+    /// A full listing first, then only what changed since a `lastUpdated` watermark.
+    Incremental,
+    /// A full listing every period.
+    Snapshot,
+}
+
+impl ServiceKind {
+    /// Every service, in the order the config lists them.
+    pub const ALL: [ServiceKind; 7] = [
+        ServiceKind::Logs,
+        ServiceKind::Users,
+        ServiceKind::Groups,
+        ServiceKind::Apps,
+        ServiceKind::Idps,
+        ServiceKind::Zones,
+        ServiceKind::Clients,
+    ];
+    /// The service's name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Logs => "logs",
+            ServiceKind::Users => "users",
+            ServiceKind::Groups => "groups",
+            ServiceKind::Apps => "apps",
+            ServiceKind::Idps => "idps",
+            ServiceKind::Zones => "zones",
+            ServiceKind::Clients => "clients",
+        }
+    }
+    /// The Devo table the service feeds by default.
+    pub fn default_tag(self) -> &'static str {
+        match self {
+            ServiceKind::Logs => "auth.okta.system",
+            ServiceKind::Users => "auth.okta.users",
+            ServiceKind::Groups => "auth.okta.groups",
+            ServiceKind::Apps => "auth.okta.apps",
+            ServiceKind::Idps => "auth.okta.idps",
+            ServiceKind::Zones => "auth.okta.zones",
+            ServiceKind::Clients => "auth.okta.clients",
+        }
+    }
+    /// Default `request_period_in_seconds`.
+    pub fn default_period(self) -> u64 {
+        match self.mode() {
+            PullMode::Poll => 60,
+            PullMode::Incremental => 300,
+            PullMode::Snapshot => 3600,
+        }
+    }
+    /// The seed collector's default local budget, requests per minute.
+    pub fn default_requests_per_minute(self) -> u32 {
+        match self {
+            ServiceKind::Logs | ServiceKind::Apps | ServiceKind::Clients => 20,
+            _ => 100,
+        }
+    }
+    /// How the service pulls.
+    pub fn mode(self) -> PullMode {
+        match self {
+            ServiceKind::Logs => PullMode::Poll,
+            ServiceKind::Users | ServiceKind::Groups => PullMode::Incremental,
+            _ => PullMode::Snapshot,
+        }
+    }
+}
+
+/// One running service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Which service.
+    pub kind: ServiceKind,
+    /// `start`, if given: the first pull's lower bound.
+    pub start: Option<SystemTime>,
+    /// Pause between cycles once caught up.
+    pub period: Duration,
+    /// The Devo tag (table).
+    pub tag: String,
+    /// What a snapshot service emits (always `All` for the others).
+    pub emit: Emit,
+    /// Local request budgets (empty: none).
+    pub limits: Vec<Limit>,
+    /// Devo's collector's state file for this service, when `globals.persistence` names one
+    /// (only the System Log's is taken over): `<dir>/okta_<input id>_<service>_predefined_OktaResourcesPuller.json`.
+    pub devo_state: Option<PathBuf>,
+}
+
+/// The name Devo's collector gives a service's state file (its filesystem persistence):
+/// `<input name>_<input id>_<service name>_<service type>_<module name>.json`.
+pub fn devo_state_name(input_id: &str, kind: ServiceKind) -> String {
+    format!(
+        "okta_{input_id}_{}_predefined_OktaResourcesPuller.json",
+        kind.name()
+    )
+}
+
+/// A local request budget: at most `requests` in any `period` (a sliding window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The window.
+    pub period: Duration,
+    /// Requests allowed in it.
+    pub requests: u32,
+}
+
+/// What a snapshot service writes each period (`emit`).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// Every object, every period, so a query can read the latest snapshot (default).
+    #[default]
+    All,
+    /// Only new or changed objects (by content hash), and a deletion record for each object
+    /// that disappeared.
+    Changes,
+}
+
+pub(super) fn resolve_service(
+    kind: ServiceKind,
+    s: RawService,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Service, ConfigError> {
+    let key = at(&format!("inputs.okta.services.{}", kind.name()));
+    let emit = match (s.emit, kind.mode()) {
+        (None, _) => Emit::All,
+        (Some(e), PullMode::Snapshot) => e,
+        (Some(_), _) => {
+            return err(format!(
+                "{key}.emit: only the snapshot services (apps, idps, zones, clients) take `emit`; \
+                 `{}` already sends only what changed; remove the key",
+                kind.name()
+            ));
+        }
+    };
+    let start = match s.start.map(Scalar::text) {
+        None => None,
+        Some(_) if kind.mode() == PullMode::Snapshot => {
+            return err(format!(
+                "{key}.start: `{}` has no time filter in Okta's API and is listed whole every period; \
+                 remove the key",
+                kind.name()
+            ));
+        }
+        Some(text) => match time::parse_rfc3339(text.trim()) {
+            None => {
+                return err(format!(
+                    "InitVariablesError 1: initial_start_time_in_utc is not set as per the datetime_format : \
+                     YYYY-MM-DDTHH:MM:SSZ (RFC 3339). {key}.start is {text:?}; write it like 2024-12-04T11:45:01Z"
+                ));
+            }
+            Some(t) if t > SystemTime::now() => {
+                return err(format!(
+                    "InitVariablesError 2: initial_start_time_in_utc is in the future. {key}.start is {text:?}; \
+                     use a time in the past, or remove it to start from now"
+                ));
+            }
+            Some(t) => Some(t),
+        },
+    };
+    let period = s.request_period_in_seconds.unwrap_or(kind.default_period());
+    if period == 0 {
+        return err(format!(
+            "{key}.request_period_in_seconds: must be at least 1"
+        ));
+    }
+    let tag = s
+        .override_tag
+        .unwrap_or_else(|| kind.default_tag().to_string());
+    if tag.is_empty()
+        || tag.len() > 1024
+        || !tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || tag.starts_with('.')
+        || tag.ends_with('.')
+    {
+        return err(format!(
+            "{key}.override_tag: {tag:?} is not a Devo tag (dot-separated levels of letters, digits, '_' and '-', e.g. my.app.okta.logs)"
+        ));
+    }
+    let limits = match s.requests_limits {
+        None => vec![Limit {
+            period: Duration::from_secs(60),
+            requests: kind.default_requests_per_minute(),
+        }],
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, l) in list.into_iter().enumerate() {
+                if l.period == 0 || l.number_of_requests == 0 {
+                    return err(format!(
+                        "{key}.requests_limits[{i}]: period and number_of_requests must be at least 1 \
+                         (write `requests_limits: []` for no local budget)"
+                    ));
+                }
+                out.push(Limit {
+                    period: Duration::from_secs(l.period),
+                    requests: l.number_of_requests,
+                });
+            }
+            out
+        }
+    };
+    Ok(Service {
+        kind,
+        start,
+        period: Duration::from_secs(period),
+        tag,
+        emit,
+        limits,
+        devo_state: None,
+    })
+}
