@@ -1,47 +1,109 @@
-//! Counts of the seed collector's error ids (`SetupError 100`, `PullError 302`, …) as they are
-//! logged, for `okta_collector_errors_total{id}`: an operator alerts on the ids the seed's
-//! manual documents, whatever part of the collector logs them.
+//! The seed collector's error ids (`SetupError 100`, `PullError 302`, …): the one list of them,
+//! with the texts its manual gives, and how often each was logged, for
+//! `okta_collector_errors_total{id}`. Operators search for these texts and alert on the ids, so
+//! they are a type rather than strings typed again at each call site; a log line counts for
+//! each id it names, whatever part of the collector logs it.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-static COUNTS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// An error id of the seed collector's manual (its Troubleshooting table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorId {
+    /// A service's `start` is not an RFC 3339 time.
+    InitVariables1,
+    /// A service's `start` is in the future.
+    InitVariables2,
+    /// Okta answered an HTTP error at setup, or refused the credentials or an endpoint.
+    Setup100,
+    /// Okta cannot be reached.
+    Setup101,
+    /// Okta answered an HTTP error during a pull.
+    Pull300,
+    /// The connection to Okta failed during a pull.
+    Pull301,
+    /// Okta's answer could not be used.
+    Pull302,
+}
 
-/// The id kinds the seed's manual uses, each followed by a number.
-const KINDS: [&str; 3] = ["SetupError ", "PullError ", "InitVariablesError "];
+impl ErrorId {
+    /// Every id, in the manual's order.
+    pub const ALL: [ErrorId; 7] = [
+        ErrorId::InitVariables1,
+        ErrorId::InitVariables2,
+        ErrorId::Setup100,
+        ErrorId::Setup101,
+        ErrorId::Pull300,
+        ErrorId::Pull301,
+        ErrorId::Pull302,
+    ];
 
-/// Counts each error id (`<Kind> <number>`) that `message` names, once per id.
-pub fn count_in(message: &str) {
-    let mut found: Vec<String> = Vec::new();
-    for kind in KINDS {
-        let mut rest = message;
-        while let Some(at) = rest.find(kind) {
-            let after = &rest[at + kind.len()..];
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            if digits > 0 && digits <= 4 {
-                let id = format!("{kind}{}", &after[..digits]);
-                if !found.contains(&id) {
-                    found.push(id);
-                }
-            }
-            rest = after;
+    /// The id, e.g. `PullError 302`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorId::InitVariables1 => "InitVariablesError 1",
+            ErrorId::InitVariables2 => "InitVariablesError 2",
+            ErrorId::Setup100 => "SetupError 100",
+            ErrorId::Setup101 => "SetupError 101",
+            ErrorId::Pull300 => "PullError 300",
+            ErrorId::Pull301 => "PullError 301",
+            ErrorId::Pull302 => "PullError 302",
         }
     }
-    if found.is_empty() {
-        return;
+
+    /// The manual's text after the id.
+    pub fn summary(self) -> &'static str {
+        match self {
+            ErrorId::InitVariables1 => {
+                "initial_start_time_in_utc is not set as per the datetime_format"
+            }
+            ErrorId::InitVariables2 => "initial_start_time_in_utc is in the future",
+            ErrorId::Setup100 => "HTTP Error occurred while retrieving events from okta server",
+            ErrorId::Setup101 => {
+                "Connecting Error occurred while retrieving events from okta server"
+            }
+            ErrorId::Pull300 | ErrorId::Pull301 => {
+                "HTTP Error occurred while fetching siem event from okta server"
+            }
+            ErrorId::Pull302 => "Some error occurred while retrieving events from Okta server",
+        }
     }
-    let mut counts = crate::lock(&COUNTS);
-    for id in found {
-        *counts.entry(id).or_insert(0) += 1;
+
+    /// How often a log line named this id since start.
+    pub fn count(self) -> u64 {
+        COUNTS[self as usize].load(Ordering::Relaxed)
     }
 }
 
-/// Every id counted so far, with its count.
-pub fn counts() -> Vec<(String, u64)> {
-    crate::lock(&COUNTS)
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect()
+/// `<id>: <summary>`, as the seed logs it.
+impl fmt::Display for ErrorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.summary())
+    }
+}
+
+static COUNTS: [AtomicU64; ErrorId::ALL.len()] = [const { AtomicU64::new(0) }; ErrorId::ALL.len()];
+
+/// Counts each id that `message` names, once per message (an id followed by another digit,
+/// `PullError 3021`, is not one).
+pub fn count_in(message: &str) {
+    for id in ErrorId::ALL {
+        let code = id.code();
+        let named = message.match_indices(code).any(|(at, _)| {
+            !message[at + code.len()..]
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit())
+        });
+        if named {
+            COUNTS[id as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Every id with its count, zeros included (so a dashboard sees each series from the start).
+pub fn counts() -> Vec<(ErrorId, u64)> {
+    ErrorId::ALL.iter().map(|id| (*id, id.count())).collect()
 }
 
 #[cfg(test)]
@@ -50,14 +112,28 @@ mod tests {
 
     #[test]
     fn ids_are_counted_once_per_message_and_only_with_their_number() {
+        let before: Vec<u64> = ErrorId::ALL.iter().map(|id| id.count()).collect();
         count_in("x -> PullError 302: bad page (PullError 302 again), SetupError 100: no");
         count_in("PullError 3021234 is no id; PullError is none either; PullError 301: yes");
-        let c = counts();
-        let get = |id: &str| c.iter().find(|(k, _)| k == id).map_or(0, |(_, v)| *v);
-        assert!(get("PullError 302") >= 1);
-        assert!(get("SetupError 100") >= 1);
-        assert!(get("PullError 301") >= 1);
-        assert_eq!(get("PullError 3021"), 0);
-        assert!(c.iter().all(|(k, _)| k.len() < 24), "{c:?}");
+        let grown = |id: ErrorId| id.count() - before[id as usize];
+        assert!(grown(ErrorId::Pull302) >= 1);
+        assert!(grown(ErrorId::Setup100) >= 1);
+        assert!(grown(ErrorId::Pull301) >= 1);
+        assert_eq!(counts().len(), ErrorId::ALL.len());
+    }
+
+    #[test]
+    fn the_texts_are_the_manuals() {
+        assert_eq!(
+            ErrorId::Pull302.to_string(),
+            "PullError 302: Some error occurred while retrieving events from Okta server"
+        );
+        assert_eq!(
+            ErrorId::Setup100.to_string(),
+            "SetupError 100: HTTP Error occurred while retrieving events from okta server"
+        );
+        for (i, id) in ErrorId::ALL.iter().enumerate() {
+            assert_eq!(*id as usize, i, "ALL is in declaration order");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! (`main.rs`) is a thin command line over this library.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod backoff;
 pub mod config;
 pub mod demo;
 pub mod errors;

@@ -345,7 +345,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         let mut last_line = std::time::Instant::now();
         loop {
             std::thread::sleep(TRIM_PERIOD);
-            okta_collector::okta::client::release_spare_bodies();
+            okta_collector::okta::release_spare_bodies();
             okta_collector::sys::release_free_memory();
             if last_line.elapsed() >= MEMORY_LOG_PERIOD {
                 let now = metrics::Memory::now();

@@ -115,7 +115,7 @@ impl Registry {
             "Errors logged, by the seed collector's error id (SetupError 100, PullError 302, ...).",
             crate::errors::counts()
                 .into_iter()
-                .map(|(id, n)| (format!("id=\"{id}\""), n.to_string()))
+                .map(|(id, n)| (format!("id=\"{}\"", id.code()), n.to_string()))
                 .collect(),
         );
         let now_ms = crate::time::unix_millis(std::time::SystemTime::now()) as u64;

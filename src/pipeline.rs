@@ -6,7 +6,7 @@ use crate::config::{Config, Limit};
 use crate::forward::{self, Forwarder, Table};
 use crate::okta::budget::{Budget, Pacer};
 use crate::okta::client::Client;
-use crate::okta::pull::{Counters, Puller};
+use crate::okta::puller::{Counters, Puller};
 use crate::shutdown::Shutdown;
 use spool::Spool;
 use std::sync::Arc;
@@ -58,6 +58,8 @@ pub struct OutputStats {
 #[derive(Debug)]
 pub struct Pipeline {
     pullers: Vec<Puller>,
+    /// The pullers' flag: set when the pipeline's shutdown comes.
+    pullers_stop: Shutdown,
     forwarders: Vec<Forwarder>,
     /// Per-table figures.
     pub stats: Vec<TableStats>,
@@ -86,7 +88,7 @@ impl Pipeline {
     pub fn build(config: &Config) -> Result<Pipeline, String> {
         crate::private::ensure(&config.data_dir, true)
             .map_err(|e| format!("globals.data_dir: {e}"))?;
-        crate::private::ensure(&config.data_dir.join("spool"), false)?;
+        crate::private::ensure(&config.spools_dir(), false)?;
         let loaded = config
             .outputs
             .iter()
@@ -105,6 +107,7 @@ impl Pipeline {
                 .collect::<Vec<_>>(),
         )));
         let mut pullers = Vec::new();
+        let pullers_stop = Shutdown::new();
         let mut tables: Vec<Vec<Table>> = config.outputs.iter().map(|_| Vec::new()).collect();
         let mut stats = Vec::new();
         let consumers: Vec<&str> = config.outputs.iter().map(|o| o.name.as_str()).collect();
@@ -120,7 +123,7 @@ impl Pipeline {
             );
         }
         for service in services {
-            let dir = config.data_dir.join("spool").join(service.kind.name());
+            let dir = config.spool_dir(service.kind);
             crate::private::ensure(&dir, false)?;
             // Segments of at most an eighth of the table's bound, so acked ones are deleted
             // long before the bound is reached (only the active segment is never deleted).
@@ -173,22 +176,17 @@ impl Pipeline {
                     delivered_time: dt,
                 });
             }
-            pullers.push(Puller {
-                client: client.clone(),
-                label: format!(
-                    "OktaResourcesPuller(okta#{},{}#predefined)",
-                    config.okta.id,
-                    service.kind.name()
-                ),
-                pacer: Pacer::new(&service.limits, global.clone()),
-                spool_limits: config.spool,
-                stop: Shutdown::new(),
-                write_failing: Default::default(),
-                committing_bytes: Default::default(),
-                spool,
+            let pacer = Pacer::new(&service.limits, global.clone());
+            pullers.push(Puller::new(
+                &config.okta.id,
                 service,
+                client.clone(),
+                spool,
                 counters,
-            });
+                pacer,
+                config.spool,
+                pullers_stop.clone(),
+            ));
         }
         let mut forwarders = Vec::new();
         let mut outputs = Vec::new();
@@ -202,6 +200,7 @@ impl Pipeline {
             forwarders.push(l.forwarder(t, connected, &config.data_dir));
         }
         Ok(Pipeline {
+            pullers_stop,
             pullers,
             forwarders,
             stats,
@@ -216,9 +215,13 @@ impl Pipeline {
     /// The fatal error.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), String> {
         let mut tasks: Vec<smol::Task<Result<(), String>>> = Vec::new();
+        let (sd, stop) = (shutdown.clone(), self.pullers_stop.clone());
+        let _relay = smol::spawn(async move {
+            sd.wait().await;
+            stop.trigger();
+        });
         for p in self.pullers {
-            let sd = shutdown.clone();
-            tasks.push(smol::spawn(async move { p.run(sd).await.map_err(|e| e.0) }));
+            tasks.push(smol::spawn(async move { p.run().await.map_err(|e| e.0) }));
         }
         // A send statistics line per output every SEND_STATS_PERIOD.
         let (stats, outputs, sd) = (self.stats.clone(), self.outputs.clone(), shutdown.clone());

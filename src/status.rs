@@ -14,7 +14,7 @@ pub fn report(config: &Config) -> Result<String, String> {
     let mut out = String::new();
     let now = SystemTime::now();
     for s in &config.okta.services {
-        let dir = config.data_dir.join("spool").join(s.kind.name());
+        let dir = config.spool_dir(s.kind);
         let _ = writeln!(
             out,
             "{} (service {}, spool {})",

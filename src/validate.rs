@@ -73,7 +73,9 @@ pub fn run(config: &Config) -> Vec<Check> {
                 s.kind.path(),
                 r.rate_limit_wait().as_secs()
             )),
-            Ok(r) if !(200..300).contains(&r.status) => Err(okta::http_error(&r, true, s.kind)),
+            Ok(r) if !(200..300).contains(&r.status) => {
+                Err(okta::api::http_error(&r, true, s.kind))
+            }
             Ok(r) => match page::split(&r.body, s.kind.max_page_items()) {
                 Ok(items) => Ok(format!(
                     "{}{}?limit=1 answered {}{after_wait}",

@@ -133,6 +133,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The largest config file read.
 pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 
+impl Config {
+    /// The folder of all spools: `<data_dir>/spool`.
+    pub fn spools_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
+    /// The spool folder of `kind`'s table: `<data_dir>/spool/<service>`.
+    pub fn spool_dir(&self, kind: ServiceKind) -> PathBuf {
+        self.spools_dir().join(kind.name())
+    }
+}
+
 /// Where the file is, for the resolving stage: relative paths resolve against its folder, and
 /// every message names the file and the key.
 pub(crate) struct Cx<'a> {

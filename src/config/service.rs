@@ -4,6 +4,7 @@
 
 use super::raw::{RawService, Scalar};
 use super::{ConfigError, err};
+use crate::errors::ErrorId;
 use crate::time;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -178,14 +179,14 @@ pub(super) fn resolve_service(
         Some(text) => match time::parse_rfc3339(text.trim()) {
             None => {
                 return err(format!(
-                    "InitVariablesError 1: initial_start_time_in_utc is not set as per the datetime_format : \
-                     YYYY-MM-DDTHH:MM:SSZ (RFC 3339). {key}.start is {text:?}; write it like 2024-12-04T11:45:01Z"
+                    "{} : YYYY-MM-DDTHH:MM:SSZ (RFC 3339). {key}.start is {text:?}; write it like 2024-12-04T11:45:01Z",
+                    ErrorId::InitVariables1
                 ));
             }
             Some(t) if t > SystemTime::now() => {
                 return err(format!(
-                    "InitVariablesError 2: initial_start_time_in_utc is in the future. {key}.start is {text:?}; \
-                     use a time in the past, or remove it to start from now"
+                    "{}. {key}.start is {text:?}; use a time in the past, or remove it to start from now",
+                    ErrorId::InitVariables2
                 ));
             }
             Some(t) => Some(t),

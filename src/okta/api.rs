@@ -3,7 +3,13 @@
 //! config's (it names them); these facts are Okta's, so they live here and config never needs
 //! them.
 
+use super::client::Response;
+use super::{PULL_300, SETUP_100};
 use crate::config::{Service, ServiceKind};
+
+/// Page size asked of Okta by the inventory services (the maximum of users, apps, idps and clients; Okta's advice for
+/// groups). Zones take their default.
+pub const PAGE_LIMIT: u32 = 200;
 
 impl ServiceKind {
     /// The most items Okta serves on one page of the endpoint (its documented maximum
@@ -53,6 +59,31 @@ impl ServiceKind {
             }
             _ => "Read-Only Administrator (or any admin role that can view them)",
         }
+    }
+}
+
+/// The error line for a non-2xx answer from `kind`'s endpoint, with Okta's details and what
+/// to do: 401, 403 and 404 are setup problems (`SetupError 100`) that name the role, scope or
+/// switch the service needs; anything else is `PullError 300` during a pull, or `SetupError 100`
+/// when `during_setup`.
+pub fn http_error(resp: &Response, during_setup: bool, kind: ServiceKind) -> String {
+    let details = resp.error_details();
+    let (name, path, role, scope) = (kind.name(), kind.path(), kind.role(), kind.scope());
+    match resp.status {
+        401 => format!(
+            "{SETUP_100}: {details}. Check the API token: it is invalid, expired or revoked \
+             (if other services work, the token's admin cannot read {path}: the `{name}` service needs {role})."
+        ),
+        403 => format!(
+            "{SETUP_100}: {details}. The token may not read {path}: the `{name}` service needs the admin role \
+             {role} (for an OAuth service app, the scope {scope})."
+        ),
+        404 => format!(
+            "{SETUP_100}: {details}. This org has no {path} (the feature may not be enabled for it); \
+             if the org does not use it, set `enabled: false` under inputs.okta.services.{name}."
+        ),
+        _ if during_setup => format!("{SETUP_100}: {details}"),
+        _ => format!("{PULL_300}: {details}"),
     }
 }
 

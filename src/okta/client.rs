@@ -1,56 +1,13 @@
 //! The Okta HTTP client: ureq on smol's blocking pool, `SSWS` auth sent only to the org's
 //! origin, response bodies capped, and the headers the pullers need read out.
 
+use super::body::body_buffer;
 use crate::config::{HttpSettings, Origin, Secret};
 use std::io::Read;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 /// Largest response body read (a System Log page of 1000 events is a few MB).
 pub const MAX_BODY: u64 = 64 << 20;
-
-/// Body buffers whose events are on disk, kept for the next pages (see [`recycle_body`]).
-static SPARE_BODIES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-/// How many spare bodies are kept: the pages in flight in one System Log puller (fetched,
-/// waiting for the group commit, committing), and one more.
-const SPARE_KEPT: usize = 4;
-/// A buffer larger than this is not kept (a page is about 2 MB).
-const SPARE_MAX_BYTES: usize = 8 << 20;
-
-/// Hands a response body back once its events are on disk, for the next response to be read
-/// into. A page is 2 MB. Allocated fresh for each page, such blocks fragment the allocator's
-/// heap (a million-event backfill peaked at 25–31 MiB of RSS instead of 15), or, each as its
-/// own mapping, cost a page fault per 4 KiB (14% more CPU per event). BENCHMARKS.md, stop 13.
-pub fn recycle_body(mut body: Vec<u8>) {
-    if body.capacity() == 0 || body.capacity() > SPARE_MAX_BYTES {
-        return;
-    }
-    body.clear();
-    let mut spare = crate::lock(&SPARE_BODIES);
-    if spare.len() < SPARE_KEPT {
-        spare.push(body);
-    } else if let Some(smallest) = spare.iter_mut().min_by_key(|b| b.capacity()) {
-        // The larger buffers are the ones worth keeping (a page, not an inventory's stage).
-        if smallest.capacity() < body.capacity() {
-            *smallest = body;
-        }
-    }
-}
-
-/// Frees the spare bodies: when the System Log puller has caught up, and every minute before
-/// free memory goes back to the system (a collector that is not pulling holds none for long).
-pub fn release_spare_bodies() {
-    let spare = std::mem::take(&mut *crate::lock(&SPARE_BODIES));
-    drop(spare); // freed outside the lock
-}
-
-/// A buffer for a body of `expected` bytes: a spare one if there is one.
-fn body_buffer(expected: usize) -> Vec<u8> {
-    let spare = crate::lock(&SPARE_BODIES).pop();
-    let mut body = spare.unwrap_or_default();
-    body.reserve(expected);
-    body
-}
 
 /// What the pullers need of one response.
 #[derive(Debug)]
@@ -335,31 +292,5 @@ impl Client {
             rate_limit,
             rate_remaining,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_spare_body_comes_back_empty_and_a_huge_one_is_not_kept() {
-        // Other tests may take and hand back bodies meanwhile: only what holds whatever they
-        // do is asserted.
-        for _ in 0..SPARE_KEPT + 2 {
-            recycle_body(b"an earlier page".repeat(1000));
-        }
-        for _ in 0..SPARE_KEPT + 2 {
-            let b = body_buffer(100);
-            assert!(b.is_empty(), "a spare body holds {} earlier bytes", b.len());
-            assert!(b.capacity() >= 100);
-        }
-        recycle_body(vec![1; SPARE_MAX_BYTES + 1]);
-        let kept = crate::lock(&SPARE_BODIES);
-        assert!(kept.len() <= SPARE_KEPT);
-        assert!(
-            kept.iter()
-                .all(|b| b.capacity() <= SPARE_MAX_BYTES && b.is_empty())
-        );
     }
 }

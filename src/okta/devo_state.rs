@@ -4,7 +4,8 @@
 //! `last_timestamp`, `uuid_list`), as JSON in
 //! `<directory_name>/<globals.id>/okta_<input id>_logs_predefined_OktaResourcesPuller.json`.
 
-use super::cursor::LogsCursor;
+use super::logs::LogsCursor;
+use super::puller::Puller;
 use std::path::Path;
 
 /// A state file larger than this is not Devo's.
@@ -73,6 +74,29 @@ pub fn describe(path: &Path, c: &LogsCursor) -> String {
     )
 }
 
+/// At a first start (no cursor of our own): the state of Devo's collector that the config's
+/// `globals.persistence` names, if there is one, read and logged; `None` (an unreadable one
+/// logged) starts a new persistence.
+pub(crate) fn take_over(p: &Puller) -> Option<LogsCursor> {
+    let file = p.service.devo_state.as_deref().filter(|f| f.exists())?;
+    let label = &p.label;
+    match read(file, p.client.url()) {
+        Ok(c) => {
+            log::info!(
+                "{label} -> Importing the state of Devo's collector from {}",
+                describe(file, &c)
+            );
+            Some(c)
+        }
+        Err(e) => {
+            log::error!(
+                "{label} -> The state of Devo's collector cannot be imported: {e}. A new persistence is started."
+            );
+            None
+        }
+    }
+}
+
 /// `okta-collector import-devo-state`: takes Devo's System Log state (`state`, or the file the
 /// config's `globals.persistence` names) into the System Log spool as its cursor, so the next
 /// `run` goes on from there. Refused while the collector runs (the spool is locked), and when
@@ -97,8 +121,8 @@ pub fn import(
     )?;
     let c = read(file, &config.okta.url)?;
     crate::private::ensure(&config.data_dir, true)?;
-    crate::private::ensure(&config.data_dir.join("spool"), false)?;
-    let dir = config.data_dir.join("spool").join(ServiceKind::Logs.name());
+    crate::private::ensure(&config.spools_dir(), false)?;
+    let dir = config.spool_dir(ServiceKind::Logs);
     crate::private::ensure(&dir, false)?;
     let consumers: Vec<&str> = config.outputs.iter().map(|o| o.name.as_str()).collect();
     let spool =
@@ -150,7 +174,7 @@ pub fn would_import(config: &crate::config::Config) -> Option<Result<String, Str
             file.display()
         )));
     }
-    let dir = config.data_dir.join("spool").join("logs");
+    let dir = config.spool_dir(crate::config::ServiceKind::Logs);
     let ours = spool::inspect(&dir, spool::Options::default(), &[])
         .ok()
         .and_then(|i| i.cursor);

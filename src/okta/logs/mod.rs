@@ -2,8 +2,13 @@
 //! duplicates, and appends each page's events with the cursor after them to the spool, the
 //! next page travelling while the last one is synced (pages committed in order).
 
-use super::cursor::LogsCursor;
-use super::pull::{CycleEnd, Events, Got, Halt, Puller, Stats, pulling_id};
+mod cursor;
+
+pub use cursor::LogsCursor;
+
+use super::body::Events;
+use super::puller::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
+use super::restore::{self, Found};
 use super::{PULL_302, page};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;
@@ -14,88 +19,41 @@ pub const PAGE_LIMIT: u32 = 1000;
 /// Okta keeps 90 days of System Log; an older `since` is clamped to this.
 const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
-/// Reads the cursor from the spool, or writes a first one from `start`. A configured `start`
+/// Reads the cursor from the spool, or takes one over with `take_over` (Devo's collector's,
+/// when there is none), or writes a first one from `start`. A configured `start`
 /// that differs from the one the stored cursor was made from restarts the persistence (the
 /// seed's "Restart the persistence"): a new cursor from the new start; events already in the
 /// spool are still delivered.
-pub(crate) async fn restore(p: &Puller) -> Result<LogsCursor, Halt> {
-    let label = &p.label;
-    log::info!("{label} -> Reading persisted data");
-    let configured = p.service.start.map(crate::time::format_seconds);
-    let mut stored = p.spool.cursor().map(|b| LogsCursor::decode(&b));
-    // No cursor of our own: Devo's collector's state, if the config names its persistence.
-    let mut imported = false;
-    if stored.is_none()
-        && let Some(file) = p.service.devo_state.as_deref()
-        && file.exists()
+pub(crate) async fn restore(
+    p: &Puller,
+    take_over: impl FnOnce(&Puller) -> Option<LogsCursor>,
+) -> Result<LogsCursor, Halt> {
+    let mut found = restore::read::<LogsCursor>(p);
+    if matches!(found, Found::Empty)
+        && let Some(c) = take_over(p)
     {
-        match super::devo_state::read(file, p.client.url()) {
-            Ok(c) => {
-                log::info!(
-                    "{label} -> Importing the state of Devo's collector from {}",
-                    super::devo_state::describe(file, &c)
-                );
-                stored = Some(Ok(c));
-                imported = true;
-            }
-            Err(e) => log::error!(
-                "{label} -> The state of Devo's collector cannot be imported: {e}. A new persistence is started."
-            ),
-        }
+        found = Found::Imported(c);
     }
-    match stored {
-        Some(Ok(c)) => {
-            log::info!(
-                "{label} -> Data retrieved from the persistence: next_link={:?}, initial_start_time_in_utc={}, last_timestamp={}",
-                c.next_link,
-                c.initial_start_time_in_utc,
-                c.last_timestamp
-            );
-            match &configured {
-                Some(new) if *new != c.made_from() => {
-                    log::warn!(
-                        "{label} -> Persistence will be overridden due to the configured start ({new}) differs from the persisted initial_start_time_in_utc ({})",
-                        c.made_from()
-                    );
-                }
-                _ if imported => {
-                    // Ours from now on: durable in the spool before the first request.
-                    p.commit(Events::default(), c.encode().map_err(Halt::Fatal)?)
-                        .await?;
-                    log::warn!(
-                        "{label} -> Persistence has been updated successfully (taken over from Devo's collector)"
-                    );
-                    return Ok(c);
-                }
-                _ => return Ok(c),
-            }
-        }
-        Some(Err(e)) => {
-            log::error!("{label} -> The persisted state cannot be read ({e}); starting a new one.");
-        }
-        None => {
-            log::warn!(
-                "{label} -> Persistence will be overridden due to the retrieved state is empty"
-            );
-        }
-    }
+    restore::restore(p, found, || first_cursor(p), true).await
+}
+
+/// A first cursor: from the configured `start`, or now; never before Okta's retention.
+fn first_cursor(p: &Puller) -> LogsCursor {
     let now = SystemTime::now();
     let oldest = now.checked_sub(RETENTION).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut start = p.service.start.unwrap_or(now);
     if start < oldest {
         log::warn!(
-            "{label} -> start {} is older than Okta's 90-day System Log retention; starting at {} instead.",
+            "{} -> start {} is older than Okta's 90-day System Log retention; starting at {} instead.",
+            p.label,
             crate::time::format_seconds(start),
             crate::time::format_seconds(oldest)
         );
         start = oldest;
     }
     let mut c = LogsCursor::new(start);
-    c.configured_start = configured;
-    p.commit(Events::default(), c.encode().map_err(Halt::Fatal)?)
-        .await?;
-    log::warn!("{label} -> Persistence has been updated successfully");
-    Ok(c)
+    c.configured_start = p.service.start.map(crate::time::format_seconds);
+    c
 }
 
 /// Fetching ahead stops once this much of taken pages waits for the commit in progress (a
@@ -233,6 +191,10 @@ pub(crate) async fn cycle(
     }
     let end = end.unwrap_or(CycleEnd::UpToDate);
     p.log_stats(&stats, started, id, &end);
+    if matches!(end, CycleEnd::UpToDate | CycleEnd::Unavailable) {
+        // Caught up, or waiting a period: the page buffers are not kept meanwhile.
+        super::body::release_spare_bodies();
+    }
     Ok(end)
 }
 

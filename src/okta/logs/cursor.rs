@@ -1,5 +1,6 @@
 //! The System Log cursor: the seed collector's persistence record, stored in the spool frame
 //! with the events it covers, and the duplicate filter it carries across page boundaries.
+//! Beside the mode that advances it, and the only code that reads its fields.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
@@ -111,6 +112,28 @@ impl LogsCursor {
                 false
             }
         }
+    }
+}
+
+impl crate::okta::restore::Cursor for LogsCursor {
+    fn decode(bytes: &[u8]) -> Result<LogsCursor, String> {
+        LogsCursor::decode(bytes)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        LogsCursor::encode(self)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "next_link={:?}, initial_start_time_in_utc={}, last_timestamp={}",
+            self.next_link, self.initial_start_time_in_utc, self.last_timestamp
+        )
+    }
+
+    fn start_differs(&self, configured: Option<SystemTime>) -> Option<(String, String)> {
+        let new = crate::time::format_seconds(configured?);
+        (new != self.made_from()).then(|| (new, self.made_from().to_string()))
     }
 }
 

@@ -1,10 +1,13 @@
-//! What every service's puller shares: the cycle loop with its backoff, one request with 429
-//! waits and shutdown, page checks (body, `Link`, origin), spool commits, and the seed's
-//! statistics line. The service-specific parts are in `logs.rs` and `inventory.rs`.
+//! One running service's puller and what every pull mode does with it: one request (pacing,
+//! 429 waits, shutdown), a page's checks (body, `Link`, origin), spool commits that retry
+//! while the disk refuses them, and the seed's statistics line. The modes (`logs`,
+//! `incremental`, `snapshot`) use these; this file knows none of them (`cycle.rs` does).
 
+use super::body::Events;
 use super::client::{Client, FetchError, Response};
 use super::{PULL_300, PULL_301, PULL_302, link, page};
-use crate::config::{PullMode, Service, SpoolLimits};
+use crate::backoff::Backoff;
+use crate::config::{Service, SpoolLimits};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
 use spool::Spool;
@@ -140,112 +143,6 @@ impl Stats {
     }
 }
 
-/// Events for the spool, as ranges of buffers: each a page's response body itself, with any
-/// event rewritten onto one line appended after it. Pages go to the spool's blocking write
-/// without a copy (and an allocation) per event, and several pages can go as one frame.
-#[derive(Debug, Default)]
-pub(crate) struct Events {
-    parts: Vec<(Vec<u8>, Vec<std::ops::Range<usize>>)>,
-}
-
-/// Where an event of a page is: in the body, or rewritten.
-pub(crate) enum Span {
-    InBody(std::ops::Range<usize>),
-    Rewritten(String),
-}
-
-impl Events {
-    /// Where each line is: a line borrowed from `body` becomes its range there.
-    pub fn spans(body: &[u8], lines: Vec<std::borrow::Cow<'_, str>>) -> Vec<Span> {
-        let base = body.as_ptr() as usize;
-        lines
-            .into_iter()
-            .map(|line| {
-                let at = (line.as_ptr() as usize).wrapping_sub(base);
-                match line {
-                    std::borrow::Cow::Borrowed(l)
-                        if at.checked_add(l.len()).is_some_and(|end| end <= body.len()) =>
-                    {
-                        Span::InBody(at..at + l.len())
-                    }
-                    other => Span::Rewritten(other.into_owned()),
-                }
-            })
-            .collect()
-    }
-
-    /// The events at `spans`, taking `body` over.
-    pub fn new(mut buf: Vec<u8>, spans: Vec<Span>) -> Events {
-        let ranges = spans
-            .into_iter()
-            .map(|span| match span {
-                Span::InBody(r) => r,
-                Span::Rewritten(line) => {
-                    let start = buf.len();
-                    buf.extend_from_slice(line.as_bytes());
-                    start..buf.len()
-                }
-            })
-            .collect();
-        Events {
-            parts: vec![(buf, ranges)],
-        }
-    }
-
-    /// A copy of `events` in one buffer.
-    pub fn copied(events: &[&[u8]]) -> Events {
-        let mut buf = Vec::with_capacity(events.iter().map(|e| e.len()).sum());
-        let mut ranges = Vec::with_capacity(events.len());
-        for e in events {
-            let start = buf.len();
-            buf.extend_from_slice(e);
-            ranges.push(start..buf.len());
-        }
-        Events {
-            parts: vec![(buf, ranges)],
-        }
-    }
-
-    /// `other`'s events after these.
-    pub fn extend(&mut self, mut other: Events) {
-        self.parts.append(&mut other.parts);
-    }
-
-    /// The first event's bytes.
-    pub fn first(&self) -> Option<&[u8]> {
-        self.parts
-            .iter()
-            .find_map(|(buf, ranges)| ranges.first().map(|r| &buf[r.clone()]))
-    }
-
-    /// Number of events.
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(|(_, r)| r.len()).sum()
-    }
-
-    /// Bytes held (bodies included).
-    pub fn bytes(&self) -> usize {
-        self.parts.iter().map(|(b, _)| b.len()).sum()
-    }
-
-    /// Each event's bytes, in order.
-    pub fn slices(&self) -> Vec<&[u8]> {
-        self.parts
-            .iter()
-            .flat_map(|(buf, ranges)| ranges.iter().map(|r| &buf[r.clone()]))
-            .collect()
-    }
-}
-
-impl Drop for Events {
-    /// The bodies go back for the next pages to be read into.
-    fn drop(&mut self) {
-        for (buf, _) in self.parts.drain(..) {
-            super::client::recycle_body(buf);
-        }
-    }
-}
-
 /// A checked page: its items, exactly as sent, and the next link, if any.
 pub(crate) struct Page<'a> {
     pub items: Vec<page::Item<'a>>,
@@ -253,74 +150,33 @@ pub(crate) struct Page<'a> {
 }
 
 impl Puller {
-    /// Runs until shutdown: restores the service's cursor, then runs cycles. After a cycle
-    /// that caught up (or found the endpoint unavailable) it waits a period; after a failure it
-    /// backs off from 1 s to 60 s (at most a period). Returns `Err` only if the spool fails
-    /// fatally.
-    ///
-    /// # Errors
-    /// [`Fatal`] when the spool cannot be written any more.
-    pub async fn run(mut self, shutdown: Shutdown) -> Result<(), Fatal> {
-        self.stop = shutdown;
-        match self.run_cycles().await {
-            Ok(()) | Err(Halt::Shutdown) => Ok(()),
-            Err(Halt::Fatal(e)) => Err(Fatal(e)),
-        }
-    }
-
-    async fn run_cycles(&self) -> Result<(), Halt> {
-        use super::{inventory, logs};
-        let shutdown = &self.stop;
-        enum State {
-            Logs(super::cursor::LogsCursor),
-            Incremental(inventory::IncrementalCursor),
-            Snapshot(inventory::SnapshotCursor),
-        }
-        let mut state = match self.service.kind.mode() {
-            PullMode::Poll => State::Logs(logs::restore(self).await?),
-            PullMode::Incremental => {
-                State::Incremental(inventory::restore_incremental(self).await?)
-            }
-            PullMode::Snapshot => State::Snapshot(inventory::restore_snapshot(self)),
-        };
-        log::info!(
-            "{} -> Starting data collection every {} seconds",
-            self.label,
-            self.service.period.as_secs()
-        );
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            if shutdown.is_set() {
-                return Ok(());
-            }
-            let end = match &mut state {
-                State::Logs(c) => logs::cycle(self, c, shutdown).await?,
-                State::Incremental(c) => inventory::incremental_cycle(self, c, shutdown).await?,
-                State::Snapshot(c) => inventory::snapshot_cycle(self, c, shutdown).await?,
-            };
-            let wait = match end {
-                CycleEnd::Shutdown => return Ok(()),
-                CycleEnd::UpToDate | CycleEnd::Unavailable => {
-                    backoff = Duration::from_secs(1);
-                    if matches!(state, State::Logs(_)) {
-                        // Caught up: the System Log's page buffers are not kept for a period.
-                        super::client::release_spare_bodies();
-                    }
-                    self.service.period
-                }
-                CycleEnd::Failed { progress } => {
-                    if progress {
-                        // Only consecutive failures back off further.
-                        backoff = Duration::from_secs(1);
-                    }
-                    let w = backoff.min(self.service.period.max(Duration::from_secs(1)));
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
-                    jitter(w)
-                }
-            };
-            if shutdown.sleep(wait).await {
-                return Ok(());
-            }
+    /// The puller of `service`, writing to `spool`. `stop` is the pipeline's flag for its
+    /// pullers: a spool write being retried gives up on it too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        input_id: &str,
+        service: Service,
+        client: Arc<Client>,
+        spool: Spool,
+        counters: Arc<Counters>,
+        pacer: super::budget::Pacer,
+        spool_limits: SpoolLimits,
+        stop: Shutdown,
+    ) -> Puller {
+        Puller {
+            label: format!(
+                "OktaResourcesPuller(okta#{input_id},{}#predefined)",
+                service.kind.name()
+            ),
+            client,
+            spool,
+            service,
+            counters,
+            pacer,
+            stop,
+            spool_limits,
+            write_failing: Default::default(),
+            committing_bytes: Default::default(),
         }
     }
 
@@ -329,7 +185,7 @@ impl Puller {
     /// so the next start asks for the same page.
     pub(crate) async fn get(&self, url: &str, shutdown: &Shutdown, stats: &mut Stats) -> Got {
         let label = &self.label;
-        let mut concurrency_backoff = Duration::from_secs(1);
+        let mut concurrency_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             if self.wait_for_room(shutdown).await || self.pace(shutdown).await {
                 return Got::Shutdown;
@@ -376,8 +232,7 @@ impl Puller {
             match resp.status {
                 200..=299 => return Got::Page(resp),
                 429 if resp.is_concurrency_limit() => {
-                    let wait = jitter(concurrency_backoff);
-                    concurrency_backoff = (concurrency_backoff * 2).min(Duration::from_secs(60));
+                    let wait = jitter(concurrency_backoff.next_wait());
                     log::warn!(
                         "{label} -> Okta's concurrency limit reached: too many simultaneous requests in the org ({}); waiting {:.1}s, then retrying the same page.",
                         resp.error_details(),
@@ -401,7 +256,7 @@ impl Puller {
                 401 | 403 | 404 => {
                     log::error!(
                         "{label} -> {} The other services go on; this one retries in {} seconds.",
-                        super::http_error(&resp, false, self.service.kind),
+                        super::api::http_error(&resp, false, self.service.kind),
                         self.service.period.as_secs()
                     );
                     return Got::Failed(CycleEnd::Unavailable);
@@ -417,7 +272,7 @@ impl Puller {
                 _ => {
                     log::error!(
                         "{label} -> {}. The cursor is kept; retrying.",
-                        super::http_error(&resp, false, self.service.kind)
+                        super::api::http_error(&resp, false, self.service.kind)
                     );
                     return Got::Failed(stats.failed());
                 }
@@ -631,7 +486,7 @@ impl Puller {
         F: Fn(&Spool) -> Result<(), spool::Error> + Send + Sync + 'static,
     {
         let write = Arc::new(write);
-        let mut wait = Duration::from_secs(1);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
         loop {
             let spool = self.spool.clone();
             let w = write.clone();
@@ -643,6 +498,7 @@ impl Puller {
                 Err(e) if e.is_fatal() => return Err(Halt::Fatal(e.to_string())),
                 Err(e) => {
                     self.write_failing.store(true, Ordering::Relaxed);
+                    let wait = backoff.next_wait();
                     log::error!(
                         "{} -> Cannot write to the spool: {e}. Pulling is paused; retrying in {}s.",
                         self.label,
@@ -651,7 +507,6 @@ impl Puller {
                     if self.stop.sleep(wait).await {
                         return Err(Halt::Shutdown);
                     }
-                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         }
