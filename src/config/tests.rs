@@ -282,7 +282,7 @@ fn an_oauth_app_resolves_and_a_changed_one_is_named_at_reload() {
     let o = a.okta.oauth.as_ref().unwrap();
     assert_eq!(o.scopes, None, "what the enabled services need");
     assert_eq!(
-        crate::okta::api::scopes(&a.okta.services),
+        crate::okta::oauth::scopes(&a.okta.services),
         ["okta.logs.read"]
     );
     assert_eq!(o.dpop, DpopMode::Auto);

@@ -5,7 +5,7 @@
 
 use super::client::Response;
 use super::{PULL_300, SETUP_100};
-use crate::config::{Service, ServiceKind};
+use crate::config::ServiceKind;
 
 /// Page size asked of Okta by the inventory services (the maximum of users, apps, idps and clients; Okta's advice for
 /// groups). Zones take their default.
@@ -85,16 +85,4 @@ pub fn http_error(resp: &Response, during_setup: bool, kind: ServiceKind) -> Str
         _ if during_setup => format!("{SETUP_100}: {details}"),
         _ => format!("{PULL_300}: {details}"),
     }
-}
-
-/// The scopes the services need, each once, in their order: what an OAuth app asks for when
-/// `scopes` is not given (okta-api.md §1.2's scope table).
-pub fn scopes(services: &[Service]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for s in services {
-        if !out.iter().any(|x| x == s.kind.scope()) {
-            out.push(s.kind.scope().to_string());
-        }
-    }
-    out
 }

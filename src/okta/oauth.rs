@@ -122,10 +122,7 @@ impl TokenSource {
             client_id: o.client_id.clone(),
             key,
             kid: o.key_id.clone().or(jwk_kid),
-            scopes: o
-                .scopes
-                .clone()
-                .unwrap_or_else(|| super::api::scopes(services)),
+            scopes: o.scopes.clone().unwrap_or_else(|| scopes(services)),
             mode: o.dpop,
             dpop: DpopKey::generate()?,
             token_url: format!("{base}/oauth2/v1/token"),
@@ -441,4 +438,16 @@ impl TokenSource {
     pub fn denied(&self) -> Vec<String> {
         crate::lock(&self.state).denied.clone()
     }
+}
+
+/// The scopes the services need, each once, in their order: what an OAuth app asks for when
+/// `scopes` is not given (okta-api.md §1.2's scope table).
+pub fn scopes(services: &[Service]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in services {
+        if !out.iter().any(|x| x == s.kind.scope()) {
+            out.push(s.kind.scope().to_string());
+        }
+    }
+    out
 }
