@@ -5,7 +5,7 @@
 
 use crate::config::{Config, Output, OutputKind};
 use crate::forward::Delivery;
-use crate::forward::tls;
+use crate::forward::{connection, tls};
 use crate::okta::client::Client;
 use crate::okta::page;
 use crate::okta::{self, PULL_302, SETUP_100, SETUP_101};
@@ -113,7 +113,8 @@ fn check_output(config: &Config, o: &Output) -> Result<String, String> {
             let tls_config = tls::client_config(&o.name, d)?;
             smol::block_on(async {
                 let mut session =
-                    tls::connect(&d.address, d.port, tls_config, Duration::from_secs(10)).await?;
+                    connection::connect(&d.address, d.port, tls_config, Duration::from_secs(10))
+                        .await?;
                 let version = session.protocol();
                 let mut buf = [0u8; 64];
                 let read = crate::time::timeout(
@@ -146,11 +147,11 @@ fn check_output(config: &Config, o: &Output) -> Result<String, String> {
             })
         }
         OutputKind::Relay(r) => smol::block_on(async {
-            tls::connect_tcp(&r.address, r.port, Duration::from_secs(10)).await?;
+            connection::connect_tcp(&r.address, r.port, Duration::from_secs(10)).await?;
             Ok(format!("{}:{} accepts TCP connections", r.address, r.port))
         }),
         OutputKind::Http(h) => {
-            let sink = crate::forward::http::Sink::new(&o.hostname, h);
+            let sink = crate::forward::http::DevoHttpSink::new(&o.hostname, h);
             let tag = config
                 .okta
                 .services

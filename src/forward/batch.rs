@@ -1,12 +1,12 @@
-//! The request/response outputs: `devo_http` (a 2xx is Devo's acknowledgement) and `console`
-//! (a flushed write to stdout). Each batch belongs to one table and is acked only once the
+//! The batch loop of the request/response outputs, `devo_http` (`http.rs`: a 2xx is Devo's
+//! acknowledgement) and `console` (`console.rs`: a flushed write to stdout), each a
+//! [`BatchSink`]. Each batch belongs to one table and is acked only once the
 //! output has it. A batch the output rejects for good (an HTTP 4xx about the batch itself) is
 //! written to a rejected-batch file and logged with its count, so the table goes on and
 //! nothing is dropped unseen.
 
-use super::{
-    Fatal, TableState, http, next_frame, persist, persist_due, recycle, syslog, wait_for_work,
-};
+use super::{Fatal, TableState, next_frame, persist, persist_due, recycle, wait_for_work};
+use crate::backoff::Backoff;
 use crate::config::Output;
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
@@ -29,7 +29,7 @@ pub enum Delivery {
 }
 
 /// An output that takes one batch at a time.
-pub(super) trait Sink: Send + Sync + Clone + 'static {
+pub(crate) trait BatchSink: Send + Sync + Clone + 'static {
     /// Bytes of events gathered into one batch.
     fn batch_bytes(&self) -> usize;
     /// Appends `event` of table `tag` to a batch.
@@ -40,60 +40,8 @@ pub(super) trait Sink: Send + Sync + Clone + 'static {
     fn describe(&self, output: &str) -> String;
 }
 
-impl Sink for http::Sink {
-    fn batch_bytes(&self) -> usize {
-        self.batch_bytes
-    }
-    fn push(&self, buf: &mut Vec<u8>, _date: &str, _tag: &str, event: &[u8]) {
-        buf.extend_from_slice(event);
-        if event.last() != Some(&b'\n') {
-            buf.push(b'\n');
-        }
-    }
-    fn deliver(&self, tag: &str, batch: &[u8]) -> Delivery {
-        self.post(tag, batch)
-    }
-    fn describe(&self, output: &str) -> String {
-        format!("DevoHttpSender({output},{})", self.shown())
-    }
-}
-
-/// The `console` output: the syslog lines on standard output.
-#[derive(Debug, Clone)]
-pub struct Console {
-    hostname: String,
-}
-
-impl Console {
-    /// Writes lines with `hostname` as the syslog HOSTNAME.
-    pub fn new(hostname: &str) -> Console {
-        Console {
-            hostname: hostname.to_string(),
-        }
-    }
-}
-
-impl Sink for Console {
-    fn batch_bytes(&self) -> usize {
-        256 << 10
-    }
-    fn push(&self, buf: &mut Vec<u8>, date: &str, tag: &str, event: &[u8]) {
-        syslog::push_line(buf, date, &self.hostname, tag, event);
-    }
-    fn deliver(&self, _tag: &str, batch: &[u8]) -> Delivery {
-        let mut out = std::io::stdout().lock();
-        match out.write_all(batch).and_then(|()| out.flush()) {
-            Ok(()) => Delivery::Done,
-            Err(e) => Delivery::Retry(format!("writing to standard output failed: {e}")),
-        }
-    }
-    fn describe(&self, output: &str) -> String {
-        format!("ConsoleSender({output})")
-    }
-}
-
 /// Runs a batch output until shutdown. `rejected_dir` receives the batches refused for good.
-pub(super) async fn run<S: Sink>(
+pub(super) async fn run<S: BatchSink>(
     output: &Output,
     sink: S,
     rejected_dir: PathBuf,
@@ -104,7 +52,7 @@ pub(super) async fn run<S: Sink>(
     let name = sink.describe(&output.name);
     let limit = sink.batch_bytes();
     let mut buf = Vec::with_capacity(limit + (64 << 10));
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut last_persist = Instant::now();
     let mut failing = false;
     connected.store(true, Ordering::Relaxed);
@@ -135,7 +83,7 @@ pub(super) async fn run<S: Sink>(
                             failing = false;
                         }
                         connected.store(true, Ordering::Relaxed);
-                        backoff = Duration::from_secs(1);
+                        backoff.reset();
                         break true;
                     }
                     Delivery::Rejected(why) => {
@@ -152,13 +100,12 @@ pub(super) async fn run<S: Sink>(
                     Delivery::Retry(why) => {
                         connected.store(false, Ordering::Relaxed);
                         failing = true;
-                        let wait = jitter(backoff);
+                        let wait = jitter(backoff.next_wait());
                         log::error!(
                             "{name} -> {events} events of {} not delivered: {why}. They stay in the spool; retrying in {:.0}s.",
                             s.table.tag,
                             wait.as_secs_f64()
                         );
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
                         if shutdown.sleep(wait).await {
                             return persist(&mut states).await;
                         }
@@ -188,7 +135,7 @@ pub(super) async fn run<S: Sink>(
 /// Reads events of one table into `buf` up to `limit` bytes (at least one event), returning
 /// the ack position after the last one taken and how many were taken; `None` if there is
 /// nothing to send. The reader is left at the first event not taken.
-async fn gather<S: Sink>(
+async fn gather<S: BatchSink>(
     s: &mut TableState,
     sink: &S,
     date: &str,

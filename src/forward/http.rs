@@ -2,14 +2,14 @@
 //! POST of LF-separated events per batch of one table, the ingestion token in the path (never
 //! logged: every URL shown has it replaced).
 
-use super::batch::Delivery;
+use super::batch::{BatchSink, Delivery};
 use crate::config::{DevoHttp, Secret};
 use std::io::{Read, Write};
 use std::time::Duration;
 
 /// Posts batches to one Devo HTTP endpoint.
 #[derive(Debug, Clone)]
-pub struct Sink {
+pub struct DevoHttpSink {
     agent: ureq::Agent,
     /// `<url>/stream/<domain>/token!`
     prefix: String,
@@ -22,9 +22,9 @@ pub struct Sink {
     pub batch_bytes: usize,
 }
 
-impl Sink {
+impl DevoHttpSink {
     /// A client for `h`, posting as `hostname`.
-    pub fn new(hostname: &str, h: &DevoHttp) -> Sink {
+    pub fn new(hostname: &str, h: &DevoHttp) -> DevoHttpSink {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -33,7 +33,7 @@ impl Sink {
             .user_agent(concat!("okta-collector/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Sink {
+        DevoHttpSink {
             agent,
             prefix: format!("{}/stream/{}/token!", h.url, h.domain),
             token: h.token.clone(),
@@ -95,5 +95,23 @@ impl Sink {
 
     fn redact(&self, s: &str) -> String {
         s.replace(self.token.expose(), "***")
+    }
+}
+
+impl BatchSink for DevoHttpSink {
+    fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+    fn push(&self, buf: &mut Vec<u8>, _date: &str, _tag: &str, event: &[u8]) {
+        buf.extend_from_slice(event);
+        if event.last() != Some(&b'\n') {
+            buf.push(b'\n');
+        }
+    }
+    fn deliver(&self, tag: &str, batch: &[u8]) -> Delivery {
+        self.post(tag, batch)
+    }
+    fn describe(&self, output: &str) -> String {
+        format!("DevoHttpSender({output},{})", self.shown())
     }
 }

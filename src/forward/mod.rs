@@ -6,6 +6,8 @@
 
 mod batch;
 pub use batch::Delivery;
+pub mod connection;
+mod console;
 pub mod http;
 mod stream;
 pub mod syslog;
@@ -68,7 +70,7 @@ pub use crate::Fatal;
 enum Prepared {
     Tls(Arc<ClientConfig>),
     Tcp,
-    Http(http::Sink),
+    Http(http::DevoHttpSink),
     Console,
 }
 
@@ -99,7 +101,7 @@ pub fn load(output: &Output) -> Result<Loaded, String> {
     let prepared = match &output.kind {
         OutputKind::Devo(d) => Prepared::Tls(tls::client_config(&output.name, d)?),
         OutputKind::Relay(_) => Prepared::Tcp,
-        OutputKind::Http(h) => Prepared::Http(http::Sink::new(&output.hostname, h)),
+        OutputKind::Http(h) => Prepared::Http(http::DevoHttpSink::new(&output.hostname, h)),
         OutputKind::Console => Prepared::Console,
     };
     Ok(Loaded {
@@ -151,7 +153,7 @@ impl Forwarder {
                 batch::run(&output, sink, rejected_dir, states, connected, shutdown).await
             }
             Prepared::Console => {
-                let sink = batch::Console::new(&output.hostname);
+                let sink = console::Console::new(&output.hostname);
                 batch::run(&output, sink, rejected_dir, states, connected, shutdown).await
             }
         }

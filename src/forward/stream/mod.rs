@@ -2,11 +2,15 @@
 //! same lines over plain TCP). Syslog has no application ack, so only what the peer's TCP stack
 //! acknowledged counts (bytes written minus `SIOCOUTQ`), and a reconnect rewinds to that point.
 
-use super::tls::{self, Session};
+mod ack;
+
+use super::connection::{self, Session};
 use super::{Fatal, TableState, next_frame, persist, persist_due, recycle, syslog, wait_for_work};
+use crate::backoff::Backoff;
 use crate::config::{Output, OutputKind};
 use crate::shutdown::Shutdown;
 use crate::time::{jitter, timeout};
+use ack::{ACK_GRACE, AckTracker};
 use futures_rustls::rustls::ClientConfig;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use spool::Position;
@@ -31,12 +35,6 @@ const CLOSE_STEP: Duration = Duration::from_secs(5);
 /// there) before the server rejects the session. Bytes sent on a TLS 1.3 connection count as
 /// delivered only once it has lived this long without an alert, or after a clean close.
 const PROBATION: Duration = Duration::from_secs(2);
-/// The peer's TCP stack acknowledges bytes when they reach its receive buffer, before the
-/// server has read them; a server that resets the connection (a load balancer restarting)
-/// throws away what it had not read. Acknowledged bytes count as delivered only once the
-/// connection has stayed up this long after the acknowledgement was seen, or after a clean
-/// close. A reconnect re-sends at most this much more.
-const ACK_GRACE: Duration = Duration::from_secs(1);
 
 struct Inflight {
     /// Stream offset at which the batch holding the frame ends.
@@ -60,16 +58,12 @@ enum End {
     Failed(String),
 }
 
-/// What tells how much of the stream the peer has received.
+/// What tells how much of the stream the peer has received: the bytes written and the
+/// socket's send queue, judged by an [`AckTracker`].
 struct Probe {
     written: Arc<AtomicU64>,
     socket: smol::net::TcpStream,
-    /// Acknowledged bytes count only from this instant on (see [`PROBATION`]).
-    trusted_from: Instant,
-    /// Kernel acknowledgements seen and when, oldest first, not yet [`ACK_GRACE`] old.
-    seen: VecDeque<(Instant, u64)>,
-    /// Bytes acknowledged at least [`ACK_GRACE`] ago: what counts as delivered.
-    confirmed: u64,
+    acks: AckTracker,
 }
 
 /// How the server's side of the connection ended, as seen by the reading task.
@@ -85,47 +79,27 @@ impl Probe {
         Probe {
             written,
             socket,
-            trusted_from,
-            seen: VecDeque::new(),
-            confirmed: 0,
+            acks: AckTracker::new(trusted_from),
         }
     }
 
     /// Notes how far the peer's TCP stack has acknowledged now. Call it while the connection
     /// is known to be up (never after a failure: then nothing new may be trusted).
     fn observe(&mut self) {
-        if let Some(k) = self.kernel_acked()
-            && self.seen.back().is_none_or(|&(_, last)| k > last)
-            && k > self.confirmed
-        {
-            self.seen.push_back((Instant::now(), k));
+        if let Some(k) = self.kernel_acked() {
+            self.acks.observe(Instant::now(), k);
         }
     }
 
-    /// Bytes delivered: acknowledged by the peer's TCP stack at least [`ACK_GRACE`] ago, on a
-    /// session past its probation; `None` during the probation.
+    /// Bytes delivered (see [`AckTracker::delivered`]); `None` during the probation.
     fn peer_acked(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        while let Some(&(t, k)) = self.seen.front() {
-            if now.duration_since(t) < ACK_GRACE {
-                break;
-            }
-            self.confirmed = self.confirmed.max(k);
-            self.seen.pop_front();
-        }
-        if now < self.trusted_from {
-            return None;
-        }
-        Some(self.confirmed)
+        self.acks.delivered(Instant::now())
     }
 
     /// The server closed cleanly after our close_notify: it read the whole stream.
     fn trust_everything(&mut self) {
-        self.trusted_from = Instant::now();
-        if let Some(k) = self.kernel_acked() {
-            self.confirmed = self.confirmed.max(k);
-        }
-        self.seen.clear();
+        let acked = self.kernel_acked();
+        self.acks.trust_everything(Instant::now(), acked);
     }
 
     /// Bytes the peer's TCP stack acknowledged: written minus what is still in the send queue.
@@ -162,25 +136,24 @@ pub(super) async fn run(
             inflight: VecDeque::new(),
         })
         .collect();
-    let mut backoff = Duration::from_secs(2);
+    let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
     loop {
         if shutdown.is_set() {
             return persist(&mut states).await;
         }
         let connecting = Duration::from_secs(10);
         let session = match &tls {
-            Some(config) => tls::connect(&address, port, config.clone(), connecting).await,
-            None => tls::connect_plain(&address, port, connecting).await,
+            Some(config) => connection::connect(&address, port, config.clone(), connecting).await,
+            None => connection::connect_plain(&address, port, connecting).await,
         };
         let session = match session {
             Ok(s) => s,
             Err(e) => {
-                let wait = jitter(backoff);
+                let wait = jitter(backoff.next_wait());
                 log::error!(
                     "{name} -> Cannot connect: {e}. Events stay in the spool; retrying in {:.0}s.",
                     wait.as_secs_f64()
                 );
-                backoff = (backoff * 2).min(Duration::from_secs(60));
                 if shutdown.sleep(wait).await {
                     return persist(&mut states).await;
                 }
@@ -209,7 +182,7 @@ pub(super) async fn run(
         let end = end?;
         let progressed = states.iter().map(|s| s.state.acked.seq).sum::<u64>() > before;
         if progressed {
-            backoff = Duration::from_secs(2);
+            backoff.reset();
         }
         match end {
             End::Shutdown => {
@@ -218,12 +191,11 @@ pub(super) async fn run(
             }
             End::Recycle => log::info!("{name} -> Reconnecting (connection idle or old)."),
             End::Failed(e) => {
-                let wait = jitter(backoff);
+                let wait = jitter(backoff.next_wait());
                 log::warn!(
                     "{name} -> Connection lost: {e}. Resending from the last acknowledged event after {:.0}s.",
                     wait.as_secs_f64()
                 );
-                backoff = (backoff * 2).min(Duration::from_secs(60));
                 if shutdown.sleep(wait).await {
                     return persist(&mut states).await;
                 }
@@ -265,7 +237,7 @@ async fn session_loop(
         ..
     } = session;
     let mut probe = Probe::new(written, socket, trusted_from);
-    let (mut rd, mut wr) = tls::split(stream);
+    let (mut rd, mut wr) = connection::split(stream);
     let (peer_tx, peer_rx) = smol::channel::bounded::<PeerEnd>(1);
     // Devo sends nothing; a read returns only the server's EOF or alert (a rejected client
     // certificate under TLS 1.3 shows only here).
@@ -402,7 +374,7 @@ async fn session_loop(
 /// Writes the lines in `bufs` (which it consumes; line k ends before slice `ends[k]`) with
 /// vectored writes of whole lines, each at most `window` bytes (a longer line alone).
 ///
-/// Over TLS the window is one record's plaintext ([`tls::RECORD_BYTES`]) and the session
+/// Over TLS the window is one record's plaintext ([`connection::RECORD_BYTES`]) and the session
 /// takes every write whole (its buffer is unbounded, so it never takes part of one), so each
 /// record holds whole lines only: a connection cut anywhere (kill -9, a reset, a timeout)
 /// leaves the receiver no partial line, since a record cut short is never decrypted. A line
@@ -499,137 +471,4 @@ async fn close<W: smol::io::AsyncWrite + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    /// Takes at most 7 bytes from at most its first two slices per write, as a busy socket or
-    /// a full TLS buffer may.
-    struct Stingy(Vec<u8>);
-    impl smol::io::AsyncWrite for Stingy {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            let n = buf.len().min(7);
-            self.0.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<std::io::Result<usize>> {
-            let mut n = 0;
-            for b in bufs.iter().take(2) {
-                let take = b.len().min(7 - n);
-                self.0.extend_from_slice(&b[..take]);
-                n += take;
-                if n == 7 {
-                    break;
-                }
-            }
-            Poll::Ready(Ok(n))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    #[test]
-    fn vectored_lines_arrive_whole_and_in_order_through_partial_writes() {
-        let events: Vec<Vec<u8>> = (0..50)
-            .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i * 3)).into_bytes())
-            .collect();
-        let prefix = syslog::prefix("Dec  4 11:45:01", "h", "auth.okta.system");
-        let mut want = Vec::new();
-        let mut bufs = Vec::new();
-        for ev in &events {
-            syslog::push_line(&mut want, "Dec  4 11:45:01", "h", "auth.okta.system", ev);
-            bufs.push(IoSlice::new(prefix.as_bytes()));
-            bufs.push(IoSlice::new(ev));
-            bufs.push(IoSlice::new(syslog::line_end(ev)));
-        }
-        let mut out = Stingy(Vec::new());
-        let ends: Vec<usize> = (1..=events.len()).map(|k| 3 * k).collect();
-        smol::block_on(write_lines(&mut out, &mut bufs, &ends, 64)).expect("write");
-        assert_eq!(out.0, want);
-    }
-
-    /// Takes every write whole and records how many bytes each carried.
-    struct Calls(Vec<u8>, Vec<usize>);
-    impl smol::io::AsyncWrite for Calls {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            self.0.extend_from_slice(buf);
-            self.1.push(buf.len());
-            Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_write_vectored(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<std::io::Result<usize>> {
-            let n = bufs.iter().map(|b| b.len()).sum();
-            for b in bufs {
-                self.0.extend_from_slice(b);
-            }
-            self.1.push(n);
-            Poll::Ready(Ok(n))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    #[test]
-    fn each_write_carries_whole_lines_within_one_record_and_a_long_line_alone() {
-        let sizes = [100, 5_000, 9_000, 16_000, 40_000, 10, 16_300, 16_300, 2];
-        let events: Vec<Vec<u8>> = sizes
-            .iter()
-            .map(|&n| format!("{{\"pad\":\"{}\"}}", "y".repeat(n)).into_bytes())
-            .collect();
-        let prefix = syslog::prefix("Dec  4 11:45:01", "h", "auth.okta.system");
-        let mut bufs = Vec::new();
-        let mut ends = Vec::new();
-        let mut lens = Vec::new();
-        for ev in &events {
-            bufs.push(IoSlice::new(prefix.as_bytes()));
-            bufs.push(IoSlice::new(ev));
-            bufs.push(IoSlice::new(syslog::line_end(ev)));
-            ends.push(bufs.len());
-            lens.push(prefix.len() + ev.len() + 1);
-        }
-        let mut out = Calls(Vec::new(), Vec::new());
-        let window = tls::RECORD_BYTES;
-        smol::block_on(write_lines(&mut out, &mut bufs, &ends, window)).expect("write");
-        // Every call is a run of whole lines: its bytes are a sum of consecutive lines.
-        let mut line = 0;
-        for &n in &out.1 {
-            let mut sum = 0;
-            let first = line;
-            while sum < n {
-                sum += lens[line];
-                line += 1;
-            }
-            assert_eq!(sum, n, "a write ended inside line {line}");
-            assert!(
-                n <= window || line == first + 1,
-                "{n} bytes of several lines in one write"
-            );
-        }
-        assert_eq!(line, lens.len());
-        assert_eq!(out.1.len(), 7, "{:?}", out.1);
-    }
-}
+mod tests;
