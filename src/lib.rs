@@ -20,6 +20,7 @@ pub mod private;
 pub mod shutdown;
 pub mod sim;
 pub mod status;
+pub mod supervise;
 pub mod sys;
 pub mod time;
 pub mod validate;

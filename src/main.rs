@@ -2,15 +2,10 @@
 
 use clap::{Parser, Subcommand};
 use okta_collector::config::Config;
-use okta_collector::pipeline::Pipeline;
 use okta_collector::shutdown::Shutdown;
 use okta_collector::watch::ConfigWatcher;
-use okta_collector::{demo, logging, metrics, status, validate};
+use okta_collector::{demo, logging, metrics, status, supervise, validate};
 
-/// How often the memory line (`[GC] global: …`) is logged, as the seed collector does.
-const MEMORY_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
-/// How often the allocator's free memory is handed back to the system.
-const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -293,15 +288,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
     // The text the config is parsed from is the one the watcher starts from: a change made
     // while the collector starts is then seen as one.
-    let loaded = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read the config file {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = match Config::parse(path, &loaded) {
-        Ok(c) => c,
+    let (config, loaded) = match supervise::load_with_text(path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -339,22 +327,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             }
         }
     }
-    std::thread::spawn(|| {
-        // Free memory goes back to the system every minute; the [GC] line every 5 minutes.
-        let mut before = metrics::Memory::now();
-        let mut last_line = std::time::Instant::now();
-        loop {
-            std::thread::sleep(TRIM_PERIOD);
-            okta_collector::okta::release_spare_bodies();
-            okta_collector::sys::release_free_memory();
-            if last_line.elapsed() >= MEMORY_LOG_PERIOD {
-                let now = metrics::Memory::now();
-                log::info!("{}", now.line(&before));
-                before = now;
-                last_line = std::time::Instant::now();
-            }
-        }
-    });
+    supervise::spawn_memory_trim();
     let watcher = match ConfigWatcher::start(path, loaded) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -362,7 +335,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             None
         }
     };
-    match smol::block_on(supervise(config, shutdown, watcher, registry)) {
+    match smol::block_on(supervise::supervise(config, shutdown, watcher, registry)) {
         Ok(()) => {
             log::info!("Stopped cleanly.");
             ExitCode::SUCCESS
@@ -374,109 +347,6 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// The next version of the config file that validates (`None`: it changed but cannot be used,
-/// which is logged). Never returns without a watcher.
-async fn next_config(
-    watcher: Option<&mut ConfigWatcher>,
-    path: &std::path::Path,
-) -> Option<Box<Config>> {
-    let Some(w) = watcher else {
-        return std::future::pending().await;
-    };
-    let text = w.changed().await;
-    match Config::parse(path, &text)
-        .map_err(|e| e.to_string())
-        .and_then(|c| Pipeline::check(&c).map(|()| c))
-    {
-        Ok(c) => Some(Box::new(c)),
-        Err(e) => {
-            log::error!(
-                "The config file changed but cannot be used, so the previous config stays in use: {e}"
-            );
-            None
-        }
-    }
-}
-
-/// Opens the pipeline, retrying for `patience`: after a reload the previous pipeline's spool
-/// locks may take a moment to be released (everything else was checked before the switch).
-async fn build_retrying(
-    config: &Config,
-    patience: std::time::Duration,
-) -> Result<Pipeline, String> {
-    let deadline = std::time::Instant::now() + patience;
-    loop {
-        match Pipeline::build(config) {
-            Ok(p) => return Ok(p),
-            Err(e) if std::time::Instant::now() < deadline => {
-                log::debug!("Opening the pipeline failed ({e}); retrying.");
-                smol::Timer::after(std::time::Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Runs the pipeline until shutdown; when the watcher reports a config that validates, stops
-/// it cleanly and starts it again on the new config (an invalid one is logged and ignored).
-async fn supervise(
-    mut config: Config,
-    shutdown: Shutdown,
-    mut watcher: Option<ConfigWatcher>,
-    registry: metrics::Registry,
-) -> Result<(), String> {
-    let mut patience = std::time::Duration::ZERO;
-    loop {
-        let pipeline = build_retrying(&config, patience).await?;
-        patience = std::time::Duration::from_secs(5);
-        registry.track(&pipeline);
-        let generation = Shutdown::new();
-        let mut task = smol::spawn(pipeline.run(generation.clone()));
-        enum Next {
-            Stop,
-            Changed(Option<Box<Config>>),
-            Ended(Result<(), String>),
-        }
-        let next = loop {
-            let stop = async {
-                shutdown.wait().await;
-                Next::Stop
-            };
-            let ended = async { Next::Ended((&mut task).await) };
-            let changed =
-                async { Next::Changed(next_config(watcher.as_mut(), &config.path).await) };
-            match smol::future::or(stop, smol::future::or(ended, changed)).await {
-                Next::Changed(None) => continue,
-                other => break other,
-            }
-        };
-        match next {
-            Next::Ended(r) => return r,
-            Next::Stop => {
-                generation.trigger();
-                return task.await;
-            }
-            Next::Changed(None) => {}
-            Next::Changed(Some(c)) => {
-                log::info!(
-                    "The config file {} changed; restarting the services and the output on it.",
-                    config.path.display()
-                );
-                for w in config.token_route_changes(&c) {
-                    log::warn!("Reload: {w}.");
-                }
-                for w in c.secret_file_warnings() {
-                    log::warn!("{w}");
-                }
-                generation.trigger();
-                task.await?;
-                registry.clear();
-                logging::set_level(c.log_level.filter());
-                config = *c;
-            }
-        }
-    }
-}
 fn validate_cmd(path: &std::path::Path) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
