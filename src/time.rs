@@ -280,8 +280,40 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     parse_rfc3339(&format!("{year:04}-{month:02}-{day:02}T{hms}Z"))
 }
 
+/// An IMF-fixdate, as Okta's `Date` headers.
+pub fn format_http_date(t: SystemTime) -> String {
+    // `Wed, 04 Dec 2024 11:45:01 GMT`, built from the RFC 3339 form.
+    let s = crate::time::format_seconds(t);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0);
+    let month: usize = s[5..7].parse().unwrap_or(1);
+    format!(
+        "{}, {} {} {} {} GMT",
+        DAYS[(days % 7) as usize],
+        &s[8..10],
+        MONTHS[month - 1],
+        &s[0..4],
+        &s[11..19]
+    )
+}
+
 #[cfg(test)]
 mod http_date_tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_format_as_imf_fixdate() {
+        let t = crate::time::parse_rfc3339("2024-12-04T11:45:01Z").unwrap();
+        assert_eq!(format_http_date(t), "Wed, 04 Dec 2024 11:45:01 GMT");
+        assert_eq!(parse_http_date(&format_http_date(t)), Some(t));
+    }
+
     #[test]
     fn http_dates_parse() {
         let t = super::parse_http_date("Wed, 04 Dec 2024 11:45:01 GMT").unwrap();

@@ -4,11 +4,12 @@
 //! one empty batch to an HTTP endpoint. Pulls nothing and sends no event.
 
 use crate::config::{Config, Output, OutputKind};
-use crate::forward::Delivery;
+use crate::errors::ErrorId::{Pull302 as PULL_302, Setup100 as SETUP_100, Setup101 as SETUP_101};
+use crate::forward::batch::Delivery;
 use crate::forward::{connection, tls};
+use crate::okta;
 use crate::okta::client::Client;
 use crate::okta::page;
-use crate::okta::{self, PULL_302, SETUP_100, SETUP_101};
 use smol::io::AsyncReadExt;
 use std::time::Duration;
 

@@ -2,9 +2,8 @@
 //! address, the global request budget, and the keys of Devo's collector framework (each
 //! either meaning what it can here or noted once at start with why it has no effect).
 
-use super::raw::{LogFormat, RawGlobals, Scalar};
-use super::{ConfigError, Cx, err};
-use serde::Deserialize;
+use super::error::{ConfigError, Cx, err};
+use super::raw::{LogFormat, LogLevel, RawGlobals, Scalar};
 use std::path::{Path, PathBuf};
 
 /// `globals.spool`: when a table's spool is full, its puller pauses (nothing is dropped).
@@ -15,35 +14,6 @@ pub struct SpoolLimits {
     /// Pullers pause while the data_dir's file system has less free space than this;
     /// `None`: 1 GiB or 5% of the file system, whichever is smaller.
     pub min_free_bytes: Option<u64>,
-}
-
-/// `globals.log_level`.
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Warnings and errors.
-    Warn,
-    /// Lifecycle and statistics (default).
-    Info,
-    /// Per request.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    /// The `log` crate's filter.
-    pub fn filter(self) -> log::LevelFilter {
-        match self {
-            LogLevel::Error => log::LevelFilter::Error,
-            LogLevel::Warn => log::LevelFilter::Warn,
-            LogLevel::Info => log::LevelFilter::Info,
-            LogLevel::Debug => log::LevelFilter::Debug,
-            LogLevel::Trace => log::LevelFilter::Trace,
-        }
-    }
 }
 
 /// `globals`, resolved.

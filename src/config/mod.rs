@@ -12,7 +12,12 @@
 //! | `service.rs` | `inputs.okta.services` and the service enum shared with `okta` |
 //! | `secret.rs` | [`Secret`] and the three ways to give one |
 //! | `origin.rs` | [`Origin`]: where a secret may be sent |
+//! | `error.rs` | [`ConfigError`] and the context every step resolves in |
+//!
+//! The children never import this file or each other both ways: what the whole config is
+//! asked (its secret files, warnings, what a reload changes) is answered here.
 
+mod error;
 mod globals;
 mod okta;
 mod origin;
@@ -23,32 +28,18 @@ mod service;
 #[cfg(test)]
 mod tests;
 
-pub use globals::{LogLevel, SpoolLimits};
+pub use error::ConfigError;
+pub use globals::SpoolLimits;
 pub use okta::{DpopMode, HttpSettings, OAuth, Okta};
 pub use origin::Origin;
-pub use output::{Address, DevoHttp, DevoTls, Output, OutputKind};
+pub use output::{Address, DevoHttp, DevoTls, Output, OutputKind, machine_hostname};
+pub use raw::{Emit, LogLevel};
 pub use secret::Secret;
-pub use service::{Emit, Limit, PullMode, Service, ServiceKind, devo_state_name};
+pub use service::{Limit, PullMode, Service, ServiceKind, devo_state_name};
 
+use error::{Cx, err};
 use raw::RawConfig;
-use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// A configuration error, with a message that names the key or file and how to fix it.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError(msg.into()))
-}
 
 /// The checked configuration.
 #[derive(Debug, Clone)]
@@ -145,29 +136,6 @@ impl Config {
     }
 }
 
-/// Where the file is, for the resolving stage: relative paths resolve against its folder, and
-/// every message names the file and the key.
-pub(crate) struct Cx<'a> {
-    path: &'a Path,
-    folder: PathBuf,
-}
-
-impl Cx<'_> {
-    /// `p`, absolute: relative to the config's folder.
-    fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.folder.join(p)
-        }
-    }
-
-    /// `<file>: <key>`, the start of a message about `key`.
-    fn at(&self, key: &str) -> String {
-        format!("{}: {key}", self.path.display())
-    }
-}
-
 impl Config {
     /// Reads, parses and checks the config file at `path`.
     ///
@@ -242,12 +210,137 @@ impl Config {
     }
 }
 
-/// The machine's host name (the syslog HOSTNAME default).
-pub fn machine_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
+impl Config {
+    /// The files that hold a secret in clear, each with what it holds: the Okta API token's
+    /// (the config itself, or `api_token_file`), each `devo_http` token's, each client key.
+    pub fn secret_files(&self) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = Vec::new();
+        let mut add = |p: &Path, what: String| match out.iter_mut().find(|(q, _)| q == p) {
+            Some((_, w)) => {
+                w.push_str(" and ");
+                w.push_str(&what);
+            }
+            None => out.push((p.to_path_buf(), what)),
+        };
+        if let Some(f) = &self.okta.token_file {
+            add(f, "the Okta API token".into());
+        }
+        if let Some(f) = self
+            .okta
+            .oauth
+            .as_ref()
+            .and_then(|o| o.private_key_file.as_ref())
+        {
+            add(f, "the OAuth app's private key".into());
+        }
+        for o in &self.outputs {
+            match &o.kind {
+                OutputKind::Http(h) => {
+                    if let Some(f) = &h.token_file {
+                        add(f, format!("outputs.{}'s ingestion token", o.name));
+                    }
+                }
+                OutputKind::Devo(d) => add(&d.key, format!("outputs.{}'s client key", o.name)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// A warning for each file holding a secret in clear that other users can read.
+    pub fn secret_file_warnings(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        self.secret_files()
+            .into_iter()
+            .filter_map(|(f, what)| {
+                let mode = std::fs::metadata(&f).ok()?.permissions().mode() & 0o777;
+                (mode & 0o077 != 0).then(|| {
+                    format!(
+                        "{} holds {what} and can be read by other users (mode {mode:03o}); \
+                         run `chmod 600 {}` (or pass a token through its _env setting).",
+                        f.display(),
+                        f.display()
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// A warning for each output whose server certificate's name is not checked.
+    pub fn tls_warnings(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OutputKind::Devo(d) => Some(
+                    [
+                        (!d.check_hostname).then(|| format!(
+                            "outputs.{}.config.check_hostname is false: the server's certificate is verified against {} but its name is not checked against {} (as Devo's own collector does); set server_name to the name the certificate holds instead, if it holds one",
+                            o.name,
+                            d.chain.display(),
+                            d.address
+                        )),
+                        d.legacy_signatures.then(|| format!(
+                            "outputs.{}.config.legacy_signatures is true: the server's chain may be signed with SHA-1 or by an RSA key of 1024 bits, which can be forged; ask Devo for its SHA-256 chain (the 2022 chain files) and remove the setting",
+                            o.name
+                        )),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+impl Config {
+    /// What a reload changes about where the API token goes (`okta_url`, `proxy`,
+    /// `ca_file`), one line each; nothing secret is named (a proxy URL may hold a password).
+    pub fn token_route_changes(&self, new: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.okta.url.base() != new.okta.url.base() {
+            out.push(format!(
+                "inputs.okta.credentials.okta_url changed from {} to {}: the API token goes to the new org from now on",
+                self.okta.url.base(),
+                new.okta.url.base()
+            ));
+        }
+        let proxy = |c: &Config| c.okta.http.proxy.as_ref().map(|p| p.expose().to_string());
+        if proxy(self) != proxy(new) {
+            out.push(
+                "the Okta proxy setting changed: the API token travels through the new proxy from now on".into(),
+            );
+        }
+        if self.okta.http.ca_file != new.okta.http.ca_file {
+            out.push(format!(
+                "the Okta ca_file changed ({} -> {}): the certificates that vouch for the org are others from now on",
+                self.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string()),
+                new.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string())
+            ));
+        }
+        let app = |c: &Config| {
+            c.okta.oauth.as_ref().map(|o| {
+                (
+                    o.client_id.clone(),
+                    o.private_key.clone(),
+                    o.key_id.clone(),
+                    o.scopes.clone(),
+                    o.dpop,
+                )
+            })
+        };
+        if app(self) != app(new) {
+            out.push(match &new.okta.oauth {
+                Some(o) => format!(
+                    "inputs.okta.credentials.oauth changed: a new token is taken for client {} and the old one is dropped",
+                    o.client_id
+                ),
+                None => "inputs.okta.credentials.oauth was removed: the old token is dropped and the API token is used".into(),
+            });
+        }
+        out
+    }
 }

@@ -2,12 +2,12 @@
 //! reached (CA file, proxy, timeouts) and the input-wide budget; and what a reload changes
 //! about where the token goes.
 
-use super::raw::{RawDpop, RawOAuth, RawOkta, Scalar};
-use super::secret::resolve_token;
+use super::error::{ConfigError, Cx, err};
+use super::origin::Origin;
+use super::raw::{RawCredentials, RawDpop, RawOAuth, RawOkta, Scalar};
+use super::secret::{Secret, resolve_secret};
 use super::service::resolve_service;
-use super::{
-    Config, ConfigError, Cx, Limit, Origin, Secret, Service, ServiceKind, devo_state_name, err,
-};
+use super::service::{Limit, Service, ServiceKind, devo_state_name};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -138,7 +138,7 @@ fn resolve_oauth(
             ));
         }
     };
-    // None: what the enabled services need (`okta::api::scopes`, okta-api.md §1.2).
+    // None: what the enabled services need (`okta::oauth::scopes`, okta-api.md §1.2).
     let scopes = match r.scopes {
         Some(s) if s.is_empty() => {
             return err(format!(
@@ -329,51 +329,29 @@ pub(super) fn resolve(
     Ok((okta, input_budget))
 }
 
-impl Config {
-    /// What a reload changes about where the API token goes (`okta_url`, `proxy`,
-    /// `ca_file`), one line each; nothing secret is named (a proxy URL may hold a password).
-    pub fn token_route_changes(&self, new: &Config) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.okta.url.base() != new.okta.url.base() {
-            out.push(format!(
-                "inputs.okta.credentials.okta_url changed from {} to {}: the API token goes to the new org from now on",
-                self.okta.url.base(),
-                new.okta.url.base()
-            ));
-        }
-        let proxy = |c: &Config| c.okta.http.proxy.as_ref().map(|p| p.expose().to_string());
-        if proxy(self) != proxy(new) {
-            out.push(
-                "the Okta proxy setting changed: the API token travels through the new proxy from now on".into(),
-            );
-        }
-        if self.okta.http.ca_file != new.okta.http.ca_file {
-            out.push(format!(
-                "the Okta ca_file changed ({} -> {}): the certificates that vouch for the org are others from now on",
-                self.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string()),
-                new.okta.http.ca_file.as_deref().map_or("none".into(), |p| p.display().to_string())
-            ));
-        }
-        let app = |c: &Config| {
-            c.okta.oauth.as_ref().map(|o| {
-                (
-                    o.client_id.clone(),
-                    o.private_key.clone(),
-                    o.key_id.clone(),
-                    o.scopes.clone(),
-                    o.dpop,
-                )
-            })
-        };
-        if app(self) != app(new) {
-            out.push(match &new.okta.oauth {
-                Some(o) => format!(
-                    "inputs.okta.credentials.oauth changed: a new token is taken for client {} and the old one is dropped",
-                    o.client_id
-                ),
-                None => "inputs.okta.credentials.oauth was removed: the old token is dropped and the API token is used".into(),
-            });
-        }
-        out
+fn resolve_token(
+    c: &RawCredentials,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Secret, ConfigError> {
+    let key = at("inputs.okta.credentials");
+    let token = resolve_secret(
+        &key,
+        "api_token",
+        "API token",
+        c.api_token.as_ref(),
+        c.api_token_env.as_deref(),
+        c.api_token_file.as_deref(),
+        resolve,
+    )?;
+    let trimmed = token.expose();
+    if trimmed.is_empty() {
+        return err(format!("{key}: the API token is empty"));
     }
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(format!(
+            "{key}: the API token contains spaces or control characters; check that it was copied whole"
+        ));
+    }
+    Ok(Secret::new(trimmed.to_string()))
 }

@@ -2,9 +2,11 @@
 //! with a message naming its key; certificates named relative to the config are also looked
 //! for under `<working dir>/certs/`, as Devo's collector looks for them.
 
+use super::error::{ConfigError, Cx, err};
+use super::origin::Origin;
 use super::raw::RawOutput;
+use super::secret::Secret;
 use super::secret::resolve_secret;
-use super::{Config, ConfigError, Cx, Origin, Secret, err, machine_hostname};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -264,31 +266,12 @@ pub(super) fn resolve(name: String, o: RawOutput, cx: &Cx<'_>) -> Result<Output,
     })
 }
 
-impl Config {
-    /// A warning for each output whose server certificate's name is not checked.
-    pub fn tls_warnings(&self) -> Vec<String> {
-        self.outputs
-            .iter()
-            .filter_map(|o| match &o.kind {
-                OutputKind::Devo(d) => Some(
-                    [
-                        (!d.check_hostname).then(|| format!(
-                            "outputs.{}.config.check_hostname is false: the server's certificate is verified against {} but its name is not checked against {} (as Devo's own collector does); set server_name to the name the certificate holds instead, if it holds one",
-                            o.name,
-                            d.chain.display(),
-                            d.address
-                        )),
-                        d.legacy_signatures.then(|| format!(
-                            "outputs.{}.config.legacy_signatures is true: the server's chain may be signed with SHA-1 or by an RSA key of 1024 bits, which can be forged; ask Devo for its SHA-256 chain (the 2022 chain files) and remove the setting",
-                            o.name
-                        )),
-                    ]
-                    .into_iter()
-                    .flatten(),
-                ),
-                _ => None,
-            })
-            .flatten()
-            .collect()
-    }
+/// The machine's host name (the syslog HOSTNAME default).
+pub fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
 }

@@ -1,8 +1,9 @@
 //! The config file's shape, for serde and nothing else: every key either layout knows (ours
 //! and Devo's collector framework's), unknown keys rejected, nothing resolved. The checked
-//! types are built from these by the other files of `config/`.
+//! types are built from these by the other files of `config/`; the two enums that need no
+//! resolving (`log_level`, `emit`) are used as they are.
 
-use super::{Emit, LogLevel, Secret};
+use super::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -258,4 +259,45 @@ impl Scalar {
             Scalar::B(b) => b.to_string(),
         }
     }
+}
+
+/// `globals.log_level`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Lifecycle and statistics (default).
+    Info,
+    /// Per request.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `log` crate's filter.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// What a snapshot service writes each period (`emit`).
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// Every object, every period, so a query can read the latest snapshot (default).
+    #[default]
+    All,
+    /// Only new or changed objects (by content hash), and a deletion record for each object
+    /// that disappeared.
+    Changes,
 }

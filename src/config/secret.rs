@@ -2,8 +2,7 @@
 //! environment or in a file (exactly one), the API token's own checks, and which files hold a
 //! secret in clear (checked for other readers at start and at each reload).
 
-use super::raw::RawCredentials;
-use super::{Config, ConfigError, OutputKind, err};
+use super::error::{ConfigError, err};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -76,88 +75,4 @@ pub(super) fn resolve_secret(
         }
     };
     Ok(Secret::new(value.trim().to_string()))
-}
-
-pub(super) fn resolve_token(
-    c: &RawCredentials,
-    resolve: &dyn Fn(&Path) -> PathBuf,
-    at: &dyn Fn(&str) -> String,
-) -> Result<Secret, ConfigError> {
-    let key = at("inputs.okta.credentials");
-    let token = resolve_secret(
-        &key,
-        "api_token",
-        "API token",
-        c.api_token.as_ref(),
-        c.api_token_env.as_deref(),
-        c.api_token_file.as_deref(),
-        resolve,
-    )?;
-    let trimmed = token.expose();
-    if trimmed.is_empty() {
-        return err(format!("{key}: the API token is empty"));
-    }
-    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return err(format!(
-            "{key}: the API token contains spaces or control characters; check that it was copied whole"
-        ));
-    }
-    Ok(Secret::new(trimmed.to_string()))
-}
-
-impl Config {
-    /// The files that hold a secret in clear, each with what it holds: the Okta API token's
-    /// (the config itself, or `api_token_file`), each `devo_http` token's, each client key.
-    pub fn secret_files(&self) -> Vec<(PathBuf, String)> {
-        let mut out: Vec<(PathBuf, String)> = Vec::new();
-        let mut add = |p: &Path, what: String| match out.iter_mut().find(|(q, _)| q == p) {
-            Some((_, w)) => {
-                w.push_str(" and ");
-                w.push_str(&what);
-            }
-            None => out.push((p.to_path_buf(), what)),
-        };
-        if let Some(f) = &self.okta.token_file {
-            add(f, "the Okta API token".into());
-        }
-        if let Some(f) = self
-            .okta
-            .oauth
-            .as_ref()
-            .and_then(|o| o.private_key_file.as_ref())
-        {
-            add(f, "the OAuth app's private key".into());
-        }
-        for o in &self.outputs {
-            match &o.kind {
-                OutputKind::Http(h) => {
-                    if let Some(f) = &h.token_file {
-                        add(f, format!("outputs.{}'s ingestion token", o.name));
-                    }
-                }
-                OutputKind::Devo(d) => add(&d.key, format!("outputs.{}'s client key", o.name)),
-                _ => {}
-            }
-        }
-        out
-    }
-
-    /// A warning for each file holding a secret in clear that other users can read.
-    pub fn secret_file_warnings(&self) -> Vec<String> {
-        use std::os::unix::fs::PermissionsExt;
-        self.secret_files()
-            .into_iter()
-            .filter_map(|(f, what)| {
-                let mode = std::fs::metadata(&f).ok()?.permissions().mode() & 0o777;
-                (mode & 0o077 != 0).then(|| {
-                    format!(
-                        "{} holds {what} and can be read by other users (mode {mode:03o}); \
-                         run `chmod 600 {}` (or pass a token through its _env setting).",
-                        f.display(),
-                        f.display()
-                    )
-                })
-            })
-            .collect()
-    }
 }

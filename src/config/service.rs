@@ -2,11 +2,10 @@
 //! on which Devo table, with which local budgets. The Okta facts about each (its path, scope,
 //! admin role, page size) are `okta::api`'s; the two meet on [`ServiceKind`].
 
-use super::raw::{RawService, Scalar};
-use super::{ConfigError, err};
+use super::error::{ConfigError, err};
+use super::raw::{Emit, RawService, Scalar};
 use crate::errors::ErrorId;
 use crate::time;
-use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -136,18 +135,6 @@ pub struct Limit {
     pub period: Duration,
     /// Requests allowed in it.
     pub requests: u32,
-}
-
-/// What a snapshot service writes each period (`emit`).
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Emit {
-    /// Every object, every period, so a query can read the latest snapshot (default).
-    #[default]
-    All,
-    /// Only new or changed objects (by content hash), and a deletion record for each object
-    /// that disappeared.
-    Changes,
 }
 
 pub(super) fn resolve_service(

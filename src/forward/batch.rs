@@ -5,7 +5,8 @@
 //! written to a rejected-batch file and logged with its count, so the table goes on and
 //! nothing is dropped unseen.
 
-use super::{Fatal, TableState, next_frame, persist, persist_due, recycle, wait_for_work};
+use super::table::{TableState, next_frame, persist, persist_due, recycle, wait_for_work};
+use crate::Fatal;
 use crate::backoff::Backoff;
 use crate::config::Output;
 use crate::shutdown::Shutdown;

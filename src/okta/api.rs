@@ -4,8 +4,8 @@
 //! them.
 
 use super::client::Response;
-use super::{PULL_300, SETUP_100};
 use crate::config::ServiceKind;
+use crate::errors::ErrorId::{Pull300 as PULL_300, Setup100 as SETUP_100};
 
 /// Page size asked of Okta by the inventory services (the maximum of users, apps, idps and clients; Okta's advice for
 /// groups). Zones take their default.

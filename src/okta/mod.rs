@@ -24,16 +24,3 @@ mod snapshot;
 
 pub use body::release_spare_bodies;
 pub use logs::LogsCursor;
-
-use crate::errors::ErrorId;
-
-/// The seed collector's error ids used here, by the names the code has always used.
-pub const SETUP_100: ErrorId = ErrorId::Setup100;
-/// Okta cannot be reached.
-pub const SETUP_101: ErrorId = ErrorId::Setup101;
-/// Okta answered an HTTP error during a pull.
-pub const PULL_300: ErrorId = ErrorId::Pull300;
-/// The connection to Okta failed during a pull.
-pub const PULL_301: ErrorId = ErrorId::Pull301;
-/// Okta's answer could not be used.
-pub const PULL_302: ErrorId = ErrorId::Pull302;

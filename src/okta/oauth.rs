@@ -313,7 +313,7 @@ impl TokenSource {
                     scope_retried = true;
                     log::error!(
                         "{}: OAuth: invalid_scope: the app is not granted {}; the services that need it wait (403) and the others go on. Grant it on the app's \"Okta API Scopes\" tab.",
-                        super::SETUP_100,
+                        crate::errors::ErrorId::Setup100,
                         named.join(" ")
                     );
                     crate::lock(&self.state).denied.extend(named);

@@ -5,9 +5,12 @@
 
 use super::body::Events;
 use super::client::{Client, FetchError, Response};
-use super::{PULL_300, PULL_301, PULL_302, link, page};
+use super::{link, page};
 use crate::backoff::Backoff;
 use crate::config::{Service, SpoolLimits};
+use crate::errors::ErrorId::{
+    Pull300 as PULL_300, Pull301 as PULL_301, Pull302 as PULL_302, Setup100 as SETUP_100,
+};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
 use spool::Spool;
@@ -219,7 +222,7 @@ impl Puller {
                 Err(FetchError::Auth(e)) => {
                     log::error!(
                         "{label} -> {}: OAuth: {e}. The cursor is kept; retrying.",
-                        super::SETUP_100
+                        SETUP_100
                     );
                     return Got::Failed(stats.failed());
                 }

@@ -4,7 +4,7 @@
 //! `iat` window, `jti` replay, the nonce, rotated), short token lifetimes, and the API's checks
 //! (token known and alive, DPoP binding with `ath`, scope per endpoint).
 
-use super::okta::error_body;
+use super::strict::error_body;
 use crate::config::ServiceKind;
 use crate::httpd::{Reply, Request};
 use crate::jose::b64url_decode;
@@ -317,7 +317,7 @@ impl Server {
     pub fn token(&self, req: &Request, base: &str) -> Reply {
         let mut r = self.token_answer(req, base);
         r.headers
-            .push(("date".into(), super::okta::http_date(self.app.now())));
+            .push(("date".into(), crate::time::format_http_date(self.app.now())));
         r
     }
 

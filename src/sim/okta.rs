@@ -4,6 +4,7 @@
 //! (never all held in memory).
 
 use super::inventory::{Counts, Inventory};
+use super::strict::error_body;
 use crate::config::ServiceKind;
 use crate::httpd::{Reply, Request};
 use crate::lock;
@@ -505,7 +506,7 @@ impl Shared {
             ("content-type".to_string(), "application/json".to_string()),
             (
                 "date".to_string(),
-                http_date(self.oauth.as_ref().map_or(now, |o| o.now())),
+                crate::time::format_http_date(self.oauth.as_ref().map_or(now, |o| o.now())),
             ),
             (
                 "x-okta-request-id".to_string(),
@@ -842,42 +843,6 @@ fn rate_headers(limit: u64, remaining: u64, reset: u64) -> Vec<(String, String)>
         ("x-rate-limit-remaining".to_string(), remaining.to_string()),
         ("x-rate-limit-reset".to_string(), reset.to_string()),
     ]
-}
-
-/// Okta's error body (`errorCode`, `errorSummary`, `errorLink`, `errorId`, `errorCauses`).
-pub(crate) fn error_body(code: &str, summary: &str) -> Vec<u8> {
-    serde_json::json!({
-        "errorCode": code,
-        "errorSummary": summary,
-        "errorLink": code,
-        "errorId": "oaeSimulated0000000000000",
-        "errorCauses": []
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// An IMF-fixdate, as Okta's `Date` headers.
-pub(crate) fn http_date(t: SystemTime) -> String {
-    // `Wed, 04 Dec 2024 11:45:01 GMT`, built from the RFC 3339 form.
-    let s = crate::time::format_seconds(t);
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
-    let month: usize = s[5..7].parse().unwrap_or(1);
-    format!(
-        "{}, {} {} {} {} GMT",
-        DAYS[(days % 7) as usize],
-        &s[8..10],
-        MONTHS[month - 1],
-        &s[0..4],
-        &s[11..19]
-    )
 }
 
 /// The uuid of event `i`: unique, shaped like Okta's.
@@ -1217,12 +1182,5 @@ mod tests {
         let avg = total / 1998;
         assert!((1200..2200).contains(&avg), "average {avg}");
         println!("average event size {avg} bytes");
-    }
-
-    #[test]
-    fn http_date_is_imf_fixdate() {
-        let t = crate::time::parse_rfc3339("2024-12-04T11:45:01Z").unwrap();
-        assert_eq!(http_date(t), "Wed, 04 Dec 2024 11:45:01 GMT");
-        assert_eq!(crate::time::parse_http_date(&http_date(t)), Some(t));
     }
 }

@@ -451,7 +451,7 @@ impl Shared {
             None => Reply {
                 status,
                 headers: vec![("Content-Type".into(), "application/json".into())],
-                body: super::okta::error_body(code, summary),
+                body: super::strict::error_body(code, summary),
             },
         }
     }

@@ -168,6 +168,19 @@ fn check_expression(kind: ServiceKind, name: &str, expr: &str) -> Result<(), Ref
     Ok(())
 }
 
+/// Okta's error body (`errorCode`, `errorSummary`, `errorLink`, `errorId`, `errorCauses`).
+pub(crate) fn error_body(code: &str, summary: &str) -> Vec<u8> {
+    serde_json::json!({
+        "errorCode": code,
+        "errorSummary": summary,
+        "errorLink": code,
+        "errorId": "oaeSimulated0000000000000",
+        "errorCauses": []
+    })
+    .to_string()
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 mod ack;
 
 use super::connection::{self, Session};
-use super::{Fatal, TableState, next_frame, persist, persist_due, recycle, syslog, wait_for_work};
+use super::syslog;
+use super::table::{TableState, next_frame, persist, persist_due, recycle, wait_for_work};
+use crate::Fatal;
 use crate::backoff::Backoff;
 use crate::config::{Output, OutputKind};
 use crate::shutdown::Shutdown;

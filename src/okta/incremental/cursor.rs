@@ -2,8 +2,6 @@
 //! (its next link, when it started, the newest update seen) and the objects already sent that
 //! a later listing may return again. Beside the mode that advances it.
 
-#[cfg(doc)]
-use super::SETTLE;
 use crate::okta::restore::Cursor;
 use crate::time::{format_millis, parse_rfc3339};
 use serde::{Deserialize, Serialize};
@@ -42,7 +40,8 @@ impl IncrementalCursor {
     }
 
     /// The listing is complete: the watermark moves up to the newest update time seen
-    /// (`max`), but not past `settled` (the listing's start on Okta's clock, less [`SETTLE`]),
+    /// (`max`), but not past `settled` (the listing's start on Okta's clock, less
+    /// the mode's `SETTLE`),
     /// and never back; the objects it no longer covers are forgotten. A stored watermark ahead
     /// of `now` (a tampered answer, a clock set back) is let go of: returns true then.
     pub(super) fn finish_listing(

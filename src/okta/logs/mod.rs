@@ -7,9 +7,10 @@ mod cursor;
 pub use cursor::LogsCursor;
 
 use super::body::Events;
+use super::page;
 use super::puller::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
 use super::restore::{self, Found};
-use super::{PULL_302, page};
+use crate::errors::ErrorId::Pull302 as PULL_302;
 use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
