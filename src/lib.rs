@@ -10,6 +10,7 @@ pub mod errors;
 pub mod forward;
 #[cfg(test)]
 mod fuzz;
+pub mod http_agent;
 pub mod httpd;
 pub mod jose;
 pub mod logging;

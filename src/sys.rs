@@ -1,7 +1,7 @@
 //! The Linux calls std does not offer: the send-queue length (`SIOCOUTQ`), `TCP_USER_TIMEOUT`
-//! and a file system's free space (`statvfs`); for the test receivers, a reset on close
-//! (`SO_LINGER`) and entering a network namespace (`setns`). The only `unsafe` code of the
-//! binary lives here.
+//! and a file system's free space (`statvfs`), malloc's arenas and trimming, core dumps. The
+//! only `unsafe` code of the binary lives here; the tests' own (a reset on close, entering a
+//! network namespace) is in `tests/it/sys.rs`, outside the product.
 #![allow(unsafe_code)]
 
 use std::os::fd::AsRawFd;
@@ -18,16 +18,6 @@ pub fn send_queue_len(s: &impl AsRawFd) -> Option<u64> {
     } else {
         None
     }
-}
-
-/// Makes closing `s` send a reset (RST) instead of a FIN, discarding anything unsent or unread
-/// (`SO_LINGER` with a zero timeout). The test receivers use it to reset connections.
-pub fn reset_on_close(s: &impl AsRawFd) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    set_option(s, libc::SOL_SOCKET, libc::SO_LINGER, &l);
 }
 
 /// `setsockopt(level, name, value)` on `s`, best effort (the result is not checked).
@@ -63,23 +53,6 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim takes a size and only works on the allocator's own state.
     unsafe {
         libc::malloc_trim(0);
-    }
-}
-
-/// Moves the calling thread into the network namespace at `path` (e.g. `/var/run/netns/x`):
-/// sockets it creates from then on live there. The tests use it to put a receiver behind a
-/// link they can cut (a real black hole: no answer, no reset).
-///
-/// # Errors
-/// If the file cannot be opened or `setns` fails (it needs CAP_SYS_ADMIN).
-pub fn enter_netns(path: &std::path::Path) -> std::io::Result<()> {
-    let f = std::fs::File::open(path)?;
-    // SAFETY: setns takes an open namespace fd (owned by `f` for the call) and a flag.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -25,14 +25,10 @@ pub struct DevoHttpSink {
 impl DevoHttpSink {
     /// A client for `h`, posting as `hostname`.
     pub fn new(hostname: &str, h: &DevoHttp) -> DevoHttpSink {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(h.request_timeout))
-            .max_redirects(0)
-            .user_agent(concat!("okta-collector/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent: ureq::Agent =
+            crate::http_agent::config(Duration::from_secs(10), h.request_timeout)
+                .build()
+                .into();
         DevoHttpSink {
             agent,
             prefix: format!("{}/stream/{}/token!", h.url, h.domain),

@@ -162,13 +162,9 @@ impl Client {
             }
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
-        let mut config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(settings.connect_timeout))
-            .timeout_global(Some(settings.request_timeout))
-            .max_redirects(0)
-            .tls_config(tls.build())
-            .user_agent(concat!("okta-collector/", env!("CARGO_PKG_VERSION")));
+        let mut config =
+            crate::http_agent::config(settings.connect_timeout, settings.request_timeout)
+                .tls_config(tls.build());
         if let Some(p) = &settings.proxy {
             let proxy = ureq::Proxy::new(p.expose())
                 .map_err(|_| "inputs.okta.proxy: not a proxy URL".to_string())?;

@@ -41,6 +41,9 @@ pub struct Options {
     /// never), as a load balancer restarting mid-stream does: what the receiver's TCP stack
     /// acknowledged but it had not read yet is gone, and the sender's queue with it.
     pub reset_after: Duration,
+    /// What makes closing the socket a reset (the tests give `SO_LINGER` with a zero
+    /// timeout); without it the connection just closes.
+    pub reset_socket: Option<fn(&std::net::TcpStream)>,
 }
 
 impl Receiver {
@@ -142,7 +145,9 @@ impl Receiver {
             if !opts.reset_after.is_zero() && opened.elapsed() >= opts.reset_after {
                 // What was decrypted is taken; the socket's unread bytes go with the reset.
                 self.end(&mut tls.conn, &mut partial, keep);
-                crate::sys::reset_on_close(&tls.sock);
+                if let Some(reset) = opts.reset_socket {
+                    reset(&tls.sock);
+                }
                 return;
             }
             match tls.read(&mut buf) {

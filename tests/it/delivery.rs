@@ -245,6 +245,7 @@ fn a_receiver_resetting_connections_mid_stream_loses_nothing() {
     let devo = env.start_devo_opts(okta_collector::sim::devo::Options {
         keep_lines: true,
         reset_after: Duration::from_millis(2500),
+        reset_socket: Some(crate::sys::reset_on_close),
         ..Default::default()
     });
     env.write_config("");

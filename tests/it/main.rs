@@ -34,6 +34,8 @@ mod reload;
 mod replay;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.
 mod rsyslog;
+/// The tests' own system calls: a reset on close, entering a network namespace.
+mod sys;
 /// Requests per period while tailing; short pages mid-backlog.
 mod tailing;
 /// Repository rules (module docs).

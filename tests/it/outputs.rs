@@ -427,7 +427,7 @@ impl Netns {
         let path = std::path::PathBuf::from(format!("/var/run/netns/{}", self.name));
         let addr: std::net::SocketAddr = format!("{}:{port}", self.far_ip).parse().unwrap();
         std::thread::spawn(move || {
-            okta_collector::sys::enter_netns(&path).expect("setns (the test needs root)");
+            crate::sys::enter_netns(&path).expect("setns (the test needs root)");
             Relay::start_at(addr)
         })
         .join()
