@@ -219,6 +219,8 @@ impl TokenSource {
                         .proof("POST", &self.token_url, nonce.as_deref(), None, now)?,
                 );
             }
+            // A token's life counts from before it was asked for: Okta issued it later.
+            let asked_at = Instant::now();
             let mut resp = req
                 .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
                 .map_err(|e| {
@@ -273,15 +275,15 @@ impl TokenSource {
                 if kind == TokenKind::Bearer && self.mode == DpopMode::On {
                     return Err("Okta issued a Bearer token but dpop is true: turn on \"Require DPoP\" for the app, or set dpop: auto".into());
                 }
-                // Reused until 80% of its life: renewed well before it expires.
                 let life = Duration::from_secs(a.expires_in.clamp(1, 86_400));
+                let (renew_at, expires_at) = token_times(asked_at, life);
                 let mut st = crate::lock(&self.state);
                 st.issued += 1;
                 return Ok(Token {
                     value: a.access_token,
                     kind,
-                    renew_at: Instant::now() + life.mul_f64(0.8),
-                    expires_at: Instant::now() + life.mul_f64(0.95),
+                    renew_at,
+                    expires_at,
                     scopes: a.scope.split_whitespace().map(str::to_string).collect(),
                 });
             }
@@ -440,6 +442,18 @@ impl TokenSource {
     }
 }
 
+/// When a token asked for at `asked_at` with `life` (its `expires_in`) is renewed, and after
+/// when it is never sent: it is reused until 80% of its life, and a failed renewal keeps it in
+/// use until a margin before its end (5% of its life, and at least a quarter of it up to 2 s:
+/// a request takes time to reach Okta, more on a loaded machine). Never renewed after that.
+fn token_times(asked_at: Instant, life: Duration) -> (Instant, Instant) {
+    let margin = life
+        .mul_f64(0.05)
+        .max((life / 4).min(Duration::from_secs(2)));
+    let expires_at = asked_at + life.saturating_sub(margin);
+    ((asked_at + life.mul_f64(0.8)).min(expires_at), expires_at)
+}
+
 /// The scopes the services need, each once, in their order: what an OAuth app asks for when
 /// `scopes` is not given (okta-api.md §1.2's scope table).
 pub fn scopes(services: &[Service]) -> Vec<String> {
@@ -450,4 +464,27 @@ pub fn scopes(services: &[Service]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_renewed_at_80_percent_and_never_sent_within_its_margin() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let (renew, expires) = token_times(t0, s(3600));
+        assert_eq!(renew - t0, s(2880));
+        assert_eq!(expires - t0, s(3420), "5% of an hour");
+        let (renew, expires) = token_times(t0, s(2));
+        assert_eq!(
+            expires - t0,
+            Duration::from_millis(1500),
+            "a quarter of a short life"
+        );
+        assert_eq!(renew, expires, "renewed no later than it stops being sent");
+        let (renew, expires) = token_times(t0, s(60));
+        assert_eq!((renew - t0, expires - t0), (s(48), s(57)));
+    }
 }

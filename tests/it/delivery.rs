@@ -17,8 +17,12 @@ fn twenty_thousand_events_over_many_pages_with_empty_ones_arrive_exactly_once() 
     env.write_config("");
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(120), || devo.count() >= 20_000);
-    // Let anything extra (a duplicate) arrive before stopping.
-    std::thread::sleep(Duration::from_millis(1500));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     assert!(
         all,
@@ -115,7 +119,12 @@ fn sigterm_mid_stream_then_restart_loses_and_duplicates_nothing() {
     assert!(env.logs().contains("Closed cleanly."), "{}", env.logs());
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(120), || devo.count() >= total);
-    std::thread::sleep(Duration::from_millis(1000));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");

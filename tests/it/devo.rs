@@ -50,7 +50,12 @@ fn deliver(env: &mut Env, want: u64) -> (Vec<u64>, String) {
     let devo = env.start_devo();
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(60), || devo.count() >= want);
-    std::thread::sleep(Duration::from_millis(1500));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(env, &mut child);
     let logs = env.logs();
     assert!(all, "{} of {want}\n{logs}", devo.count());

@@ -182,6 +182,13 @@ inputs:
             .join("")
     }
 
+    /// Waits until `needle` occurs in the log `more` times more than now: proof that
+    /// something happened (cycles ran, a page was taken) where a fixed sleep only hopes so.
+    pub fn wait_for_more(&self, needle: &str, more: usize, limit: Duration) -> bool {
+        let now = self.logs().matches(needle).count();
+        wait_until(limit, || self.logs().matches(needle).count() >= now + more)
+    }
+
     pub fn spool_dir(&self) -> PathBuf {
         self.path().join("data/spool/logs")
     }

@@ -48,7 +48,12 @@ fn every_inventory_service_delivers_all_its_objects_with_its_tag() {
     let c = Counts::default();
     let total = c.users + c.groups + c.apps + c.idps + c.zones + c.clients;
     let all = wait_until(Duration::from_secs(60), || devo.count() >= total);
-    std::thread::sleep(Duration::from_millis(1000));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     assert!(all, "{} of {total} arrived\n{}", devo.count(), env.logs());
     let lines = devo.lines();
@@ -102,8 +107,18 @@ fn incremental_users_and_groups_resend_only_what_changed() {
         "{}",
         env.logs()
     );
-    // Let a few incremental cycles pass with nothing changed.
-    std::thread::sleep(Duration::from_millis(2500));
+    // A few incremental cycles of each service pass with nothing changed.
+    for s in ["users#predefined", "groups#predefined"] {
+        assert!(
+            env.wait_for_more(
+                &format!("{s}) -> The data is up to date!"),
+                2,
+                Duration::from_secs(30)
+            ),
+            "{}",
+            env.logs()
+        );
+    }
     assert_eq!(devo.count(), first, "unchanged objects are not sent again");
     let inv = env.okta.inventory();
     assert!(inv.update(ServiceKind::Users, 3));
@@ -119,7 +134,15 @@ fn incremental_users_and_groups_resend_only_what_changed() {
         env.logs()
     );
     // Several more cycles: the changed objects are listed again (they are recent) and dropped.
-    std::thread::sleep(Duration::from_millis(3500));
+    assert!(
+        env.wait_for_more(
+            "users#predefined) -> The data is up to date!",
+            3,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     let lines = devo.lines();
     assert_eq!(
@@ -167,7 +190,16 @@ fn emit_changes_sends_changes_and_deletions_only_and_emit_all_whole_snapshots() 
         "{}",
         env.logs()
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two more snapshots, unchanged.
+    assert!(
+        env.wait_for_more(
+            "apps#predefined) -> The data is up to date!",
+            2,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        env.logs()
+    );
     assert_eq!(apps(&devo), c.apps, "an unchanged snapshot sends nothing");
     let inv = env.okta.inventory();
     assert!(inv.update(ServiceKind::Apps, 2));
@@ -178,7 +210,16 @@ fn emit_changes_sends_changes_and_deletions_only_and_emit_all_whole_snapshots() 
         "{}",
         env.logs()
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    // Two more snapshots: the changes are not sent again.
+    assert!(
+        env.wait_for_more(
+            "apps#predefined) -> The data is up to date!",
+            2,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     let lines = devo.lines();
     let got = received(&lines, "auth.okta.apps");

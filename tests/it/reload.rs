@@ -134,7 +134,12 @@ fn edits_in_place_and_by_rename_apply_live_and_a_bad_edit_is_ignored() {
     );
 
     let all = wait_until(Duration::from_secs(60), || devo.count() >= TOTAL);
-    std::thread::sleep(Duration::from_millis(1500));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     assert!(all, "{} of {TOTAL}\n{}", devo.count(), env.logs());
     check_once_in_tag_order(&devo, TOTAL, &["t.one", "t.two", "t.three"]);
@@ -184,7 +189,12 @@ fn a_configmap_symlink_swap_applies_live() {
     );
     assert_eq!(reloads(&env), 1);
     let all = wait_until(Duration::from_secs(60), || devo.count() >= TOTAL);
-    std::thread::sleep(Duration::from_millis(1500));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     assert!(all, "{} of {TOTAL}\n{}", devo.count(), env.logs());
     check_once_in_tag_order(&devo, TOTAL, &["t.one", "t.two"]);
@@ -250,7 +260,12 @@ fn a_start_change_restarts_only_that_services_persistence_and_spooled_events_sti
         "{}",
         env.logs()
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // One more cycle that finds nothing new: what was to arrive (a duplicate too) has.
+    assert!(
+        env.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     let lines: Vec<Vec<u8>> = devo
         .lines()

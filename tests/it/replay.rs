@@ -176,8 +176,16 @@ fn the_real_recordings_arrive_once_byte_identical_on_their_tables() {
     assert_eq!(total, 4 + 23 + 75 + 170 + 1 + 2, "the recordings changed");
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(90), || devo.count() as usize >= total);
-    // A few more periods: nothing is sent twice.
-    std::thread::sleep(Duration::from_secs(3));
+    // A few more System Log periods: nothing is sent twice.
+    assert!(
+        env.wait_for_more(
+            "logs#predefined) -> The data is up to date!",
+            2,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        env.logs()
+    );
     stop(&env, &mut child);
     drop(sim);
     assert!(
