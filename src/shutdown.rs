@@ -1,4 +1,6 @@
 //! A shutdown flag that tasks can poll or await; set once by SIGTERM/SIGINT (or a test/demo).
+//! Every wait in the collector (a period, a backoff, a paused puller) goes through it, so a
+//! stop is never held up by a sleep.
 
 use event_listener::Event;
 use std::sync::Arc;

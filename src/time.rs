@@ -1,5 +1,6 @@
 //! RFC 3339 parsing (with offsets, strict), the timestamp formats we write, and the timing
-//! helpers (timeout, jitter). No time zones.
+//! helpers (timeout, jitter). No time zones. Times come from Okta, so parsing refuses what
+//! could not be formatted again (past year 9999) rather than abort later.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,4 +1,5 @@
-//! On-disk encoding of segment headers and frames; pure functions, no I/O.
+//! On-disk encoding of segment headers and frames, as pure functions with no I/O, so that the
+//! format can be tested (and fuzzed) byte by byte apart from the files that hold it.
 //!
 //! See the crate documentation for the layout. Every multi-byte integer is little-endian.
 //! The checksum is CRC-32/ISO-HDLC (the "IEEE 802.3" CRC-32 of zlib and Ethernet:

@@ -1,4 +1,5 @@
-//! Devo's syslog line: `<14>DATE HOSTNAME TAG: EVENT\n` (RFC 3164 header, LF-terminated).
+//! Devo's syslog line: `<14>DATE HOSTNAME TAG: EVENT\n` (RFC 3164 header, LF-terminated). The
+//! only place that knows the framing, so the TLS, relay and console outputs write one format.
 
 /// PRI for facility user (1), severity info (6), as Devo's SDK sends.
 pub const PRI: &str = "<14>";

@@ -1,5 +1,6 @@
 //! The Okta HTTP client: ureq on smol's blocking pool, `SSWS` auth sent only to the org's
-//! origin, response bodies capped, and the headers the pullers need read out.
+//! origin, response bodies capped, and the headers the pullers need read out. The one place a
+//! request to Okta is made, so the token's origin check cannot be missed.
 
 use super::body::body_buffer;
 use crate::config::{HttpSettings, Origin, Secret};

@@ -1,4 +1,6 @@
 //! RFC 8288 `Link` header parsing: finds the `rel="next"` URL among every `Link` header value.
+//! Okta writes them in more than one form (one header or several, `self` and `next` together or
+//! `next` alone), and the next link decides what is asked for next, so it is parsed strictly.
 
 /// One link: its URL and its relation types.
 #[derive(Debug, Clone, PartialEq, Eq)]
