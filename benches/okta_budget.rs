@@ -50,7 +50,7 @@ fn main() -> Result<(), String> {
     common::write_private(&config_path, &text).map_err(|e| e.to_string())?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     okta_collector::logging::init(log::LevelFilter::Warn);
-    let pipeline = Pipeline::build(&config)?;
+    let pipeline = Pipeline::build(&config).map_err(|e| e.to_string())?;
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();
     let started = Instant::now();
@@ -58,7 +58,8 @@ fn main() -> Result<(), String> {
     std::thread::sleep(window * windows as u32 + Duration::from_millis(500));
     shutdown.trigger();
     task.join()
-        .map_err(|_| "the pipeline panicked".to_string())??;
+        .map_err(|_| "the pipeline panicked".to_string())?
+        .map_err(|e| e.0)?;
     let arrivals = sim.arrivals();
     let Some(&first) = arrivals.first() else {
         return Err("no request was made".into());

@@ -51,7 +51,7 @@ fn run(
     let config_path = dir.join("config.yaml");
     common::write_private(&config_path, &text).map_err(|e| e.to_string())?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    let pipeline = Pipeline::build(&config)?;
+    let pipeline = Pipeline::build(&config).map_err(|e| e.to_string())?;
     let shutdown = Shutdown::new();
     let sd = shutdown.clone();
     let started = Instant::now();
@@ -67,7 +67,8 @@ fn run(
     };
     shutdown.trigger();
     task.join()
-        .map_err(|_| "the pipeline panicked".to_string())??;
+        .map_err(|_| "the pipeline panicked".to_string())?
+        .map_err(|e| e.0)?;
     Ok(figures)
 }
 

@@ -126,7 +126,7 @@ fn run_in(
     std::fs::write(&config_path, &text)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    let pipeline = Pipeline::build(&config)?;
+    let pipeline = Pipeline::build(&config).map_err(|e| e.to_string())?;
     let stats = pipeline.stats.clone();
 
     println!(
@@ -193,7 +193,7 @@ fn run_in(
     let result = task
         .join()
         .map_err(|_| "the pipeline thread panicked".to_string())?;
-    result?;
+    result.map_err(|e| e.0)?;
     let elapsed = started.elapsed().as_secs_f64();
     // The receiver may still be reading the last bytes.
     let pulled: u64 = stats

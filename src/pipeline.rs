@@ -2,6 +2,7 @@
 //! forwarder per output (each a consumer of every spool, with its own ack files). `main`
 //! (run), the demo and the tests all start it here.
 
+use crate::Fatal;
 use crate::config::{Config, Limit};
 use crate::forward::{self, Forwarder, Table};
 use crate::okta::budget::{Budget, Pacer};
@@ -54,6 +55,35 @@ pub struct OutputStats {
     pub connected: Arc<AtomicBool>,
 }
 
+/// Why a pipeline could not be built, or stopped: typed up to where it is decided on (the
+/// supervisor waits for a spool still held by the pipeline it replaces, and for nothing else).
+#[derive(Debug)]
+pub enum Error {
+    /// A table's spool is held by another process (or by the pipeline a reload replaces, for a
+    /// moment); the message says what to do.
+    SpoolLocked(String),
+    /// Something cannot be opened or loaded; the message names it and what to do.
+    Setup(String),
+    /// A task failed fatally (a spool or an ack file can no longer be written).
+    Fatal(Fatal),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::SpoolLocked(m) | Error::Setup(m) | Error::Fatal(Fatal(m)) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<String> for Error {
+    fn from(m: String) -> Error {
+        Error::Setup(m)
+    }
+}
+
 /// A built, not yet running pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -84,8 +114,9 @@ impl Pipeline {
     /// Opens the spools (recovering them), loads the TLS material, builds the tasks.
     ///
     /// # Errors
-    /// A message naming what cannot be opened or loaded.
-    pub fn build(config: &Config) -> Result<Pipeline, String> {
+    /// [`Error::SpoolLocked`] if a spool is held by another process; [`Error::Setup`] naming
+    /// what else cannot be opened or loaded.
+    pub fn build(config: &Config) -> Result<Pipeline, Error> {
         crate::private::ensure(&config.data_dir, true)
             .map_err(|e| format!("globals.data_dir: {e}"))?;
         crate::private::ensure(&config.spools_dir(), false)?;
@@ -131,7 +162,13 @@ impl Pipeline {
                 segment_bytes: (config.spool.max_bytes_per_table / 8).clamp(256 << 10, 32 << 20),
                 ..spool::Options::default()
             };
-            let spool = Spool::open_consumers(&dir, opts, &consumers).map_err(|e| e.to_string())?;
+            let spool = Spool::open_consumers(&dir, opts, &consumers).map_err(|e| match e {
+                spool::Error::Locked { path } => Error::SpoolLocked(format!(
+                    "the spool {} is in use by another okta-collector process (its LOCK file is held); stop that process or give this one another data_dir",
+                    path.display()
+                )),
+                e => Error::Setup(e.to_string()),
+            })?;
             let delivered: Vec<_> = consumers
                 .iter()
                 .map(|_| Arc::new(AtomicU64::new(0)))
@@ -213,15 +250,15 @@ impl Pipeline {
     ///
     /// # Errors
     /// The fatal error.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), String> {
-        let mut tasks: Vec<smol::Task<Result<(), String>>> = Vec::new();
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
+        let mut tasks: Vec<smol::Task<Result<(), Fatal>>> = Vec::new();
         let (sd, stop) = (shutdown.clone(), self.pullers_stop.clone());
         let _relay = smol::spawn(async move {
             sd.wait().await;
             stop.trigger();
         });
         for p in self.pullers {
-            tasks.push(smol::spawn(async move { p.run().await.map_err(|e| e.0) }));
+            tasks.push(smol::spawn(async move { p.run().await }));
         }
         // A send statistics line per output every SEND_STATS_PERIOD.
         let (stats, outputs, sd) = (self.stats.clone(), self.outputs.clone(), shutdown.clone());
@@ -261,7 +298,7 @@ impl Pipeline {
             .map(|f| {
                 let (fsd, stop_all) = (pullers_done.clone(), shutdown.clone());
                 smol::spawn(async move {
-                    let r = f.run(fsd).await.map_err(|e| e.0);
+                    let r = f.run(fsd).await;
                     if r.is_err() {
                         stop_all.trigger();
                     }

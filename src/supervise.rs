@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::metrics;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Error, Pipeline};
 use crate::shutdown::Shutdown;
 use crate::watch::ConfigWatcher;
 use std::path::Path;
@@ -87,12 +87,12 @@ async fn next_config(watcher: Option<&mut ConfigWatcher>, current: &Config) -> O
 
 /// Opens the pipeline, retrying for `patience`: after a reload the previous pipeline's spool
 /// locks may take a moment to be released (everything else was checked before the switch).
-async fn build_retrying(config: &Config, patience: Duration) -> Result<Pipeline, String> {
+async fn build_retrying(config: &Config, patience: Duration) -> Result<Pipeline, Error> {
     let deadline = Instant::now() + patience;
     loop {
         match Pipeline::build(config) {
             Ok(p) => return Ok(p),
-            Err(e) if Instant::now() < deadline => {
+            Err(e @ Error::SpoolLocked(_)) if Instant::now() < deadline => {
                 log::debug!("Opening the pipeline failed ({e}); retrying.");
                 smol::Timer::after(Duration::from_millis(200)).await;
             }
@@ -112,7 +112,7 @@ pub async fn supervise(
     shutdown: Shutdown,
     mut watcher: Option<ConfigWatcher>,
     registry: metrics::Registry,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let mut patience = Duration::ZERO;
     loop {
         let pipeline = build_retrying(&config, patience).await?;
@@ -123,7 +123,7 @@ pub async fn supervise(
         enum Next {
             Stop,
             Changed(Option<Reload>),
-            Ended(Result<(), String>),
+            Ended(Result<(), crate::Fatal>),
         }
         let next = loop {
             let stop = async {
@@ -138,10 +138,10 @@ pub async fn supervise(
             }
         };
         match next {
-            Next::Ended(r) => return r,
+            Next::Ended(r) => return r.map_err(Error::Fatal),
             Next::Stop => {
                 generation.trigger();
-                return task.await;
+                return task.await.map_err(Error::Fatal);
             }
             Next::Changed(None | Some(Reload::Keep(_))) => {}
             Next::Changed(Some(Reload::Restart(c, warnings))) => {
@@ -153,7 +153,7 @@ pub async fn supervise(
                     log::warn!("{w}");
                 }
                 generation.trigger();
-                task.await?;
+                task.await.map_err(Error::Fatal)?;
                 registry.clear();
                 crate::logging::set_level(c.log_level.filter());
                 config = *c;

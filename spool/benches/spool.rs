@@ -9,7 +9,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use spool::{Options, Spool};
 use std::hint::black_box;
 
-/// A ~1.5 KB event, the size of a typical System Log event.
+/// A ~1.5 KB event, the size of a typical audit log event.
 fn event() -> Vec<u8> {
     format!(
         "{{\"uuid\":\"0d5a0c6e-5b1f-11ef-9d1a-4b2f1a8e7c3d\",\"pad\":\"{}\"}}",

@@ -54,8 +54,7 @@ impl std::fmt::Display for Error {
             ),
             Error::Locked { path } => write!(
                 f,
-                "the spool {} is in use by another okta-collector process (its LOCK file is held); \
-                 stop that process or give this one another data_dir",
+                "the spool {} is in use by another process (its LOCK file is held)",
                 path.display()
             ),
             Error::TooLarge { len } => write!(f, "a batch of {len} bytes is over the frame limit"),

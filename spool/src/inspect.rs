@@ -1,4 +1,5 @@
-//! `status` and `import-devo-state` look at a spool another process has open: `inspect` reads
+//! A process that does not own a spool may still look at it (to report on it, or before
+//! writing to one it will open later): `inspect` reads
 //! the ack files and the last segment without the lock and without writing, with the same
 //! scan and consumer positions recovery uses.
 

@@ -44,8 +44,8 @@ impl Writer {
     }
 }
 
-/// Bytes of a frame gathered before each write: a frame of any size (a System Log page is
-/// about 2 MB) goes to the file through this much memory, which stays small and cache-warm.
+/// Bytes of a frame gathered before each write: a frame of any size (a producer's batch
+/// may be megabytes) goes to the file through this much memory, which stays small and cache-warm.
 pub(crate) const STAGE_BYTES: usize = 64 << 10;
 
 impl Spool {

@@ -128,7 +128,9 @@ pub fn import(
     let spool =
         spool::Spool::open_consumers(&dir, spool::Options::default(), &consumers).map_err(|e| {
             match e {
-                spool::Error::Locked { .. } => format!("{e} (stop the collector before importing)"),
+                spool::Error::Locked { .. } => format!(
+                    "{e}: another okta-collector runs on this data_dir; stop it before importing"
+                ),
                 e => e.to_string(),
             }
         })?;

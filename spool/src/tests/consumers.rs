@@ -79,13 +79,13 @@ fn a_consumer_name_that_cannot_be_a_file_name_is_refused() {
     assert!(Spool::open_consumers(dir.path(), small(), &["bad/name"]).is_err());
     assert!(Spool::open_consumers(dir.path(), small(), &[""]).is_err());
     assert!(Spool::open_consumers(dir.path(), small(), &[]).is_err());
-    assert!(Spool::open_consumers(dir.path(), small(), &["devo_1", "http-2"]).is_ok());
+    assert!(Spool::open_consumers(dir.path(), small(), &["out_1", "http-2"]).is_ok());
 }
 
 #[test]
 fn segments_stay_until_every_consumer_has_acked_them() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Spool::open_consumers(dir.path(), small(), &["devo", "relay"]).unwrap();
+    let s = Spool::open_consumers(dir.path(), small(), &["tls", "relay"]).unwrap();
     fill(&s, 0, 20);
     let segs = list_segments(dir.path()).unwrap().len();
     let (end_a, n_a) = drain(&s, 0);
@@ -104,11 +104,11 @@ fn segments_stay_until_every_consumer_has_acked_them() {
     s.ack_by(1, end_b).unwrap();
     assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
     drop(s);
-    assert!(dir.path().join("ack.devo.state").exists());
+    assert!(dir.path().join("ack.tls.state").exists());
     assert!(dir.path().join("ack.relay.state").exists());
-    let s = Spool::open_consumers(dir.path(), small(), &["devo", "relay"]).unwrap();
+    let s = Spool::open_consumers(dir.path(), small(), &["tls", "relay"]).unwrap();
     assert_eq!((s.backlog_of(0), s.backlog_of(1)), (0, 0));
-    let i = inspect(dir.path(), small(), &["devo", "relay"]).unwrap();
+    let i = inspect(dir.path(), small(), &["tls", "relay"]).unwrap();
     assert_eq!(i.consumers.len(), 2);
     assert!(i.consumers.iter().all(|c| c.acked_seq == 60));
 }
@@ -117,7 +117,7 @@ fn segments_stay_until_every_consumer_has_acked_them() {
 fn a_consumer_added_later_starts_at_the_oldest_segment_and_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = Spool::open_consumers(dir.path(), small(), &["devo"]).unwrap();
+        let s = Spool::open_consumers(dir.path(), small(), &["tls"]).unwrap();
         fill(&s, 0, 20);
         let (mid, _) = {
             let mut r = s.reader_for(0);
@@ -126,7 +126,7 @@ fn a_consumer_added_later_starts_at_the_oldest_segment_and_holds_it() {
         };
         s.ack_by(0, mid).unwrap();
     }
-    let s = Spool::open_consumers(dir.path(), small(), &["devo", "console"]).unwrap();
+    let s = Spool::open_consumers(dir.path(), small(), &["tls", "console"]).unwrap();
     assert_eq!(
         s.acked_by(1).seq,
         0,
@@ -143,7 +143,7 @@ fn a_consumer_added_later_starts_at_the_oldest_segment_and_holds_it() {
     );
     // Removing a consumer from the list stops it holding segments.
     drop(s);
-    let s = Spool::open_consumers(dir.path(), small(), &["devo"]).unwrap();
+    let s = Spool::open_consumers(dir.path(), small(), &["tls"]).unwrap();
     assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
     assert_eq!(s.backlog(), 0);
 }
