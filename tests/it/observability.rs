@@ -214,8 +214,8 @@ fn spool_losses_and_error_ids_are_metrics_and_losses_show_in_status() {
         metric("spool_corrupt_frames_total") >= 1.0
             && lost >= 1.0
             && devo.count() as f64 >= TOTAL as f64 - lost
-            && m.keys()
-                .any(|k| k.contains("errors_total{id=\"PullError 300\"}"))
+            && m.get("okta_collector_errors_total{id=\"PullError 300\"}")
+                .is_some_and(|n| *n >= 1.0)
     });
     let status = std::process::Command::new(bin())
         .args(["status", "--config"])
