@@ -99,6 +99,21 @@ pub(crate) async fn cycle(
     cursor: &mut LogsCursor,
     shutdown: &Shutdown,
 ) -> Result<CycleEnd, Halt> {
+    let end = take_pages(p, cursor, shutdown).await?;
+    if matches!(end, CycleEnd::UpToDate | CycleEnd::Unavailable) {
+        // Caught up, or waiting a period: the page buffers are not kept meanwhile. After
+        // `take_pages` has returned, so that the pages it held are back in the pool first.
+        super::body::release_spare_bodies();
+    }
+    Ok(end)
+}
+
+/// The cycle's pages, fetched, checked and committed; how the cycle ended.
+async fn take_pages(
+    p: &Puller,
+    cursor: &mut LogsCursor,
+    shutdown: &Shutdown,
+) -> Result<CycleEnd, Halt> {
     type Flight<'f, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'f>>;
     let started = Instant::now();
     let id = pulling_id();
@@ -192,10 +207,6 @@ pub(crate) async fn cycle(
     }
     let end = end.unwrap_or(CycleEnd::UpToDate);
     p.log_stats(&stats, started, id, &end);
-    if matches!(end, CycleEnd::UpToDate | CycleEnd::Unavailable) {
-        // Caught up, or waiting a period: the page buffers are not kept meanwhile.
-        super::body::release_spare_bodies();
-    }
     Ok(end)
 }
 
