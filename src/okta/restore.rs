@@ -23,6 +23,16 @@ pub(crate) trait Cursor: Sized {
     fn start_differs(&self, configured: Option<SystemTime>) -> Option<(String, String)>;
 }
 
+/// A cursor stored as JSON, as the inventory modes store theirs.
+pub(crate) fn from_json<C: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<C, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// A cursor as JSON for storage.
+pub(crate) fn to_json<C: serde::Serialize>(c: &C) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(c).map_err(|e| format!("cannot encode the cursor: {e}"))
+}
+
 /// What there was to restore.
 pub(crate) enum Found<C> {
     /// The spool's last cursor.

@@ -193,16 +193,19 @@ fn emit_changes_sends_changes_and_deletions_only_and_emit_all_whole_snapshots() 
         "{}",
         env.logs()
     );
+    let two_more_snapshots = |env: &Env| {
+        assert!(
+            env.wait_for_more(
+                "apps#predefined) -> The data is up to date!",
+                2,
+                Duration::from_secs(30)
+            ),
+            "{}",
+            env.logs()
+        )
+    };
     // Two more snapshots, unchanged.
-    assert!(
-        env.wait_for_more(
-            "apps#predefined) -> The data is up to date!",
-            2,
-            Duration::from_secs(30)
-        ),
-        "{}",
-        env.logs()
-    );
+    two_more_snapshots(&env);
     assert_eq!(apps(&devo), c.apps, "an unchanged snapshot sends nothing");
     let inv = env.okta.inventory();
     assert!(inv.update(ServiceKind::Apps, 2));
@@ -214,15 +217,7 @@ fn emit_changes_sends_changes_and_deletions_only_and_emit_all_whole_snapshots() 
         env.logs()
     );
     // Two more snapshots: the changes are not sent again.
-    assert!(
-        env.wait_for_more(
-            "apps#predefined) -> The data is up to date!",
-            2,
-            Duration::from_secs(30)
-        ),
-        "{}",
-        env.logs()
-    );
+    two_more_snapshots(&env);
     stop(&env, &mut child);
     let lines = devo.lines();
     let got = received(&lines, "auth.okta.apps");

@@ -34,11 +34,11 @@ impl SnapshotCursor {
 
 impl Cursor for SnapshotCursor {
     fn decode(bytes: &[u8]) -> Result<SnapshotCursor, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        crate::okta::restore::from_json(bytes)
     }
 
     fn encode(&self) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(self).map_err(|e| format!("cannot encode the cursor: {e}"))
+        crate::okta::restore::to_json(self)
     }
 
     fn describe(&self) -> String {
