@@ -73,7 +73,7 @@ pub struct Puller {
     pub counters: Arc<Counters>,
     /// Request pacing (local budgets and Okta's headers).
     pub pacer: super::budget::Pacer,
-    /// The shutdown flag, set by `run` (a retried spool write gives up on it too).
+    /// The pipeline's flag for its pullers (a retried spool write gives up on it too).
     pub stop: Shutdown,
     /// When the spool counts as full.
     pub spool_limits: SpoolLimits,
