@@ -29,11 +29,6 @@ impl Backoff {
         wait
     }
 
-    /// The wait [`Backoff::next_wait`] would return, without moving on.
-    pub fn peek(&self) -> Duration {
-        self.next
-    }
-
     /// Starts over at `first` (after a success).
     pub fn reset(&mut self) {
         self.next = self.first;
@@ -51,8 +46,8 @@ mod tests {
         let waits: Vec<Duration> = (0..5).map(|_| b.next_wait()).collect();
         assert_eq!(waits, [s(1), s(2), s(4), s(5), s(5)]);
         b.reset();
-        assert_eq!(b.peek(), s(1));
         assert_eq!(b.next_wait(), s(1));
+        assert_eq!(b.next_wait(), s(2));
         let mut huge = Backoff::new(Duration::MAX / 2 + s(1), Duration::MAX);
         huge.next_wait();
         assert_eq!(huge.next_wait(), Duration::MAX, "no overflow");

@@ -68,9 +68,13 @@ pub fn decide(current: &Config, text: &str) -> Reload {
     }
 }
 
-/// The next version of the config file that validates (`None`: it changed but cannot be used,
-/// which is logged). Never returns without a watcher.
-async fn next_config(watcher: Option<&mut ConfigWatcher>, current: &Config) -> Option<Reload> {
+/// The next version of the config file that validates, with the warnings to log when it is
+/// switched to (`None`: it changed but cannot be used, which is logged). Never returns without
+/// a watcher.
+async fn next_config(
+    watcher: Option<&mut ConfigWatcher>,
+    current: &Config,
+) -> Option<(Box<Config>, Vec<String>)> {
     let Some(w) = watcher else {
         return std::future::pending().await;
     };
@@ -81,7 +85,7 @@ async fn next_config(watcher: Option<&mut ConfigWatcher>, current: &Config) -> O
             );
             None
         }
-        restart => Some(restart),
+        Reload::Restart(c, warnings) => Some((c, warnings)),
     }
 }
 
@@ -122,7 +126,7 @@ pub async fn supervise(
         let mut task = smol::spawn(pipeline.run(generation.clone()));
         enum Next {
             Stop,
-            Changed(Option<Reload>),
+            Changed(Option<(Box<Config>, Vec<String>)>),
             Ended(Result<(), crate::Fatal>),
         }
         let next = loop {
@@ -143,8 +147,8 @@ pub async fn supervise(
                 generation.trigger();
                 return task.await.map_err(Error::Fatal);
             }
-            Next::Changed(None | Some(Reload::Keep(_))) => {}
-            Next::Changed(Some(Reload::Restart(c, warnings))) => {
+            Next::Changed(None) => {}
+            Next::Changed(Some((c, warnings))) => {
                 log::info!(
                     "The config file {} changed; restarting the services and the output on it.",
                     config.path.display()
