@@ -248,6 +248,8 @@ impl Spool {
                 }
             }
         }
+        // After the deletions: a producer waiting for room sees the disk they freed too.
+        inner.ack_moved.notify(usize::MAX);
         Ok(())
     }
 }

@@ -161,6 +161,8 @@ pub(crate) struct Inner {
     /// One per consumer, in the order given to [`Spool::open_consumers`].
     pub(crate) acked: Mutex<Vec<ack::Acked>>,
     pub(crate) data_ready: event_listener::Event,
+    /// Fires after every ack that moved a consumer's position.
+    pub(crate) ack_moved: event_listener::Event,
     /// Where writes and syncs go ([`RealFs`], or a test's [`FaultFs`]).
     pub(crate) fs: Arc<dyn Filesystem>,
     /// Corrupt frames and lost events met by any reader.
@@ -236,6 +238,12 @@ impl Spool {
     /// A listener that fires after the next append; create it *before* checking for data.
     pub fn listen(&self) -> event_listener::EventListener {
         self.inner.data_ready.listen()
+    }
+
+    /// A listener that fires after the next ack that moves a consumer (a producer paused for
+    /// room waits on it); create it *before* checking for room.
+    pub fn listen_acked(&self) -> event_listener::EventListener {
+        self.inner.ack_moved.listen()
     }
 }
 

@@ -61,20 +61,22 @@ impl Spool {
             let (file, pos) = AckFile::open(&path).map_err(io_err("open", &path))?;
             acks.push((file, path, pos));
         }
-        // Segments go only once every consumer is past them.
         let ack_pos = slowest_known(acks.iter().map(|(_, _, p)| *p));
-        let mut segments = list_segments(dir)?;
-        if let Some(a) = ack_pos {
-            while segments.len() >= 2 && segments[1] <= a.seq {
-                let p = segment_path(dir, segments[0]);
-                fs::remove_file(&p).map_err(io_err("delete", &p))?;
-                segments.remove(0);
-            }
-        }
-        let (mut valid, spool_id) = check_headers(dir, &segments)?;
-        let spool_id = spool_id.unwrap_or_else(new_spool_id);
+        let segments = list_segments(dir)?;
         let acked_seq = ack_pos.map_or(0, |a| a.seq);
-        let writer = match recover_writer(&*fs, dir, opts, &mut valid, acked_seq)? {
+        let (mut valid, spool_id) = check_headers(dir, &segments, acked_seq)?;
+        let spool_id = spool_id.unwrap_or_else(new_spool_id);
+        // The writer is found first: the segment holding the last committed cursor is never
+        // deleted, even when every consumer is past it (a crash can leave an empty segment
+        // created after a full acknowledgement beside it; that one goes, the cursor stays).
+        let recovered = recover_writer(&*fs, dir, opts, &mut valid, acked_seq)?;
+        // Then the segments every consumer is past go, all but the writer's own.
+        while valid.len() >= 2 && valid[1] <= acked_seq {
+            let p = segment_path(dir, valid[0]);
+            fs::remove_file(&p).map_err(io_err("delete", &p))?;
+            valid.remove(0);
+        }
+        let writer = match recovered {
             Some(w) => w,
             None => {
                 let (file, len) = create_segment(&*fs, dir, spool_id, acked_seq, None, 0)?;
@@ -113,6 +115,7 @@ impl Spool {
                 durable: Mutex::new(durable),
                 acked: Mutex::new(acked),
                 data_ready: event_listener::Event::new(),
+                ack_moved: event_listener::Event::new(),
                 fs,
                 losses: Mutex::new(losses::Tracker::open(dir)),
                 reclaimed_below: std::sync::atomic::AtomicU64::new(0),
@@ -146,9 +149,14 @@ fn take_lock(dir: &Path) -> Result<File> {
 }
 
 /// Checks each segment's header: the good ones are returned (with the spool id they share);
-/// a last segment no longer than a header is deleted (created, never written); any other bad
-/// one is set aside as `*.seg.corrupt`, with the events it held named in the log.
-fn check_headers(dir: &Path, segments: &[u64]) -> Result<(Vec<u64>, Option<[u8; 16]>)> {
+/// a last segment no longer than a header is deleted (created, never written), and so is a bad
+/// one whose events every consumer has (below `acked_seq`); any other bad one is set aside as
+/// `*.seg.corrupt`, with the events it held named in the log.
+fn check_headers(
+    dir: &Path,
+    segments: &[u64],
+    acked_seq: u64,
+) -> Result<(Vec<u64>, Option<[u8; 16]>)> {
     let mut spool_id: Option<[u8; 16]> = None;
     let mut valid = Vec::with_capacity(segments.len());
     for (i, &seg) in segments.iter().enumerate() {
@@ -165,6 +173,14 @@ fn check_headers(dir: &Path, segments: &[u64]) -> Result<(Vec<u64>, Option<[u8; 
         });
         if ok {
             valid.push(seg);
+        } else if segments.get(i + 1).is_some_and(|&next| next <= acked_seq) {
+            log::warn!(
+                "Spool {}: removing {} ({} bytes), a segment with an invalid header whose events were all delivered.",
+                dir.display(),
+                p.display(),
+                len
+            );
+            fs::remove_file(&p).map_err(io_err("delete", &p))?;
         } else if i + 1 == segments.len() && len <= HEADER_LEN {
             log::warn!(
                 "Spool {}: removing {} ({} bytes), a segment that was created but never written.",

@@ -241,19 +241,24 @@ fn name(t: Tlv<'_>) -> Result<String, String> {
 }
 
 fn time(t: Tlv<'_>) -> Result<String, String> {
-    let s = std::str::from_utf8(t.content).map_err(|_| "invalid certificate: a time")?;
+    // Peer data: checked byte by byte before any slicing (a multi-byte UTF-8 character
+    // across a field's boundary must be an error, never a panic).
+    let c = t.content;
+    let digits = |n: usize| c.len() >= n && c[..n].iter().all(u8::is_ascii_digit);
+    let number = |b: &[u8]| b.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
     let (year, rest) = match t.tag {
-        0x17 if s.len() >= 12 => {
-            let yy: u32 = s[..2].parse().map_err(|_| "invalid certificate: a time")?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &s[2..])
+        0x17 if digits(12) => {
+            let yy = number(&c[..2]);
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &c[2..])
         }
-        0x18 if s.len() >= 14 => (
-            s[..4].parse().map_err(|_| "invalid certificate: a time")?,
-            &s[4..],
-        ),
+        0x18 if digits(14) => (number(&c[..4]), &c[4..]),
         _ => return Err("invalid certificate: a time of the wrong form".into()),
     };
-    let d = |i: usize| rest.get(i..i + 2).unwrap_or("??");
+    let d = |i: usize| {
+        rest.get(i..i + 2)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("??")
+    };
     Ok(format!(
         "{year:04}-{}-{}T{}:{}:{}Z",
         d(0),

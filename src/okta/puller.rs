@@ -83,6 +83,12 @@ pub struct Puller {
     /// against its bound, so a page fetched ahead during a commit cannot take it further
     /// past the bound than one page.
     pub committing_bytes: AtomicU64,
+    /// Bytes of the open transaction's pending frames (a snapshot listing in progress): they
+    /// count against the spool's bound, and a listing that cannot fit is rolled back.
+    staged_bytes: AtomicU64,
+    /// The first sequence number of the last commit: while the outputs have everything
+    /// before it, only that one page waits, and the next may be fetched beside its sending.
+    last_commit_first: AtomicU64,
 }
 
 /// A fatal puller error (the spool can no longer be written): the crate's one [`Fatal`].
@@ -180,6 +186,8 @@ impl Puller {
             spool_limits,
             write_failing: Default::default(),
             committing_bytes: Default::default(),
+            staged_bytes: Default::default(),
+            last_commit_first: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -285,17 +293,23 @@ impl Puller {
 
     /// Why the spool cannot take another page now, if it cannot.
     ///
-    /// The bound counts what the outputs have still to send (plus the commit in progress),
-    /// not the bytes on disk: delivered bytes are deleted by the spool itself (a sealed
-    /// segment as soon as every output has it), so counting them could keep a puller paused
-    /// for good after an outage. A request goes out while less than the bound waits, so the
-    /// spool waits at most the bound plus one page; a page larger than the bound goes
-    /// through alone once everything before it is delivered.
-    fn full(&self) -> Option<String> {
+    /// The bound counts what the outputs have still to send (plus the commit in progress and
+    /// an open transaction's pending frames), not the bytes on disk: delivered bytes are
+    /// deleted by the spool itself (a sealed segment as soon as every output has it), so
+    /// counting them could keep a puller paused for good after an outage. A request goes out
+    /// while less than the bound waits, or while all that waits is the last page committed
+    /// (so that sending one page and fetching the next overlap when a page is larger than the
+    /// bound): the spool waits at most the bound plus two pages.
+    pub(crate) fn full(&self) -> Option<String> {
         let limits = self.spool_limits;
         if let Ok(waiting) = self.spool.waiting_bytes() {
-            let bytes = waiting + self.committing_bytes.load(Ordering::Relaxed);
-            if bytes >= limits.max_bytes_per_table {
+            let committing = self.committing_bytes.load(Ordering::Relaxed);
+            let staged = self.staged_bytes.load(Ordering::Relaxed);
+            let bytes = waiting + committing + staged;
+            let only_last_page = committing == 0
+                && staged == 0
+                && self.spool.acked().seq >= self.last_commit_first.load(Ordering::Relaxed);
+            if bytes >= limits.max_bytes_per_table && !only_last_page {
                 return Some(format!(
                     "its spool holds {bytes} bytes not yet delivered, at globals.spool.max_bytes_per_table ({})",
                     limits.max_bytes_per_table
@@ -327,9 +341,9 @@ impl Puller {
         );
         let paused = Instant::now();
         loop {
-            if shutdown.sleep(Duration::from_millis(500)).await {
-                return true;
-            }
+            // Woken by the outputs' acks (the listener is made before the check, so no ack
+            // is missed); the disk's free space, which others change too, every 2 s.
+            let acked = self.spool.listen_acked();
             if self.full().is_none() {
                 log::info!(
                     "{} -> Pulling resumes: the spool has room again (paused {:.0}s).",
@@ -338,7 +352,41 @@ impl Puller {
                 );
                 return false;
             }
+            let woken = async {
+                acked.await;
+                false
+            };
+            let timer = async { shutdown.sleep(Duration::from_secs(2)).await };
+            if smol::future::or(woken, timer).await || shutdown.is_set() {
+                return true;
+            }
         }
+    }
+
+    /// Whether a listing staged in a transaction can take `more` bytes: `Err` says why not
+    /// (it holds the bound by itself, or the disk is at `min_free_bytes`); the caller rolls it
+    /// back rather than waiting for room its own pending frames hold.
+    pub(crate) fn listing_fits(&self, more: u64) -> Result<(), String> {
+        let limits = self.spool_limits;
+        let listing = self.staged_bytes.load(Ordering::Relaxed) + more;
+        if listing > limits.max_bytes_per_table {
+            return Err(format!(
+                "the listing holds {listing} bytes, more than globals.spool.max_bytes_per_table ({}) allows one table to hold",
+                limits.max_bytes_per_table
+            ));
+        }
+        if let Some((free, total)) = crate::sys::disk_space(self.spool.dir()) {
+            let min_free = limits
+                .min_free_bytes
+                .unwrap_or_else(|| (1 << 30).min(total / 20));
+            if free < min_free.saturating_add(more) {
+                return Err(format!(
+                    "the listing holds {listing} bytes and the disk of {} has {free} bytes free, under globals.spool.min_free_bytes ({min_free})",
+                    self.spool.dir().display()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the local budgets and Okta's headers allow one more request, and takes it.
@@ -442,13 +490,21 @@ impl Puller {
         let first_ms = events.first().and_then(super::page::event_time_ms);
         let batch = Arc::new((events, cursor));
         async move {
+            let first = Arc::new(AtomicU64::new(0));
+            let first_seen = first.clone();
             let written = self
                 .write_retrying(move |spool: &Spool| {
+                    // The first sequence number of what this commit makes visible (its
+                    // pending frames included).
+                    first_seen.store(spool.durable().next_seq, Ordering::Relaxed);
                     spool.append(&batch.0.slices(), &batch.1).map(|_| ())
                 })
                 .await;
             self.committing_bytes.store(0, Ordering::Relaxed);
             written?;
+            self.staged_bytes.store(0, Ordering::Relaxed);
+            self.last_commit_first
+                .store(first.load(Ordering::Relaxed), Ordering::Relaxed);
             self.counters.spooled.fetch_add(n, Ordering::Relaxed);
             if let Some(ms) = first_ms {
                 let first = self.spool.durable().next_seq.saturating_sub(n);
@@ -469,8 +525,11 @@ impl Puller {
             return Ok(());
         }
         let batch = Arc::new(Events::copied(events));
+        let bytes = batch.bytes() as u64;
         self.write_retrying(move |spool: &Spool| spool.append_pending(&batch.slices()))
-            .await
+            .await?;
+        self.staged_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Discards the open transaction.
@@ -478,7 +537,9 @@ impl Puller {
         let spool = self.spool.clone();
         smol::unblock(move || spool.abort_pending())
             .await
-            .map_err(|e| Halt::Fatal(e.to_string()))
+            .map_err(|e| Halt::Fatal(e.to_string()))?;
+        self.staged_bytes.store(0, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Runs a spool write on the blocking pool; a non-fatal error (e.g. ENOSPC, after which the

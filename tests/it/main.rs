@@ -14,6 +14,8 @@ mod devo;
 mod devo_tls;
 /// Long outage with a small spool, full disk, `status`.
 mod durability;
+/// Issue 24's edges: a hostile server certificate, bounded cursors and listings, refused files.
+mod edges;
 /// Okta faults, rate limits, token secrecy.
 mod faults;
 /// Attacks on the metrics port, hostile Okta answers.

@@ -211,8 +211,16 @@ fn a_crash_after_any_write_or_sync_recovers_an_exact_prefix() {
     let (mut done, mut acked) = (None, 0);
     workload(&s, &mut done, &mut acked).unwrap();
     assert_eq!(done, Some(11));
-    let (writes, syncs) = (fs.count(Op::Write), fs.count(Op::Sync));
+    let (writes, syncs, creates) = (
+        fs.count(Op::Write),
+        fs.count(Op::Sync),
+        fs.count(Op::Create),
+    );
     assert!(writes > 30 && syncs > 15, "{writes} writes, {syncs} syncs");
+    assert!(
+        creates > 3,
+        "{creates} segments created: the workload rotates"
+    );
     drop(s);
     let mut cases = 0;
     for (op, n, fault) in (0..writes)
@@ -223,6 +231,9 @@ fn a_crash_after_any_write_or_sync_recovers_an_exact_prefix() {
             ]
         })
         .chain((0..syncs).map(|n| (Op::Sync, n, Fault::CrashAfter)))
+        // A crash right after a segment file is created, before its header is written: the
+        // workload creates segments after a full acknowledgement too.
+        .chain((0..creates).map(|n| (Op::Create, n, Fault::CrashAfter)))
     {
         let dir = tempfile::tempdir().unwrap();
         let fs = Arc::new(FaultFs::new());

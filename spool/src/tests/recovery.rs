@@ -65,6 +65,36 @@ fn a_segment_created_but_never_written_is_removed() {
 }
 
 #[test]
+fn a_segment_created_after_a_full_acknowledgement_never_takes_the_cursor_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let next = {
+        let s = open(dir.path(), small()).unwrap();
+        fill(&s, 0, 2);
+        // Every consumer has every event: the segment holding the cursor is fully delivered.
+        let mut r = s.reader_for(0);
+        let mut last = None;
+        while let Some(f) = r.next_frame().unwrap() {
+            last = Some(f.position(f.end_seq()));
+        }
+        let end = last.unwrap();
+        s.ack_by(0, end).unwrap();
+        end.seq
+    };
+    // A crash right after the next segment was created (empty, or a torn header).
+    for torn in [&b""[..], b"SPL"] {
+        fs::write(segment_path(dir.path(), next), torn).unwrap();
+        let s = open(dir.path(), small()).unwrap();
+        assert_eq!(
+            s.cursor().as_deref(),
+            Some(&b"c1"[..]),
+            "the cursor survives ({} bytes in the new segment)",
+            torn.len()
+        );
+        assert!(read_all(&s).is_empty(), "nothing is delivered twice");
+    }
+}
+
+#[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _s = open(dir.path(), small()).unwrap();

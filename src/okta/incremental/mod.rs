@@ -25,6 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// Objects re-listed because of it are dropped by their `(id, lastUpdated)`.
 pub(super) const SETTLE: Duration = Duration::from_secs(60);
 
+/// The most ids the cursor keeps of objects a later listing may return again (each is copied
+/// into every frame's cursor, so the list is bounded against a hostile listing).
+pub(crate) const MAX_RECENT: usize = 2_000;
+/// The longest id kept (Okta's ids are 20 bytes).
+pub(crate) const MAX_RECENT_ID_BYTES: usize = 64;
+
 /// Reads the cursor of `users` or `groups` from the spool, or writes a first one. A configured
 /// `start` that differs from the stored one restarts the persistence, as for `logs`.
 pub(crate) async fn restore(p: &Puller) -> Result<IncrementalCursor, Halt> {
@@ -135,6 +141,7 @@ async fn take_page(
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut max = parse_rfc3339(&c.listing_max);
     let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(page.items.len());
+    let mut saturated = false;
     for raw in &page.items {
         let m = page::object_meta(raw);
         let (Some(obj_id), Some(updated)) = (m.id, m.updated) else {
@@ -148,10 +155,21 @@ async fn take_page(
         }
         lines.push(page::one_line(raw));
         max = Some(max.map_or(updated, |m| m.max(updated)));
-        // Kept only if a later listing can return it with the same update time.
+        // Kept only if a later listing can return it with the same update time, and within
+        // the bound (past it, a later listing may send the object again: never a loss).
         if max.is_some_and(|m| updated >= m.min(settled)) {
-            c.recent.insert(obj_id, stamp);
+            if obj_id.len() <= MAX_RECENT_ID_BYTES && c.recent.len() < MAX_RECENT {
+                c.recent.insert(obj_id, stamp);
+            } else {
+                saturated = true;
+            }
         }
+    }
+    if saturated {
+        log::warn!(
+            "{} -> More objects were updated at the listing's newest times than the cursor keeps ({MAX_RECENT} ids, none over {MAX_RECENT_ID_BYTES} bytes): the next listing may send some of them again.",
+            p.label
+        );
     }
     if let Some(m) = max {
         c.listing_max = format_millis(m);

@@ -28,6 +28,9 @@ pub struct LogsCursor {
     /// made from.
     #[serde(skip)]
     last: Parsed,
+    /// Whether a uuid was not kept for the bound (see [`LogsCursor::remember`]). Never stored.
+    #[serde(skip)]
+    saturated: bool,
 }
 
 /// A timestamp and the text it was parsed from or formatted to.
@@ -54,6 +57,7 @@ impl LogsCursor {
             uuid_list: Vec::new(),
             configured_start: None,
             last: Parsed::default(),
+            saturated: false,
         }
     }
 
@@ -66,7 +70,13 @@ impl LogsCursor {
 
     /// Decodes a stored record.
     pub fn decode(bytes: &[u8]) -> Result<LogsCursor, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        let mut c: LogsCursor = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        // A stored list (an imported state, one from an older version) keeps the same bound.
+        let list = std::mem::take(&mut c.uuid_list);
+        for uuid in &list {
+            c.remember(uuid);
+        }
+        Ok(c)
     }
 
     /// Encodes for storage. An error is never an empty cursor committed: the caller stops.
@@ -94,7 +104,7 @@ impl LogsCursor {
                 if self.uuid_list.iter().any(|u| u == uuid) {
                     true
                 } else {
-                    self.uuid_list.push(uuid.to_string());
+                    self.remember(uuid);
                     false
                 }
             }
@@ -108,12 +118,41 @@ impl LogsCursor {
                 self.last = Parsed(floored.map(|t| (t, text.clone())));
                 self.last_timestamp = text;
                 self.uuid_list.clear();
-                self.uuid_list.push(uuid.to_string());
+                self.remember(uuid);
                 false
             }
         }
     }
+
+    /// Adds `uuid` to the list of those taken at `last_timestamp`, within the bound: past
+    /// [`MAX_UUIDS`] uuids or [`MAX_UUID_LIST_BYTES`] bytes (or for a uuid longer than
+    /// [`MAX_UUID_BYTES`], which no Okta uuid is) it is not kept, and `saturated` says so
+    /// once. The cursor stays exact: the `next` link is the real cursor, the list only
+    /// serves the `since` fallback, which may then send again an event it did not keep.
+    fn remember(&mut self, uuid: &str) {
+        let bytes: usize = self.uuid_list.iter().map(String::len).sum();
+        if uuid.len() > MAX_UUID_BYTES
+            || self.uuid_list.len() >= MAX_UUIDS
+            || bytes + uuid.len() > MAX_UUID_LIST_BYTES
+        {
+            self.saturated = true;
+            return;
+        }
+        self.uuid_list.push(uuid.to_string());
+    }
+
+    /// Whether a uuid was not kept since the last call (each saturation is reported once).
+    pub fn take_saturated(&mut self) -> bool {
+        std::mem::take(&mut self.saturated)
+    }
 }
+
+/// The most uuids the cursor keeps for one timestamp (Okta's pages hold at most 1,000 events).
+pub const MAX_UUIDS: usize = 1_000;
+/// The most bytes of uuids the cursor keeps (1,000 Okta uuids are 36,000 bytes).
+pub const MAX_UUID_LIST_BYTES: usize = 40_000;
+/// The longest uuid kept (Okta's are 36 bytes).
+pub const MAX_UUID_BYTES: usize = 64;
 
 impl crate::okta::restore::Cursor for LogsCursor {
     fn decode(bytes: &[u8]) -> Result<LogsCursor, String> {

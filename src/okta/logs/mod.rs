@@ -277,6 +277,16 @@ fn take(
             lines.push(page::one_line(item));
         }
     }
+    if after.take_saturated() {
+        log::warn!(
+            "{} -> More events share the timestamp {} than the cursor keeps uuids of ({} uuids, {} bytes at most, none over {} bytes): the next link stays exact, but a fallback to last_timestamp may send some of them again.",
+            p.label,
+            after.last_timestamp,
+            cursor::MAX_UUIDS,
+            cursor::MAX_UUID_LIST_BYTES,
+            cursor::MAX_UUID_BYTES
+        );
+    }
     after.next_link = page.next.unwrap_or_else(|| url.to_string());
     stats.received += items as u64;
     stats.duplicates += dups;

@@ -14,6 +14,7 @@ use super::page;
 use super::puller::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
 use super::restore::{self, Cursor};
 use crate::config::{Emit, ServiceKind};
+use crate::errors::ErrorId::Pull302 as PULL_302;
 use crate::shutdown::Shutdown;
 use crate::time::format_millis;
 use std::borrow::Cow;
@@ -46,6 +47,8 @@ pub(crate) async fn cycle(
     } else {
         format!("{base}?limit={PAGE_LIMIT}")
     };
+    // Pages of this listing (not progress for the backoff: an unfinished one is taken again).
+    let mut pages = 0u64;
     let end = loop {
         let resp = match p.get(&url, shutdown, &mut stats).await {
             Got::Page(r) => r,
@@ -58,6 +61,7 @@ pub(crate) async fn cycle(
             break stats.failed();
         };
         stats.received += page.items.len() as u64;
+        pages += 1;
         let mut lines: Vec<Cow<'_, str>> = Vec::with_capacity(page.items.len());
         for raw in &page.items {
             let line = page::one_line(raw);
@@ -71,6 +75,19 @@ pub(crate) async fn cycle(
             lines.push(line);
         }
         let mut events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        // The listing's pending frames count against the spool's bound: one that cannot fit
+        // is rolled back (below) instead of filling the disk, and the other tables go on.
+        let more = events.iter().map(|e| e.len() as u64).sum();
+        if let Err(why) = p.listing_fits(more) {
+            log::error!(
+                "{} -> {PULL_302}: the listing is rolled back after {} pages ({} objects): {why}. Nothing of it is sent; it is tried again in {} seconds (raise globals.spool.max_bytes_per_table, or free disk space).",
+                p.label,
+                pages,
+                stats.received,
+                p.service.period.as_secs()
+            );
+            break CycleEnd::Unavailable;
+        }
         match page.next {
             Some(next) => {
                 p.stage(&events).await?;
