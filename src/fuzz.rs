@@ -206,3 +206,86 @@ fn the_http_server_takes_any_bytes() {
     let n = s.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
+
+/// A real certificate (subject, SAN, key usages, validity) to mutate, made once.
+fn certificate_template() -> Vec<u8> {
+    static TEMPLATE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(make_certificate).clone()
+}
+
+fn make_certificate() -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["collector-eu.devo.io".into()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Devo é ü 日本");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "logtrustCA");
+    params
+        .extended_key_usages
+        .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    params.self_signed(&key).unwrap().der().to_vec()
+}
+
+/// Where a string or time element's content lies in `der` (tag, short length, content that
+/// fits): UTF8String, PrintableString, IA5String, UTCTime, GeneralizedTime, BMPString.
+fn text_fields(der: &[u8]) -> Vec<(usize, usize)> {
+    (0..der.len().saturating_sub(2))
+        .filter(|&i| matches!(der[i], 0x0c | 0x13 | 0x16 | 0x17 | 0x18 | 0x1e))
+        .filter_map(|i| {
+            let len = usize::from(der[i + 1]);
+            (len < 0x80 && i + 2 + len <= der.len()).then_some((i + 2, len))
+        })
+        .collect()
+}
+
+/// Bytes that fill a field: digits, `Z`, and pieces of multi-byte UTF-8 (whole and cut).
+fn field_bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(b"0".to_vec()),
+            Just(b"9".to_vec()),
+            Just(b"Z".to_vec()),
+            Just("é".as_bytes().to_vec()),
+            Just("日".as_bytes().to_vec()),
+            Just("😀".as_bytes().to_vec()),
+            Just(vec![0xc3]),
+            Just(vec![0xe6, 0x97]),
+            Just(vec![0xff]),
+            any::<u8>().prop_map(|b| vec![b]),
+        ],
+        0..20,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_certificate_reader(der in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = crate::forward::x509::parse(&der);
+        let _ = crate::forward::x509::rsa_private_key_bits(&der);
+    }
+
+    #[test]
+    fn multi_byte_text_in_any_string_or_time_field_never_panics_the_certificate_reader(
+        edits in proptest::collection::vec((any::<u16>(), field_bytes()), 1..4),
+    ) {
+        let template = certificate_template();
+        let fields = text_fields(&template);
+        prop_assume!(!fields.is_empty());
+        let mut der = template.clone();
+        for (which, bytes) in edits {
+            let (at, len) = fields[usize::from(which) % fields.len()];
+            // The content is overwritten in place (the lengths stay right), padded or cut.
+            for (k, slot) in der[at..at + len].iter_mut().enumerate() {
+                *slot = bytes.get(k).copied().unwrap_or(b'0');
+            }
+        }
+        if let Ok(info) = crate::forward::x509::parse(&der) {
+            let _ = info.to_string();
+        }
+    }
+}

@@ -67,15 +67,20 @@
 //! # Recovery (at [`Spool::open_consumers`]; its cost does not grow with the backlog)
 //!
 //! 1. Take `LOCK`; read each consumer's ack file (none, or no valid slot: that consumer starts
-//!    from the oldest segment).
-//! 2. Delete segments wholly below the slowest consumer's position; set aside segments whose
-//!    header is bad
-//!    (a last segment no longer than a header was created but never used: deleted).
+//!    from the oldest segment). A position the spool cannot have (a valid checksum over a
+//!    segment that does not exist, an offset past its file, an event past the next segment's
+//!    first, or, after step 3, past the recovered end) is refused as corrupt, naming the file:
+//!    that consumer starts from the oldest segment (events may be sent again, none is skipped).
+//! 2. Set aside segments whose header is bad (a last segment no longer than a header was
+//!    created but never used, and a bad one every consumer is past: deleted).
 //! 3. Scan the *last* segment only: truncate it at the first invalid or incomplete frame (a torn
 //!    tail) or at the first pending frame not followed by a commit, `fdatasync`, and recover the
 //!    next sequence number and the cursor from its frames.
 //!    A last segment with no valid frame holds no event: it is deleted and the one before is
 //!    scanned instead.
+//! 4. Only then delete the segments wholly below the slowest consumer's position, never the
+//!    one step 3 recovered the writer (and so the last cursor) from: a crash that left an empty
+//!    segment beside a fully delivered spool must not take the cursor with it.
 //!
 //! A corrupt frame met later by the reader in a sealed segment is counted and skipped: the
 //! reader resynchronises on the next frame magic whose checksum holds. It never stops.

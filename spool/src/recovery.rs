@@ -1,6 +1,7 @@
-//! Opening a spool is recovery: take the lock, read each consumer's position, delete what every
-//! consumer has, set aside segments with a bad header, and scan the last segment only (a torn
-//! tail or an uncommitted transaction is cut off). Its cost does not grow with the backlog.
+//! Opening a spool is recovery: take the lock, read each consumer's position (refusing one the
+//! spool cannot have), set aside segments with a bad header, scan the last segment only (a torn
+//! tail or an uncommitted transaction is cut off), then delete what every consumer has, never
+//! the writer's segment. Its cost does not grow with the backlog.
 
 use crate::ack::{
     AckFile, Acked, ack_path, position_or_oldest, slowest_known, valid_consumer_name,
@@ -8,9 +9,11 @@ use crate::ack::{
 use crate::error::{Error, Result, io_err};
 use crate::filesystem::{Filesystem, RealFs};
 use crate::format::{HEADER_LEN, SegmentHeader};
-use crate::segment::{create_segment, list_segments, new_spool_id, scan_segment, segment_path};
+use crate::segment::{
+    create_segment, list_segments, new_spool_id, scan_segment, segment_lens, segment_path,
+};
 use crate::writer::Writer;
-use crate::{Durable, Inner, Options, Spool, losses};
+use crate::{Durable, Inner, Options, Position, Spool, losses};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
@@ -61,6 +64,17 @@ impl Spool {
             let (file, pos) = AckFile::open(&path).map_err(io_err("open", &path))?;
             acks.push((file, path, pos));
         }
+        // A position past the spool's files (a valid checksum over a wrong position) would
+        // skip events or fail every read: refused before it can decide any deletion.
+        let lens = segment_lens(dir)?;
+        for (_, path, pos) in &mut acks {
+            if let Some(p) = *pos
+                && !within_files(p, &lens)
+            {
+                refuse_position(dir, path, p);
+                *pos = None;
+            }
+        }
         let ack_pos = slowest_known(acks.iter().map(|(_, _, p)| *p));
         let segments = list_segments(dir)?;
         let acked_seq = ack_pos.map_or(0, |a| a.seq);
@@ -69,7 +83,32 @@ impl Spool {
         // The writer is found first: the segment holding the last committed cursor is never
         // deleted, even when every consumer is past it (a crash can leave an empty segment
         // created after a full acknowledgement beside it; that one goes, the cursor stays).
-        let recovered = recover_writer(&*fs, dir, opts, &mut valid, acked_seq)?;
+        let recovered = recover_writer(&*fs, dir, opts, &mut valid)?;
+        // Past the recovered end (a torn tail cut off, or an ack beyond the last event):
+        // refused too, and the deletions below count without it.
+        let mut acked_seq = acked_seq;
+        if let Some(w) = &recovered {
+            let end = Position {
+                seq: w.next_seq,
+                segment: w.segment,
+                offset: w.offset,
+            };
+            for (_, path, pos) in &mut acks {
+                let Some(p) = *pos else { continue };
+                if p.segment > w.segment && p.seq == w.next_seq {
+                    // At the start of a segment that held no frame (removed above): the
+                    // same place as the writer's end.
+                    *pos = Some(end);
+                } else if p.seq > w.next_seq
+                    || p.segment > w.segment
+                    || (p.segment == w.segment && p.offset > w.offset)
+                {
+                    refuse_position(dir, path, p);
+                    *pos = None;
+                }
+            }
+            acked_seq = slowest_known(acks.iter().map(|(_, _, p)| *p)).map_or(0, |a| a.seq);
+        }
         // Then the segments every consumer is past go, all but the writer's own.
         while valid.len() >= 2 && valid[1] <= acked_seq {
             let p = segment_path(dir, valid[0]);
@@ -123,6 +162,35 @@ impl Spool {
             }),
         })
     }
+}
+
+/// Whether a recorded position can be one of this spool's: in a segment file that exists (or
+/// below the oldest, whose segments are gone), within its length, and not past the next
+/// segment's first event. A spool with no segment takes any position (nothing can be skipped).
+fn within_files(p: Position, lens: &[(u64, u64)]) -> bool {
+    let Some(&(oldest, _)) = lens.first() else {
+        return true;
+    };
+    if p.segment < oldest {
+        return true;
+    }
+    match lens.iter().position(|&(seg, _)| seg == p.segment) {
+        None => false,
+        Some(i) => p.offset <= lens[i].1 && lens.get(i + 1).is_none_or(|&(next, _)| p.seq <= next),
+    }
+}
+
+/// Says that the ack file `path` holds a position the spool cannot have; its consumer resumes
+/// from the oldest retained event (a few events may be sent again, none is skipped).
+fn refuse_position(dir: &Path, path: &Path, p: Position) {
+    log::error!(
+        "Spool {}: {} is corrupt: it records event {} at offset {} of segment {}, past the spool's end; that output resumes from the oldest event kept (some may be sent again, none is skipped).",
+        dir.display(),
+        path.display(),
+        p.seq,
+        p.offset,
+        p.segment
+    );
 }
 
 /// Creates `dir` (0700) if needed and takes its `LOCK` (flock), held as long as the file is.
@@ -220,7 +288,6 @@ fn recover_writer(
     dir: &Path,
     opts: Options,
     valid: &mut Vec<u64>,
-    acked_seq: u64,
 ) -> Result<Option<Writer>> {
     while let Some(&seg) = valid.last() {
         let p = segment_path(dir, seg);
@@ -266,7 +333,7 @@ fn recover_writer(
             file,
             segment: seg,
             offset: scan.valid_end,
-            next_seq: scan.next_seq.max(acked_seq),
+            next_seq: scan.next_seq,
             batch_no,
             cursor,
             failed: false,

@@ -11,6 +11,34 @@ use std::path::Path;
 /// A state file larger than this is not Devo's.
 const MAX_BYTES: u64 = 1 << 20;
 
+/// Reads a regular file of at most [`MAX_BYTES`]: anything else (a FIFO, which would hang a
+/// plain open; a device such as `/dev/zero` behind a link, which never ends) is refused once
+/// opened (without blocking) and looked at, and no more than the limit is ever read.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a state file of Devo's collector is one)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("over {MAX_BYTES} bytes: not a state file of Devo's collector"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads and checks a Devo state file: the record, its next link on the org's origin (the
 /// token would follow it elsewhere), its times readable.
 ///
@@ -18,15 +46,7 @@ const MAX_BYTES: u64 = 1 << 20;
 /// What is wrong with the file, naming it.
 pub fn read(path: &Path, org: &crate::config::Origin) -> Result<LogsCursor, String> {
     let name = path.display();
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {name}: {e}"))?
-        .len();
-    if len > MAX_BYTES {
-        return Err(format!(
-            "{name} is {len} bytes: not a state file of Devo's collector"
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let bytes = read_bounded(path).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut c = LogsCursor::decode(&bytes).map_err(|e| {
         format!(
             "{name} is not Devo's System Log state (a JSON record with next_link, initial_start_time_in_utc, last_timestamp and uuid_list): {e} \

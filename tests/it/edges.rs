@@ -244,3 +244,52 @@ fn a_snapshot_listing_larger_than_the_spool_bound_is_rolled_back_and_the_others_
         .sum();
     assert!(bytes < 1 << 20, "{bytes} bytes left in the apps spool");
 }
+
+#[test]
+fn a_devo_state_file_that_is_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
+    let env = Env::new(okta::Options {
+        total: 5,
+        initial: 5,
+        ..Default::default()
+    });
+    let text = env.config_with_globals(
+        "  persistence:\n    type: filesystem\n    config:\n      directory_name: state\n",
+    );
+    env.write_config_text(&text);
+    let dir = env.path().join("state/okta-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("okta_65294_logs_predefined_OktaResourcesPuller.json");
+    for make in ["fifo", "zero"] {
+        let _ = std::fs::remove_file(&state);
+        match make {
+            "fifo" => assert!(
+                std::process::Command::new("mkfifo")
+                    .arg(&state)
+                    .status()
+                    .unwrap()
+                    .success()
+            ),
+            _ => std::os::unix::fs::symlink("/dev/zero", &state).unwrap(),
+        }
+        let mut child = std::process::Command::new(bin())
+            .args(["validate", "--config"])
+            .arg(env.path().join("config.yaml"))
+            .current_dir(env.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let exited = wait_until(Duration::from_secs(20), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(exited, "{make}: validate hung");
+        assert!(
+            stdout.contains("not a regular file"),
+            "{make}: the file is refused, naming why\n{stdout}"
+        );
+    }
+}

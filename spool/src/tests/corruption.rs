@@ -150,3 +150,64 @@ fn random_bit_flips_in_sealed_segments_lose_only_the_frames_they_hit() {
         );
     }
 }
+
+#[test]
+fn an_ack_file_past_the_spools_end_is_refused_and_its_consumer_reads_from_the_oldest_event() {
+    let bogus_positions = |last: u64| {
+        [
+            // In the last segment, beyond its end.
+            Position {
+                seq: 10_000,
+                segment: last,
+                offset: 1 << 30,
+            },
+            // In a segment that does not exist.
+            Position {
+                seq: 10_000,
+                segment: last + 1_000,
+                offset: 64,
+            },
+            // In an existing segment, but an event number past the spool's end.
+            Position {
+                seq: 1 << 40,
+                segment: last,
+                offset: 64,
+            },
+        ]
+    };
+    for k in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = open(dir.path(), small()).unwrap();
+            fill(&s, 0, 12);
+        }
+        let segs = list_segments(dir.path()).unwrap();
+        assert!(segs.len() >= 2, "{segs:?}");
+        let bogus = bogus_positions(*segs.last().unwrap())[k];
+        let path = crate::ack::ack_path(dir.path(), "c");
+        let (mut a, _) = crate::ack::AckFile::open(&path).unwrap();
+        a.write(&RealFs, bogus).unwrap();
+        drop(a);
+        let s = open(dir.path(), small()).unwrap();
+        assert_eq!(
+            read_all(&s).len(),
+            36,
+            "{bogus:?}: every event is read again, none skipped"
+        );
+        assert_eq!(s.durable().next_seq, 36, "{bogus:?}");
+        assert_eq!(list_segments(dir.path()).unwrap(), segs, "nothing deleted");
+        let end = {
+            let mut r = s.reader_for(0);
+            let mut end = None;
+            while let Some(f) = r.next_frame().unwrap() {
+                end = Some(f.position(f.end_seq()));
+            }
+            end.unwrap()
+        };
+        // And the consumer goes on acking from there.
+        s.ack_by(0, end).unwrap();
+        drop(s);
+        let s = open(dir.path(), small()).unwrap();
+        assert!(read_all(&s).is_empty());
+    }
+}
