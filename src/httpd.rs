@@ -1,14 +1,17 @@
 //! A tiny blocking HTTP/1.1 server (a thread per connection, a bounded number of them), for
 //! the metrics endpoint and the simulated Okta org. Anyone who reaches the metrics port (every
 //! pod of a cluster) is a client, so every input is bounded: GET and HEAD only, no bodies, the
-//! request line and headers within 8 KiB, read and write timeouts, a cap on connections
-//! (refused beyond it), and no panic on any path.
+//! request line and headers within 8 KiB and within a total deadline (not only a timeout per
+//! read: a client sending a byte every few seconds is cut off all the same), write timeouts, a
+//! cap on connections, and no panic on any path. At the cap, a new connection evicts the one
+//! that has waited longest for its request head: slow clients cannot hold every slot against
+//! a liveness probe, which sends its head at once.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What one server accepts.
 #[derive(Debug, Clone, Copy)]
@@ -17,8 +20,8 @@ pub struct Limits {
     pub max_head: usize,
     /// Connections served at once; one more is answered 503 and closed.
     pub max_connections: usize,
-    /// Longest wait for the next bytes of a request (and between requests on a kept-alive
-    /// connection).
+    /// Longest wait for a whole request head, from when the server starts waiting for it
+    /// (between requests on a kept-alive connection too), however the bytes trickle in.
     pub read_timeout: Duration,
     /// Longest wait for the client to take the answer.
     pub write_timeout: Duration,
@@ -97,6 +100,42 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// The connections waiting for a request head, oldest first: the ones a new connection may
+/// evict at the cap.
+#[derive(Default)]
+struct Waiting {
+    next_id: AtomicU64,
+    conns: Mutex<Vec<(u64, Instant, TcpStream)>>,
+}
+
+impl Waiting {
+    fn register(&self, conn: &TcpStream) -> Option<u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let clone = conn.try_clone().ok()?;
+        crate::lock(&self.conns).push((id, Instant::now(), clone));
+        Some(id)
+    }
+
+    fn unregister(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            crate::lock(&self.conns).retain(|(i, _, _)| *i != id);
+        }
+    }
+
+    /// Shuts the connection that has waited longest for its head (its thread then ends);
+    /// false if none is waiting.
+    fn evict_oldest(&self) -> bool {
+        let mut conns = crate::lock(&self.conns);
+        if conns.is_empty() {
+            return false;
+        }
+        let (_, _, conn) = conns.remove(0);
+        drop(conns);
+        let _ = conn.shutdown(Shutdown::Both);
+        true
+    }
+}
+
 /// Serves `handler` on `listener` from a background thread, forever, within `limits`.
 pub fn serve(
     listener: TcpListener,
@@ -107,20 +146,26 @@ pub fn serve(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let open = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(Waiting::default());
     let accept = move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-                open.fetch_sub(1, Ordering::AcqRel);
-                refuse(&mut conn, 503, "too many connections");
-                continue;
+                // A slot is taken from the slowest client still sending its head; with none
+                // (every slot answering), the newcomer is refused. The evicted thread ends
+                // within moments, so the count overshoots the cap by the evictions in flight.
+                if !waiting.evict_oldest() {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                    refuse(&mut conn, 503, "too many connections");
+                    continue;
+                }
             }
-            let (handler, done) = (handler.clone(), open.clone());
+            let (handler, done, waiting) = (handler.clone(), open.clone(), waiting.clone());
             let spawned = std::thread::Builder::new()
                 .name("httpd".into())
                 .stack_size(128 << 10)
                 .spawn(move || {
-                    let _ = handle(conn, &*handler, limits);
+                    let _ = handle(conn, &*handler, limits, &waiting);
                     done.fetch_sub(1, Ordering::AcqRel);
                 });
             // No thread to be had (a process limit): the connection is dropped, the server
@@ -137,6 +182,28 @@ pub fn serve(
         log::error!("cannot start the HTTP server on {addr}: {e}");
     }
     addr
+}
+
+/// A connection's reading side with a deadline for the whole request head: each read waits
+/// at most what is left of it (and at most `per_read`), and none starts once it has passed.
+struct Timed {
+    conn: TcpStream,
+    deadline: Instant,
+    per_read: Duration,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request head took too long",
+            ));
+        }
+        self.conn.set_read_timeout(Some(left.min(self.per_read)))?;
+        self.conn.read(buf)
+    }
 }
 
 /// Answers `status` with a short text and closes (best effort, bounded by a short timeout).
@@ -254,14 +321,24 @@ fn handle(
     conn: TcpStream,
     handler: &(dyn Fn(&Request) -> Reply + Send + Sync),
     limits: Limits,
+    waiting: &Waiting,
 ) -> std::io::Result<()> {
     let _ = conn.set_nodelay(true);
     conn.set_read_timeout(Some(limits.read_timeout))?;
     conn.set_write_timeout(Some(limits.write_timeout))?;
-    let mut reader = BufReader::with_capacity(4096, conn.try_clone()?);
+    let timed = Timed {
+        conn: conn.try_clone()?,
+        deadline: Instant::now() + limits.read_timeout,
+        per_read: limits.read_timeout,
+    };
+    let mut reader = BufReader::with_capacity(4096, timed);
     let mut out = conn;
     loop {
-        let req = match read_head(&mut reader, limits)? {
+        reader.get_mut().deadline = Instant::now() + limits.read_timeout;
+        let id = waiting.register(&out);
+        let head = read_head(&mut reader, limits);
+        waiting.unregister(id);
+        let req = match head? {
             Head::Closed => return Ok(()),
             Head::Request(req) => req,
             Head::Refused(status, why) => {

@@ -293,3 +293,79 @@ fn a_devo_state_file_that_is_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
         );
     }
 }
+
+/// The status line of one `GET path` (empty if none came within 3 s).
+fn probe(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut got = vec![0u8; 256];
+    let n = s.read(&mut got).unwrap_or(0);
+    String::from_utf8_lossy(&got[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn slow_clients_holding_every_metrics_slot_do_not_shut_out_the_health_probes() {
+    use std::io::Write;
+    let mut env = Env::new(okta::Options {
+        total: 20,
+        initial: 20,
+        ..Default::default()
+    });
+    let addr = format!("127.0.0.1:{}", free_port());
+    env.write_config_text(&env.config_with_globals(&format!("  metrics_listen: {addr}\n")));
+    let _devo = env.start_devo();
+    let mut child = env.spawn();
+    assert!(wait_until(Duration::from_secs(20), || probe(
+        &addr, "/healthz"
+    )
+    .contains(" 200 ")));
+    // 64 clients that send one byte of a request head every 2 s, reconnecting when cut off,
+    // for 14 s: a per-read timeout alone lets them hold every slot for good.
+    let stop_at = std::time::Instant::now() + Duration::from_secs(14);
+    let slow: Vec<_> = (0..64)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                while std::time::Instant::now() < stop_at {
+                    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    for b in b"GET /metrics HTTP/1.1\r\nX: ".iter().cycle() {
+                        if std::time::Instant::now() >= stop_at || s.write_all(&[*b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_secs(2));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    // Probes every second while the slow clients hold on: every one is answered.
+    let mut answers = Vec::new();
+    while std::time::Instant::now() + Duration::from_secs(1) < stop_at {
+        answers.push(probe(&addr, "/healthz"));
+        answers.push(probe(&addr, "/readyz"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for t in slow {
+        t.join().unwrap();
+    }
+    let running = child.try_wait().unwrap().is_none();
+    stop(&env, &mut child);
+    assert!(running, "{}", env.logs());
+    assert!(answers.len() >= 10, "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.starts_with("HTTP/1.1 200")),
+        "every probe is answered 200 while slow clients hold the other slots: {answers:?}"
+    );
+}
