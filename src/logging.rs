@@ -31,11 +31,12 @@ pub fn init(level: log::LevelFilter) {
 pub fn init_with(level: log::LevelFilter, opts: &Options) -> Result<(), String> {
     let json = opts.json;
     let dispatch = fern::Dispatch::new()
-        .level(log::LevelFilter::Trace)
-        // Library chatter (rustls, ureq): warnings and errors only.
-        .level_for("rustls", log::LevelFilter::Warn)
-        .level_for("ureq", log::LevelFilter::Warn)
-        .level_for("ureq_proto", log::LevelFilter::Warn)
+        // Library chatter (rustls, ureq, notify, async-io...): warnings and errors only. At
+        // `trace`, notify logs every inotify event, and a log file in the config's folder
+        // would feed the watcher its own lines without end.
+        .level(log::LevelFilter::Warn)
+        .level_for("okta_collector", log::LevelFilter::Trace)
+        .level_for("spool", log::LevelFilter::Trace)
         .format(move |out, message, record| {
             let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
             let text = message.to_string();

@@ -341,7 +341,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("Stopped: {e}. Restart to recover from the spool.");
+            log::error!("Stopped: {e}. {}", e.remedy());
             ExitCode::FAILURE
         }
     }

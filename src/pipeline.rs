@@ -76,6 +76,20 @@ impl std::fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// What fixes it: a restart only helps a fatal error (the spool is recovered at start);
+    /// a held spool or a setup problem needs the named thing fixed first.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            Error::SpoolLocked(_) => {
+                "Stop the other process that holds the spool, or give this collector a globals.data_dir of its own, then start again."
+            }
+            Error::Setup(_) => "Fix what it names, then start again.",
+            Error::Fatal(_) => "Restart to recover from the spool (what was pulled is on disk).",
+        }
+    }
+}
+
 impl std::error::Error for Error {}
 
 impl From<String> for Error {
@@ -173,16 +187,10 @@ impl Pipeline {
                 .iter()
                 .map(|_| Arc::new(AtomicU64::new(0)))
                 .collect();
-            let delivered_times: Vec<_> = consumers
-                .iter()
-                .enumerate()
-                .map(|(c, _)| {
-                    // What `status` shows survives a restart: the file the forwarder keeps.
-                    let ms = std::fs::read_to_string(crate::forward::freshness_file(&dir, c))
-                        .ok()
-                        .and_then(|t| t.trim().parse().ok())
-                        .unwrap_or(0);
-                    Arc::new(AtomicU64::new(ms))
+            let delivered_times: Vec<_> = (0..consumers.len())
+                .map(|c| {
+                    // What `status` shows survives a restart: the spool keeps it.
+                    Arc::new(AtomicU64::new(spool.delivered_time(c).unwrap_or(0)))
                 })
                 .collect();
             let counters = Arc::new(Counters::default());

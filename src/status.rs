@@ -84,11 +84,26 @@ pub fn report(config: &Config) -> Result<String, String> {
         };
         let _ = writeln!(out, "  last pull:   {}", when(i.last_append));
         let _ = writeln!(out, "  last send:   {}", when(i.last_ack));
-        for (c, name) in names.iter().enumerate() {
-            let ms = std::fs::read_to_string(crate::forward::freshness_file(&dir, c))
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok());
-            if let Some(ms) = ms {
+        if s.kind != crate::config::ServiceKind::Logs {
+            // An inventory's newest object may be weeks old when all is delivered: its
+            // freshness is the age of its last listing, not of its newest object.
+            let _ = writeln!(
+                out,
+                "  listing:     the last one committed {}; {}",
+                match i.last_append {
+                    Some(t) => format!("{} ago", ago(now, t)),
+                    None => "never".into(),
+                },
+                if i.waiting() == 0 {
+                    "all of it delivered".to_string()
+                } else {
+                    format!("{} events of it waiting", i.waiting())
+                }
+            );
+            continue;
+        }
+        for (name, c) in names.iter().zip(&i.consumers) {
+            if let Some(ms) = c.delivered_time_ms {
                 let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
                 let _ = writeln!(
                     out,

@@ -28,6 +28,29 @@ pub fn run(config: &Config) -> Vec<Check> {
         what: "config".into(),
         result: Ok(config.path.display().to_string()),
     }];
+    // What `run` needs locally before it asks anything of Okta or Devo.
+    out.push(Check {
+        what: format!("data_dir {}", config.data_dir.display()),
+        result: check_data_dir(config),
+    });
+    if let Some(listen) = config.metrics_listen {
+        out.push(Check {
+            what: "metrics_listen".into(),
+            result: std::net::TcpListener::bind(listen)
+                .map(|_| format!("{listen} can be listened on"))
+                .map_err(|e| {
+                    format!(
+                        "globals.metrics_listen: cannot listen on {listen}: {e} (is a collector already running with this config? a port under 1024 needs privileges)"
+                    )
+                }),
+        });
+    }
+    if let Some(file) = &config.log.file {
+        out.push(Check {
+            what: "log_file".into(),
+            result: check_log_file(file),
+        });
+    }
     let client = match Client::for_input(&config.okta) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -105,6 +128,43 @@ pub fn run(config: &Config) -> Vec<Check> {
         });
     }
     out
+}
+
+/// `run`'s checks of the data_dir: created (0700) if missing, owned by this user and writable
+/// by nobody else, as every spool folder of an enabled service; then a file written and
+/// removed in it.
+fn check_data_dir(config: &Config) -> Result<String, String> {
+    crate::private::ensure(&config.data_dir, true)?;
+    crate::private::ensure(&config.spools_dir(), false)?;
+    for s in &config.okta.services {
+        crate::private::ensure(&config.spool_dir(s.kind), false)?;
+    }
+    let probe = config
+        .data_dir
+        .join(format!(".validate-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"probe"))
+        .map_err(|e| {
+            format!(
+                "cannot write in {}: {e} (is the disk full or read-only? the collector writes its spool there)",
+                config.data_dir.display()
+            )
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok("exists, is private to this user and can be written".into())
+}
+
+/// `run`'s check of the log file: it can be opened for appending (and is created if missing).
+fn check_log_file(file: &std::path::Path) -> Result<String, String> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .map(|_| format!("{} can be written", file.display()))
+        .map_err(|e| format!("globals.log_file: cannot open {}: {e}", file.display()))
 }
 
 /// Checks one output without sending an event.

@@ -41,13 +41,18 @@ pub struct Run {
 /// certificates under `certs/`), `services` the YAML under `inputs.okta.services`. No local
 /// budget, an 8 GiB spool bound.
 pub fn config(port: u16, url: &str, services: &str) -> String {
+    config_bounded(port, url, services, 8 << 30)
+}
+
+/// [`config`] with this spool bound.
+pub fn config_bounded(port: u16, url: &str, services: &str, bound: u64) -> String {
     format!(
         r#"globals:
   data_dir: data
   log_level: warn
   requests_per_minute: 0
   spool:
-    max_bytes_per_table: 8589934592
+    max_bytes_per_table: {bound}
 outputs:
   devo:
     type: devo_platform
@@ -65,6 +70,12 @@ impl Run {
     /// `inputs.okta.services` (`{start}` is replaced by a start before the backlog). No local
     /// budget, an 8 GiB spool bound.
     pub fn new(events: u64, services: &str) -> Run {
+        Run::with(events, services, 8 << 30, false)
+    }
+
+    /// [`Run::new`] with this spool bound, and admin-sized events (pages of about 6 MB) when
+    /// `big_events`.
+    pub fn with(events: u64, services: &str, bound: u64, big_events: bool) -> Run {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
         let pki = certs::generate(&dir.path().join("certs"), "bench CA").expect("certs");
         let sim = okta::OktaSim::start(
@@ -73,6 +84,7 @@ impl Run {
                 token: "bench-token".into(),
                 total: events,
                 initial: events,
+                big_events,
                 ..Default::default()
             },
         )
@@ -82,7 +94,7 @@ impl Run {
             .map(|a| a.port())
             .expect("a free port");
         let services = services.replace("{start}", &sim.start_time());
-        let config = config(port, &sim.url(), &services);
+        let config = config_bounded(port, &sim.url(), &services, bound);
         write_private(&dir.path().join("config.yaml"), &config).expect("config");
         Run {
             dir,

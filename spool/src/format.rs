@@ -255,8 +255,24 @@ mod tests {
         let p = decode_prefix(&out, 1 << 20).unwrap();
         assert_eq!(&out[0..4], b"SPLF");
         assert_eq!(p.body_len as usize, out.len() - 12);
-        // Known answer for this exact frame, so an accidental format change fails here.
-        assert_eq!(p.crc, crc32(&[&out[4..8], &out[12..]]));
+        // Known answer for this exact frame (its CRC checked apart with Python's
+        // zlib.crc32), so an accidental format or checksum change fails here.
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "53504c4634000000\
+             4dbc8c86\
+             0700000000000000\
+             02000000\
+             0100\
+             0000\
+             00000000\
+             0300000000000000\
+             03000000637572\
+             070000007b2261223a317d\
+             020000007b7d"
+        );
+        assert_eq!(p.crc, 0x868c_bc4d);
         let body = decode_body(p, &out[12..]).unwrap();
         assert_eq!(body.first_seq, 7);
         assert_eq!(body.batch_no, 3);

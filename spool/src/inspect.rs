@@ -23,6 +23,8 @@ pub struct ConsumerState {
     pub acked_seq: u64,
     /// Last change of its ack file (its last recorded delivery), if it recorded one.
     pub last_ack: Option<SystemTime>,
+    /// The newest event time (Unix ms) it recorded as delivered, if any.
+    pub delivered_time_ms: Option<u64>,
 }
 
 /// What [`inspect`] finds in a spool directory.
@@ -89,6 +91,7 @@ pub fn inspect(dir: &Path, opts: Options, consumers: &[&str]) -> Result<Inspecti
             name: name.clone(),
             acked_seq: position_or_oldest(*pos, oldest).seq,
             last_ack: *last_ack,
+            delivered_time_ms: crate::delivered::read(&crate::delivered::path(dir, name)),
         });
     }
     let ack = slowest_known(acks.iter().map(|(_, p, _)| p.filter(|p| p.seq >= oldest)));

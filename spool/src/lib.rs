@@ -22,6 +22,7 @@
 //! | `format.rs` | encoding and decoding of headers and frames |
 //! | `filesystem.rs` | the [`Filesystem`] every write and sync goes through, and [`FaultFs`] |
 //! | `losses.rs` | the corrupt frames and lost events met, kept across restarts |
+//! | `delivered.rs` | each consumer's newest delivered event time, for reports |
 //! | `error.rs` | [`Error`] |
 //!
 //! # Files (one directory per spool)
@@ -30,6 +31,7 @@
 //! LOCK                       flock()ed while a Spool is open; a second opener gets Error::Locked
 //! ack.<name>.state           a consumer's progress, two checksummed slots (`ack.rs`)
 //! losses.state               corrupt frames and lost events met so far (`losses.rs`)
+//! delivered-time.<name>      the newest event time a consumer delivered (`delivered.rs`)
 //! 00000000000000000000.seg   segments, named by the sequence number of their first event
 //! 00000000000000052311.seg   (20 digits, u64, never wraps)
 //! *.corrupt                  segments whose header failed validation, set aside at startup
@@ -86,6 +88,7 @@
 //! reader resynchronises on the next frame magic whose checksum holds. It never stops.
 
 mod ack;
+mod delivered;
 mod error;
 mod filesystem;
 pub mod format;
@@ -165,9 +168,16 @@ pub(crate) struct Inner {
     pub(crate) durable: Mutex<Durable>,
     /// One per consumer, in the order given to [`Spool::open_consumers`].
     pub(crate) acked: Mutex<Vec<ack::Acked>>,
+    /// The consumers' names, in that order.
+    pub(crate) consumers: Vec<String>,
     pub(crate) data_ready: event_listener::Event,
     /// Fires after every ack that moved a consumer's position.
     pub(crate) ack_moved: event_listener::Event,
+    /// Set while the producer waits for room: consumers then record their acks at once.
+    pub(crate) room_wanted: std::sync::atomic::AtomicBool,
+    /// Per consumer, how far it has handed events on without having confirmed them yet (see
+    /// [`Spool::note_sent`]); in memory only.
+    pub(crate) sent: Mutex<Vec<Option<Position>>>,
     /// Where writes and syncs go ([`RealFs`], or a test's [`FaultFs`]).
     pub(crate) fs: Arc<dyn Filesystem>,
     /// Corrupt frames and lost events met by any reader.
@@ -230,6 +240,63 @@ impl Spool {
         Ok(bytes_from(acked, &lens))
     }
 
+    /// Bytes on disk that some consumer has still to *send*: as [`Spool::waiting_bytes`], but
+    /// from each consumer's sent position (see [`Spool::note_sent`]) where it is ahead of its
+    /// ack. A producer bounding the spool compares this, so that a consumer's confirmation
+    /// delay (events handed to the peer, not yet known to be kept) does not hold it back; the
+    /// disk then holds at most the bound plus what is being confirmed.
+    ///
+    /// # Errors
+    /// As [`Spool::waiting_bytes`].
+    pub fn unsent_bytes(&self) -> Result<u64> {
+        let durable = self.durable();
+        let from = {
+            let acked = lock(&self.inner.acked);
+            let sent = lock(&self.inner.sent);
+            acked
+                .iter()
+                .zip(sent.iter())
+                .map(|(a, s)| match s {
+                    Some(s) if s.seq > a.pos.seq => *s,
+                    _ => a.pos,
+                })
+                .min_by_key(|p| p.seq)
+                .unwrap_or_default()
+        };
+        if from.seq >= durable.next_seq {
+            return Ok(0);
+        }
+        let mut lens = segment_lens(&self.inner.dir)?;
+        lens.retain(|(seg, _)| *seg <= durable.segment);
+        if let Some(last) = lens.last_mut().filter(|(seg, _)| *seg == durable.segment) {
+            last.1 = durable.offset;
+        }
+        Ok(bytes_from(from, &lens))
+    }
+
+    /// The lowest, over the consumers, of how far each has sent or acked.
+    pub fn sent_or_acked_seq(&self) -> u64 {
+        let acked = lock(&self.inner.acked);
+        let sent = lock(&self.inner.sent);
+        acked
+            .iter()
+            .zip(sent.iter())
+            .map(|(a, s)| s.map_or(a.pos.seq, |s| s.seq.max(a.pos.seq)))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Consumer `consumer` has handed every event below `pos.seq` on (to a peer's TCP stack,
+    /// say) but not yet confirmed it; `None` when it starts again from its ack (a connection
+    /// lost). Wakes a producer waiting for room.
+    ///
+    /// # Panics
+    /// If `consumer` is not an index into the names the spool was opened with.
+    pub fn note_sent(&self, consumer: usize, pos: Option<Position>) {
+        lock(&self.inner.sent)[consumer] = pos;
+        self.inner.ack_moved.notify(usize::MAX);
+    }
+
     /// Corrupt frames skipped and events lost since the spool was created (kept across
     /// restarts; each counted once, however many consumers met it).
     pub fn losses(&self) -> Losses {
@@ -249,6 +316,23 @@ impl Spool {
     /// room waits on it); create it *before* checking for room.
     pub fn listen_acked(&self) -> event_listener::EventListener {
         self.inner.ack_moved.listen()
+    }
+
+    /// The producer says it waits for room (`true`) or no longer does: consumers that batch
+    /// their acks should record what they have delivered now rather than later. Setting it
+    /// wakes the consumers' listeners.
+    pub fn want_room(&self, wanted: bool) {
+        use std::sync::atomic::Ordering;
+        if !self.inner.room_wanted.swap(wanted, Ordering::AcqRel) && wanted {
+            self.inner.data_ready.notify(usize::MAX);
+        }
+    }
+
+    /// Whether the producer waits for room (see [`Spool::want_room`]).
+    pub fn room_wanted(&self) -> bool {
+        self.inner
+            .room_wanted
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

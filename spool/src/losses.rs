@@ -64,13 +64,11 @@ impl Tracker {
     /// Written by replacing the file (rare: only when damage is met); a failure is logged and
     /// the counts stay in memory.
     fn save(&self) {
-        let tmp = self.path.with_extension("state.tmp");
         let text = format!(
             "corrupt_frames {} lost_events {}\n",
             self.totals.corrupt_frames, self.totals.lost_events
         );
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path))
-        {
+        if let Err(e) = crate::delivered::replace_private(&self.path, text.as_bytes()) {
             log::warn!(
                 "cannot record the spool's losses in {}: {e}",
                 self.path.display()

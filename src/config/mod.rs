@@ -124,6 +124,24 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The largest config file read.
 pub const MAX_CONFIG_BYTES: usize = 256 << 10;
 
+/// Where a config that does not parse has a tab in a line's indentation, says so: YAML
+/// indents with spaces only, and its own message ("found character that cannot start any
+/// token") does not name the tab.
+fn tab_hint(text: &str) -> String {
+    text.lines()
+        .position(|l| {
+            l.chars()
+                .take_while(|c| c.is_whitespace())
+                .any(|c| c == '\t')
+        })
+        .map_or_else(String::new, |i| {
+            format!(
+                " (line {} is indented with a tab: YAML indents with spaces only; replace the tab with spaces)",
+                i + 1
+            )
+        })
+}
+
 impl Config {
     /// The folder of all spools: `<data_dir>/spool`.
     pub fn spools_dir(&self) -> PathBuf {
@@ -168,7 +186,12 @@ impl Config {
         }
         let raw: RawConfig = yaml_serde::from_str(text).map_err(|e| {
             let e = e.to_string();
-            ConfigError(format!("{}: {e}{}", path.display(), suggestion(&e)))
+            ConfigError(format!(
+                "{}: {e}{}{}",
+                path.display(),
+                suggestion(&e),
+                tab_hint(text)
+            ))
         })?;
         let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let cx = Cx {

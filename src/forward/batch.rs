@@ -128,7 +128,7 @@ pub(super) async fn run<S: BatchSink>(
                 persist(&mut states).await?;
                 last_persist = Instant::now();
             }
-            wait_for_work(&mut states, &shutdown).await;
+            wait_for_work(&mut states, &shutdown, false).await;
         }
     }
 }

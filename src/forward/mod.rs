@@ -14,7 +14,7 @@ mod table;
 pub mod tls;
 pub mod x509;
 
-pub use table::{ACK_PERSIST_EVENTS, Table, freshness_file};
+pub use table::{ACK_PERSIST_EVENTS, Table};
 
 use crate::config::{Output, OutputKind};
 use crate::shutdown::Shutdown;

@@ -44,12 +44,6 @@ impl Table {
     }
 }
 
-/// The file, in a table's spool folder, where output `consumer` keeps the time of the newest
-/// event it delivered (Unix ms, text) for `status`; informational, written with the ack.
-pub fn freshness_file(spool_dir: &std::path::Path, consumer: usize) -> std::path::PathBuf {
-    spool_dir.join(format!("delivered-time.{consumer}"))
-}
-
 /// A table's reading and acking state inside a forwarder.
 pub(crate) struct TableState {
     pub(crate) table: Table,
@@ -88,7 +82,9 @@ impl AsMut<TableState> for TableState {
 pub(crate) fn persist_due<T: AsRef<TableState>>(states: &[T], last_persist: Instant) -> bool {
     states.iter().map(AsRef::as_ref).any(|s| {
         let behind = s.acked.seq.saturating_sub(s.persisted.seq);
-        behind >= ACK_PERSIST_EVENTS || (behind > 0 && last_persist.elapsed() >= ACK_PERSIST_EVERY)
+        behind >= ACK_PERSIST_EVENTS
+            || (behind > 0
+                && (last_persist.elapsed() >= ACK_PERSIST_EVERY || s.table.spool.room_wanted()))
     })
 }
 
@@ -131,12 +127,8 @@ pub(crate) async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<()
         match smol::unblock(move || {
             spool.ack_by(consumer, pos)?;
             if time > 0 {
-                // For `status` only: not synced, and a failure to write it is not an error.
-                let f = freshness_file(spool.dir(), consumer);
-                let tmp = f.with_extension("tmp");
-                if std::fs::write(&tmp, time.to_string()).is_ok() {
-                    let _ = std::fs::rename(&tmp, &f);
-                }
+                // For `status` only: a failure to write it is not an error.
+                let _ = spool.record_delivered_time(consumer, time);
             }
             Ok::<(), spool::Error>(())
         })
@@ -158,9 +150,27 @@ pub(crate) async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<()
 /// acknowledgements to confirm, at the ack file).
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
-/// Waits for a spool append, shutdown, or [`IDLE_TICK`]. After a whole tick without an
-/// append, the readers let go of their frame buffers: an idle forwarder holds no page.
-pub(crate) async fn wait_for_work<T: AsMut<TableState>>(states: &mut [T], shutdown: &Shutdown) {
+/// How long a forwarder with deliveries still to confirm waits before it looks again, while a
+/// puller waits for the room they free.
+const CONFIRM_TICK: Duration = Duration::from_millis(10);
+
+/// Waits for a spool append, shutdown, or [`IDLE_TICK`] ([`CONFIRM_TICK`] when `confirming`
+/// and a puller waits for room). After a whole tick without an append, the readers let go of
+/// their frame buffers: an idle forwarder holds no page.
+pub(crate) async fn wait_for_work<T: AsMut<TableState>>(
+    states: &mut [T],
+    shutdown: &Shutdown,
+    confirming: bool,
+) {
+    let tick = if confirming
+        && states
+            .iter_mut()
+            .any(|s| s.as_mut().table.spool.room_wanted())
+    {
+        CONFIRM_TICK
+    } else {
+        IDLE_TICK
+    };
     let mut listeners: Vec<_> = states
         .iter_mut()
         .map(|s| s.as_mut().table.spool.listen())
@@ -182,8 +192,8 @@ pub(crate) async fn wait_for_work<T: AsMut<TableState>>(states: &mut [T], shutdo
                 false
             },
             async {
-                smol::Timer::after(IDLE_TICK).await;
-                true
+                smol::Timer::after(tick).await;
+                tick == IDLE_TICK
             },
         ),
         async {

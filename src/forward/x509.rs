@@ -519,15 +519,12 @@ mod tests {
 
     #[test]
     fn reads_devo_published_chains_when_present() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/devo-chain");
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            println!(
-                "{} is missing: Devo's published chains not read",
-                dir.display()
-            );
+        let Some(dir) =
+            crate::sim::shared_samples("devo-chain", "reads_devo_published_chains_when_present")
+        else {
             return;
         };
+        let rd = std::fs::read_dir(&dir).unwrap();
         let mut seen = 0;
         for f in rd.flatten() {
             if f.path().extension().is_none_or(|e| e != "crt") {

@@ -228,9 +228,9 @@ impl Client {
                     }
                 }
             }
-            let resp = req
-                .call()
-                .map_err(|e| FetchError::Transport(e.to_string()))?;
+            let resp = req.call().map_err(|e| {
+                FetchError::Transport(format!("the request to {} failed: {e}", self.url.base()))
+            })?;
             if let Some(ts) = &self.oauth {
                 let h = resp.headers();
                 let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok());

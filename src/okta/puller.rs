@@ -302,13 +302,14 @@ impl Puller {
     /// bound): the spool waits at most the bound plus two pages.
     pub(crate) fn full(&self) -> Option<String> {
         let limits = self.spool_limits;
-        if let Ok(waiting) = self.spool.waiting_bytes() {
+        if let Ok(waiting) = self.spool.unsent_bytes() {
             let committing = self.committing_bytes.load(Ordering::Relaxed);
             let staged = self.staged_bytes.load(Ordering::Relaxed);
             let bytes = waiting + committing + staged;
-            let only_last_page = committing == 0
-                && staged == 0
-                && self.spool.acked().seq >= self.last_commit_first.load(Ordering::Relaxed);
+            // The last page committed (and one being committed after it) may wait while the
+            // next is fetched: sending and fetching overlap however large a page is.
+            let only_last_page = staged == 0
+                && self.spool.sent_or_acked_seq() >= self.last_commit_first.load(Ordering::Relaxed);
             if bytes >= limits.max_bytes_per_table && !only_last_page {
                 return Some(format!(
                     "its spool holds {bytes} bytes not yet delivered, at globals.spool.max_bytes_per_table ({})",
@@ -340,6 +341,16 @@ impl Puller {
             self.label
         );
         let paused = Instant::now();
+        // The outputs record their deliveries at once while a puller waits (not on their
+        // usual second), so that it resumes as soon as they have sent.
+        self.spool.want_room(true);
+        let resumed = self.wait_until_room(shutdown, paused).await;
+        self.spool.want_room(false);
+        resumed
+    }
+
+    /// [`Puller::wait_for_room`]'s wait.
+    async fn wait_until_room(&self, shutdown: &Shutdown, paused: Instant) -> bool {
         loop {
             // Woken by the outputs' acks (the listener is made before the check, so no ack
             // is missed); the disk's free space, which others change too, every 2 s.

@@ -369,3 +369,130 @@ fn slow_clients_holding_every_metrics_slot_do_not_shut_out_the_health_probes() {
         "every probe is answered 200 while slow clients hold the other slots: {answers:?}"
     );
 }
+
+#[test]
+fn a_trace_log_file_beside_the_config_does_not_feed_the_watcher_its_own_writes() {
+    let mut env = Env::new(okta::Options {
+        total: 50,
+        initial: 50,
+        ..Default::default()
+    });
+    let _devo = env.start_devo();
+    let text = env.config_text("").edit(
+        "  log_level: info\n",
+        "  log_level: trace\n  log_file: okc.log\n",
+    );
+    env.write_config_text(&text);
+    let mut child = env.spawn();
+    let log = env.path().join("okc.log");
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("The data is up to date!"))
+    }));
+    let before = std::fs::metadata(&log).unwrap().len();
+    std::thread::sleep(Duration::from_secs(4));
+    let grown = std::fs::metadata(&log).unwrap().len() - before;
+    let running = child.try_wait().unwrap().is_none();
+    stop(&env, &mut child);
+    assert!(running);
+    // Four idle seconds at trace: a few cycles' lines, not a loop of the watcher's own.
+    assert!(
+        grown < 256 << 10,
+        "the log grew by {grown} bytes in 4 s:\n{}",
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// `validate`'s exit code and its standard output.
+fn validate(env: &Env) -> (Option<i32>, String) {
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .current_dir(env.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn validate_checks_what_run_checks_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new(okta::Options {
+        total: 5,
+        initial: 5,
+        ..Default::default()
+    });
+    let _devo = env.start_devo();
+    // Everything fine: the local checks say OK.
+    env.write_config("");
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("[ OK ] data_dir "), "{out}");
+    // A data_dir others can write in: `run` refuses it, so `validate` does.
+    std::fs::set_permissions(
+        env.path().join("data"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[FAIL] data_dir") && l.contains("chmod")),
+        "{out}"
+    );
+    std::fs::set_permissions(
+        env.path().join("data"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    // A metrics address already taken, and a log file that cannot be opened.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let text = env.config_text("").edit(
+        "  log_level: info\n",
+        &format!(
+            "  log_level: info\n  metrics_listen: {addr}\n  log_file: no/such/folder/okc.log\n"
+        ),
+    );
+    env.write_config_text(&text);
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("[FAIL] metrics_listen")
+            && l.contains(&format!("cannot listen on {addr}"))),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("[FAIL] log_file") && l.contains("no/such/folder/okc.log")),
+        "{out}"
+    );
+    // And `run` does stop on the same address, saying what fixes it.
+    let mut child = env.spawn();
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(!status.success());
+}
+
+#[test]
+fn a_tab_in_the_config_is_named_as_a_tab() {
+    let env = Env::new(okta::Options::default());
+    let text = env
+        .config_text("")
+        .edit("  data_dir: data\n", "\tdata_dir: data\n");
+    env.write_config_text(&text);
+    let (code, out) = validate(&env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("line 3 is indented with a tab: YAML indents with spaces only"),
+        "{out}"
+    );
+}

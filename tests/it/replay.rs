@@ -11,18 +11,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn recordings() -> Option<PathBuf> {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/okta-replay");
-    if dir.join("logs-1.json").exists() {
-        Some(dir)
-    } else {
-        println!(
-            "SKIPPED: {} is missing (CI has ../shared beside the checkout); the replay test did not run",
-            dir.display()
-        );
-        None
-    }
+fn recordings(test: &str) -> Option<PathBuf> {
+    okta_collector::sim::shared_samples("okta-replay", test)
+        .filter(|d| d.join("logs-1.json").exists())
 }
 
 /// Each recorded 200 body's objects, by Devo table, as raw bytes.
@@ -111,7 +102,10 @@ inputs:
 
 #[test]
 fn the_real_recordings_arrive_once_byte_identical_on_their_tables() {
-    let Some(dir) = recordings() else { return };
+    let Some(dir) = recordings("the_real_recordings_arrive_once_byte_identical_on_their_tables")
+    else {
+        return;
+    };
     let mut env = Env::new(okta_collector::sim::okta::Options::default());
     let port = free_port();
     let token = "00REPLAY-token-5b9e";

@@ -180,3 +180,31 @@ fn a_delivered_frame_larger_than_a_segment_leaves_nothing_waiting_and_is_deleted
     assert_eq!(s.cursor().as_deref(), Some(&b"big"[..]));
     assert_eq!(s.waiting_bytes().unwrap(), 0);
 }
+
+#[test]
+fn the_delivered_time_is_kept_by_consumer_name_privately_and_never_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    fs::write(&victim, b"untouched").unwrap();
+    {
+        let s = Spool::open_consumers(dir.path(), small(), &["a", "b"]).unwrap();
+        // A link planted where the temporary file goes is not written through.
+        std::os::unix::fs::symlink(&victim, dir.path().join("delivered-time.b.tmp")).unwrap();
+        s.record_delivered_time(0, 111).unwrap();
+        s.record_delivered_time(1, 222).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        let mode = fs::metadata(dir.path().join("delivered-time.a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Reordered outputs keep their own times: the file is named by the output, not its place.
+    let s = Spool::open_consumers(dir.path(), small(), &["b", "a"]).unwrap();
+    assert_eq!(s.delivered_time(0), Some(222));
+    assert_eq!(s.delivered_time(1), Some(111));
+    let i = crate::inspect(dir.path(), small(), &["a", "b"]).unwrap();
+    assert_eq!(i.consumers[0].delivered_time_ms, Some(111));
+    assert_eq!(i.consumers[1].delivered_time_ms, Some(222));
+}

@@ -181,6 +181,10 @@ pub(super) async fn run(
         connected.store(true, Ordering::Relaxed);
         let end = session_loop(output, session, &mut states, &shutdown).await;
         connected.store(false, Ordering::Relaxed);
+        // What was sent and not confirmed is sent again from the ack on.
+        for s in &states {
+            s.state.table.spool.note_sent(s.state.table.consumer, None);
+        }
         let end = end?;
         let progressed = states.iter().map(|s| s.state.acked.seq).sum::<u64>() > before;
         if progressed {
@@ -303,7 +307,10 @@ async fn session_loop(
                 persist(states).await?;
                 last_persist = Instant::now();
             }
-            wait_for_work(states, shutdown).await;
+            let confirming = states.iter().any(|s| !s.inflight.is_empty());
+            let mut tables: Vec<&mut TableState> =
+                states.iter_mut().map(|s| &mut s.state).collect();
+            wait_for_work(&mut tables, shutdown, confirming).await;
             continue;
         }
         if last_write.elapsed() > MAX_IDLE || opened.elapsed() > MAX_AGE {
@@ -418,6 +425,18 @@ async fn write_lines<W: smol::io::AsyncWrite + Unpin>(
 
 /// Moves each table's acked position over the batches the peer has acknowledged.
 fn settle(states: &mut [StreamTable], probe: &mut Probe) {
+    // What the peer's TCP stack has taken counts as sent (not delivered) for the spool's
+    // bound: its puller may fetch more while the delivery is being confirmed.
+    if let Some(k) = probe.kernel_acked() {
+        for s in states.iter() {
+            if let Some(f) = s.inflight.iter().take_while(|f| f.cipher_end <= k).last() {
+                s.state
+                    .table
+                    .spool
+                    .note_sent(s.state.table.consumer, Some(f.pos));
+            }
+        }
+    }
     let Some(acked) = probe.peer_acked() else {
         return;
     };
