@@ -32,4 +32,13 @@ if grep -Eq '^(EnvironmentFile|Environment)=' packaging/okta-collector.service; 
 fi
 grep -q '^LoadCredential=okta-api-token:' packaging/okta-collector.service \
   || { echo "packaging: the unit must load the token as a credential" >&2; exit 1; }
+# The package ships the lean build: no simulator, no `sim` or `demo` command.
+dpkg-deb -x "$tmp/okta-collector.deb" "$tmp/root"
+help=$("$tmp/root/usr/bin/okta-collector" --help)
+if grep -Eq '^  (sim|demo) ' <<<"$help"; then
+  echo "packaging: the .deb's binary carries the simulator (build it with --no-default-features)" >&2; exit 1
+fi
+grep -q -- '--no-default-features' packaging/Dockerfile \
+  || { echo "packaging: the Dockerfile must ship the lean build (--no-default-features)" >&2; exit 1; }
+echo "packaging: the .deb's binary is the lean build ($(stat -c %s "$tmp/root/usr/bin/okta-collector") bytes, no sim or demo command)"
 echo "packaging: cargo deb builds $(dpkg-deb -f "$tmp/okta-collector.deb" Package) $(dpkg-deb -f "$tmp/okta-collector.deb" Version)"

@@ -213,6 +213,7 @@ fn certificate_template() -> Vec<u8> {
     TEMPLATE.get_or_init(make_certificate).clone()
 }
 
+#[allow(clippy::unwrap_used)] // test support: a panic is a failed test
 fn make_certificate() -> Vec<u8> {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["collector-eu.devo.io".into()]).unwrap();

@@ -5,10 +5,11 @@
 
 pub mod backoff;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod errors;
 pub mod forward;
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod fuzz;
 pub mod http_agent;
 pub mod httpd;
@@ -18,7 +19,9 @@ pub mod metrics;
 pub mod okta;
 pub mod pipeline;
 pub mod private;
+pub mod samples;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod supervise;

@@ -4,7 +4,10 @@ use clap::{Parser, Subcommand};
 use okta_collector::config::Config;
 use okta_collector::shutdown::Shutdown;
 use okta_collector::watch::ConfigWatcher;
-use okta_collector::{demo, logging, metrics, status, supervise, validate};
+use okta_collector::{logging, metrics, status, supervise, validate};
+
+#[cfg(feature = "sim")]
+mod sim_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,54 +83,12 @@ enum Command {
     /// Serve the built-in simulated Okta org over HTTP until SIGTERM or SIGINT: all seven
     /// endpoints with realistic objects, a System Log backlog and live rate, optional rate
     /// limits with real headers and 429s. Events are generated on demand, never all held.
-    Sim {
-        /// Address to listen on (loopback unless you mean otherwise).
-        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-        listen: std::net::SocketAddr,
-        /// The API token it accepts (as `SSWS <token>`).
-        #[arg(long, default_value = "sim-token", value_name = "TOKEN")]
-        token: String,
-        /// System Log events in all.
-        #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-        events: u64,
-        /// Events available at start (default: all of them).
-        #[arg(long, value_name = "N")]
-        initial: Option<u64>,
-        /// Events that become available per second after that.
-        #[arg(long, default_value_t = 0.0, value_name = "N")]
-        rate: f64,
-        /// Users (groups, apps, idps, zones and clients scale with it).
-        #[arg(long, default_value_t = 250, value_name = "N")]
-        users: u64,
-        /// Enforce this many requests per endpoint per window, with X-Rate-Limit-* and 429s.
-        #[arg(long, value_name = "N")]
-        rate_limit: Option<u64>,
-        /// The rate-limit window in seconds (Okta's is 60).
-        #[arg(long, default_value_t = 60, value_name = "S")]
-        rate_window: u64,
-        /// Serve the recorded Okta answers of this folder instead (NAME.json + body files, the
-        /// format of ../shared/samples/okta-replay/; see src/sim/replay.rs): real headers and
-        /// bodies, pages chained by their next links, 401 for another token.
-        #[arg(long, value_name = "DIR")]
-        replay: Option<std::path::PathBuf>,
-    },
+    #[cfg(feature = "sim")]
+    Sim(sim_cmd::SimArgs),
     /// Run the real pipeline against a built-in simulated Okta org and a local Devo receiver
     /// with throwaway certificates. Needs no config and no network.
-    Demo {
-        /// Stop after this many seconds.
-        #[arg(long, default_value_t = 20, value_name = "N")]
-        seconds: u64,
-        /// Keep the demo's temporary folder (config, certificates, spool) and print its path.
-        #[arg(long)]
-        keep: bool,
-        /// Log level of the collector's own log lines on stderr.
-        #[arg(long, default_value = "error", value_name = "LEVEL")]
-        log_level: log::LevelFilter,
-        /// Authenticate as an OAuth 2.0 API Services app (private_key_jwt, DPoP with Okta's
-        /// nonce, one-minute tokens) instead of an API token.
-        #[arg(long)]
-        oauth: bool,
-    },
+    #[cfg(feature = "sim")]
+    Demo(sim_cmd::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -180,95 +141,10 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Sim {
-            listen,
-            token,
-            events,
-            initial,
-            rate,
-            users,
-            rate_limit,
-            rate_window,
-            replay,
-        } => {
-            use okta_collector::sim;
-            let shutdown = Shutdown::new();
-            if let Err(e) = on_signals(shutdown.clone()) {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-            if let Some(dir) = replay {
-                return match sim::replay::Replay::start(listen, &dir, &token) {
-                    Ok(r) => {
-                        println!(
-                            "Replaying {} recorded Okta answers from {} at {} (token {token:?}). Ctrl-C stops.",
-                            r.names().len(),
-                            dir.display(),
-                            r.url()
-                        );
-                        println!("okta_url: {}", r.url());
-                        smol::block_on(shutdown.wait());
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::FAILURE
-                    }
-                };
-            }
-            let opts = sim::okta::Options {
-                token: token.clone(),
-                total: events,
-                initial: initial.unwrap_or(events),
-                rate_per_sec: rate,
-                objects: sim::inventory::Counts {
-                    users,
-                    groups: (users / 6).max(1),
-                    apps: (users / 8).max(1),
-                    idps: 3,
-                    zones: 4,
-                    clients: (users / 20).max(1),
-                },
-                rate_limit,
-                rate_window: std::time::Duration::from_secs(rate_window.max(1)),
-                ..Default::default()
-            };
-            match sim::okta::OktaSim::start(listen, opts) {
-                Ok(org) => {
-                    println!(
-                        "Simulated Okta org at {} (token {token:?}): {events} System Log events, {users} users. Ctrl-C stops.",
-                        org.url()
-                    );
-                    println!("okta_url: {}   start: {}", org.url(), org.start_time());
-                    smol::block_on(shutdown.wait());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: cannot listen on {listen}: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Demo {
-            seconds,
-            keep,
-            log_level,
-            oauth,
-        } => {
-            logging::init(log_level);
-            let shutdown = Shutdown::new();
-            if let Err(e) = on_signals(shutdown.clone()) {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-            match demo::run(seconds, keep, oauth, shutdown) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        #[cfg(feature = "sim")]
+        Command::Sim(args) => sim_cmd::sim(args),
+        #[cfg(feature = "sim")]
+        Command::Demo(args) => sim_cmd::demo(args),
     }
 }
 

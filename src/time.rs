@@ -293,14 +293,15 @@ pub fn format_http_date(t: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() / 86_400)
         .unwrap_or(0);
-    let month: usize = s[5..7].parse().unwrap_or(1);
+    let part = |r: std::ops::Range<usize>| s.get(r).unwrap_or("00");
+    let month: usize = part(5..7).parse().unwrap_or(1).clamp(1, 12);
     format!(
         "{}, {} {} {} {} GMT",
         DAYS[(days % 7) as usize],
-        &s[8..10],
+        part(8..10),
         MONTHS[month - 1],
-        &s[0..4],
-        &s[11..19]
+        part(0..4),
+        part(11..19)
     )
 }
 

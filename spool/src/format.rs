@@ -94,7 +94,7 @@ pub fn encode_frame(
 ) {
     out.clear();
     out.extend_from_slice(&[0; FRAME_PREFIX_LEN as usize]);
-    let Ok(prefix) = encode_frame_body(kind, first_seq, batch_no, cursor, events, |piece| {
+    let Ok(prefix) = encode_frame_body(kind, first_seq, batch_no, 0, cursor, events, |piece| {
         out.extend_from_slice(piece);
         Ok::<(), std::convert::Infallible>(())
     });
@@ -111,6 +111,7 @@ pub fn encode_frame_body<E>(
     kind: u16,
     first_seq: u64,
     batch_no: u64,
+    newest_s: u32,
     cursor: &[u8],
     events: &[&[u8]],
     mut put: impl FnMut(&[u8]) -> Result<(), E>,
@@ -127,7 +128,9 @@ pub fn encode_frame_body<E>(
     fixed[0..8].copy_from_slice(&first_seq.to_le_bytes());
     fixed[8..12].copy_from_slice(&(events.len() as u32).to_le_bytes());
     fixed[12..14].copy_from_slice(&kind.to_le_bytes());
-    // 14: u16 flags, 16: u32 source_id (one source per spool): zero
+    // 14: u16 flags (zero); 16: u32 the time of the frame's newest event as its producer
+    // gives it, Unix seconds (0: not given; version 1 wrote zero here and ignored it)
+    fixed[16..20].copy_from_slice(&newest_s.to_le_bytes());
     fixed[20..28].copy_from_slice(&batch_no.to_le_bytes());
     fixed[28..32].copy_from_slice(&(cursor.len() as u32).to_le_bytes());
     piece(&fixed)?;
@@ -176,6 +179,8 @@ pub struct Body {
     pub kind: u16,
     /// Producer batch number, strictly increasing.
     pub batch_no: u64,
+    /// The time of the frame's newest event, Unix seconds, as the producer gave it (0: none).
+    pub newest_s: u32,
     /// Byte range of the cursor in the body.
     pub cursor: std::ops::Range<usize>,
     /// Byte ranges of the events in the body.
@@ -193,6 +198,7 @@ pub fn decode_body(prefix: Prefix, body: &[u8]) -> Option<Body> {
     let first_seq = u64_at(body, 0);
     let count = u32_at(body, 8) as usize;
     let kind = u16::from_le_bytes([body[12], body[13]]);
+    let newest_s = u32_at(body, 16);
     let batch_no = u64_at(body, 20);
     let cursor_len = u32_at(body, 28) as usize;
     let mut at = BODY_FIXED_LEN.checked_add(cursor_len)?;
@@ -221,6 +227,7 @@ pub fn decode_body(prefix: Prefix, body: &[u8]) -> Option<Body> {
         first_seq,
         kind,
         batch_no,
+        newest_s,
         cursor,
         events,
     })

@@ -46,7 +46,8 @@
 //!                   24 u64 first_seq | 32 u64 created_unix_ms | 40 [20] zero | 60 u32 crc
 //! frame              0 magic "SPLF" | 4 u32 body_len | 8 u32 crc(body_len_le ‖ body)
 //! body              12 u64 first_seq | 20 u32 event_count | 24 u16 kind (1 data, 2 cursor
-//!                      snapshot, 3 pending data) | 26 u16 flags | 28 u32 source_id | 32 u64 batch_no
+//!                      snapshot, 3 pending data) | 26 u16 flags | 28 u32 newest event time
+//!                      (Unix s, 0: none) | 32 u64 batch_no
 //!                   40 u32 cursor_len | 44 cursor | events: event_count × (u32 len, bytes)
 //! ```
 //!
@@ -175,9 +176,6 @@ pub(crate) struct Inner {
     pub(crate) ack_moved: event_listener::Event,
     /// Set while the producer waits for room: consumers then record their acks at once.
     pub(crate) room_wanted: std::sync::atomic::AtomicBool,
-    /// Per consumer, how far it has handed events on without having confirmed them yet (see
-    /// [`Spool::note_sent`]); in memory only.
-    pub(crate) sent: Mutex<Vec<Option<Position>>>,
     /// Where writes and syncs go ([`RealFs`], or a test's [`FaultFs`]).
     pub(crate) fs: Arc<dyn Filesystem>,
     /// Corrupt frames and lost events met by any reader.
@@ -238,63 +236,6 @@ impl Spool {
             last.1 = durable.offset;
         }
         Ok(bytes_from(acked, &lens))
-    }
-
-    /// Bytes on disk that some consumer has still to *send*: as [`Spool::waiting_bytes`], but
-    /// from each consumer's sent position (see [`Spool::note_sent`]) where it is ahead of its
-    /// ack. A producer bounding the spool compares this, so that a consumer's confirmation
-    /// delay (events handed to the peer, not yet known to be kept) does not hold it back; the
-    /// disk then holds at most the bound plus what is being confirmed.
-    ///
-    /// # Errors
-    /// As [`Spool::waiting_bytes`].
-    pub fn unsent_bytes(&self) -> Result<u64> {
-        let durable = self.durable();
-        let from = {
-            let acked = lock(&self.inner.acked);
-            let sent = lock(&self.inner.sent);
-            acked
-                .iter()
-                .zip(sent.iter())
-                .map(|(a, s)| match s {
-                    Some(s) if s.seq > a.pos.seq => *s,
-                    _ => a.pos,
-                })
-                .min_by_key(|p| p.seq)
-                .unwrap_or_default()
-        };
-        if from.seq >= durable.next_seq {
-            return Ok(0);
-        }
-        let mut lens = segment_lens(&self.inner.dir)?;
-        lens.retain(|(seg, _)| *seg <= durable.segment);
-        if let Some(last) = lens.last_mut().filter(|(seg, _)| *seg == durable.segment) {
-            last.1 = durable.offset;
-        }
-        Ok(bytes_from(from, &lens))
-    }
-
-    /// The lowest, over the consumers, of how far each has sent or acked.
-    pub fn sent_or_acked_seq(&self) -> u64 {
-        let acked = lock(&self.inner.acked);
-        let sent = lock(&self.inner.sent);
-        acked
-            .iter()
-            .zip(sent.iter())
-            .map(|(a, s)| s.map_or(a.pos.seq, |s| s.seq.max(a.pos.seq)))
-            .min()
-            .unwrap_or(0)
-    }
-
-    /// Consumer `consumer` has handed every event below `pos.seq` on (to a peer's TCP stack,
-    /// say) but not yet confirmed it; `None` when it starts again from its ack (a connection
-    /// lost). Wakes a producer waiting for room.
-    ///
-    /// # Panics
-    /// If `consumer` is not an index into the names the spool was opened with.
-    pub fn note_sent(&self, consumer: usize, pos: Option<Position>) {
-        lock(&self.inner.sent)[consumer] = pos;
-        self.inner.ack_moved.notify(usize::MAX);
     }
 
     /// Corrupt frames skipped and events lost since the spool was created (kept across

@@ -54,11 +54,18 @@ pub struct Frame {
     pub offset: u64,
     first_seq: u64,
     skip: usize,
+    newest_s: u32,
     body: Vec<u8>,
     events: Vec<std::ops::Range<usize>>,
 }
 
 impl Frame {
+    /// The time of the frame's newest event (Unix seconds) as its producer recorded it
+    /// ([`crate::Spool::append_dated`]); `None` if it recorded none.
+    pub fn newest_time(&self) -> Option<u64> {
+        (self.newest_s != 0).then_some(u64::from(self.newest_s))
+    }
+
     /// The frame's events not yet returned, with their sequence numbers.
     pub fn events(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.events
@@ -225,6 +232,7 @@ impl Reader {
                         offset: at,
                         first_seq: b.first_seq,
                         skip,
+                        newest_s: b.newest_s,
                         body,
                         events: b.events,
                     }));

@@ -154,7 +154,6 @@ impl Spool {
                 durable: Mutex::new(durable),
                 acked: Mutex::new(acked),
                 consumers: consumers.iter().map(|c| (*c).to_string()).collect(),
-                sent: Mutex::new(vec![None; consumers.len()]),
                 data_ready: event_listener::Event::new(),
                 ack_moved: event_listener::Event::new(),
                 room_wanted: std::sync::atomic::AtomicBool::new(false),

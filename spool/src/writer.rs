@@ -59,8 +59,24 @@ impl Spool {
     /// call can be retried, e.g. after ENOSPC); [`Error::Sync`] (fatal) if `fdatasync` fails;
     /// [`Error::TooLarge`] if the frame is over the limit.
     pub fn append(&self, events: &[&[u8]], cursor: &[u8]) -> Result<Durable> {
+        self.append_dated(events, cursor, None)
+    }
+
+    /// As [`Spool::append`], recording `newest` (Unix seconds) as the time of the frame's
+    /// newest event: a consumer that delivers the frame knows how fresh it is
+    /// ([`crate::Frame::newest_time`]) without reading the events.
+    ///
+    /// # Errors
+    /// As [`Spool::append`].
+    pub fn append_dated(
+        &self,
+        events: &[&[u8]],
+        cursor: &[u8],
+        newest: Option<u64>,
+    ) -> Result<Durable> {
+        let newest_s = newest.map_or(0, |t| u32::try_from(t).unwrap_or(0));
         let mut w = self.writer()?;
-        let result = self.write_frame(&mut w, KIND_DATA, cursor, events);
+        let result = self.write_frame(&mut w, KIND_DATA, newest_s, cursor, events);
         let (head, len) = result?;
         let path = segment_path(&self.inner.dir, w.segment);
         if let Err(source) = self.inner.fs.sync_data(&w.file) {
@@ -104,7 +120,7 @@ impl Spool {
     /// written before, so the call can be retried or the transaction aborted.
     pub fn append_pending(&self, events: &[&[u8]]) -> Result<()> {
         let mut w = self.writer()?;
-        let result = self.write_frame(&mut w, KIND_PENDING, &[], events);
+        let result = self.write_frame(&mut w, KIND_PENDING, 0, &[], events);
         let (head, len) = result?;
         w.pending = Some(Head {
             offset: head.offset + len,
@@ -160,6 +176,7 @@ impl Spool {
         &self,
         w: &mut Writer,
         kind: u16,
+        newest_s: u32,
         cursor: &[u8],
         events: &[&[u8]],
     ) -> Result<(Head, u64)> {
@@ -192,6 +209,7 @@ impl Spool {
             kind,
             head.next_seq,
             head.batch_no + 1,
+            newest_s,
             cursor,
             events,
             |piece| {

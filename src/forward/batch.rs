@@ -157,18 +157,14 @@ async fn gather<S: BatchSink>(
                 if let Some(r) = s.reader.as_mut() {
                     r.seek(frame.position(seq));
                 }
-                if let Some((_, last)) = frame.events().take_while(|(q, _)| *q < seq).last() {
-                    newest = newest.max(crate::okta::page::event_time_ms(last));
-                }
+                // Part of the frame: its time (its newest event's) is counted with the rest.
                 return taken.map(|p| (p, count, newest));
             }
             sink.push(buf, date, &s.table.tag, ev);
             count += 1;
             taken = Some(frame.position(seq + 1));
         }
-        if let Some((_, last)) = frame.events().last() {
-            newest = newest.max(crate::okta::page::event_time_ms(last));
-        }
+        newest = newest.max(frame.newest_time().map(|s| s * 1000));
         recycle(s, frame);
     }
     taken.map(|p| (p, count, newest))

@@ -152,7 +152,7 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 
 /// How long a forwarder with deliveries still to confirm waits before it looks again, while a
 /// puller waits for the room they free.
-const CONFIRM_TICK: Duration = Duration::from_millis(10);
+const CONFIRM_TICK: Duration = Duration::from_millis(50);
 
 /// Waits for a spool append, shutdown, or [`IDLE_TICK`] ([`CONFIRM_TICK`] when `confirming`
 /// and a puller waits for room). After a whole tick without an append, the readers let go of

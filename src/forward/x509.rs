@@ -519,9 +519,10 @@ mod tests {
 
     #[test]
     fn reads_devo_published_chains_when_present() {
-        let Some(dir) =
-            crate::sim::shared_samples("devo-chain", "reads_devo_published_chains_when_present")
-        else {
+        let Some(dir) = crate::samples::shared_samples(
+            "devo-chain",
+            "reads_devo_published_chains_when_present",
+        ) else {
             return;
         };
         let rd = std::fs::read_dir(&dir).unwrap();

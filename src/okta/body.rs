@@ -126,6 +126,14 @@ impl Events {
             .find_map(|(buf, ranges)| ranges.first().map(|r| &buf[r.clone()]))
     }
 
+    /// The last event's bytes.
+    pub(crate) fn last(&self) -> Option<&[u8]> {
+        self.parts
+            .iter()
+            .rev()
+            .find_map(|(buf, ranges)| ranges.last().map(|r| &buf[r.clone()]))
+    }
+
     /// Number of events.
     pub(crate) fn len(&self) -> usize {
         self.parts.iter().map(|(_, r)| r.len()).sum()

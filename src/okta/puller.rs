@@ -86,9 +86,6 @@ pub struct Puller {
     /// Bytes of the open transaction's pending frames (a snapshot listing in progress): they
     /// count against the spool's bound, and a listing that cannot fit is rolled back.
     staged_bytes: AtomicU64,
-    /// The first sequence number of the last commit: while the outputs have everything
-    /// before it, only that one page waits, and the next may be fetched beside its sending.
-    last_commit_first: AtomicU64,
 }
 
 /// A fatal puller error (the spool can no longer be written): the crate's one [`Fatal`].
@@ -187,7 +184,6 @@ impl Puller {
             write_failing: Default::default(),
             committing_bytes: Default::default(),
             staged_bytes: Default::default(),
-            last_commit_first: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -294,23 +290,18 @@ impl Puller {
     /// Why the spool cannot take another page now, if it cannot.
     ///
     /// The bound counts what the outputs have still to send (plus the commit in progress and
-    /// an open transaction's pending frames), not the bytes on disk: delivered bytes are
-    /// deleted by the spool itself (a sealed segment as soon as every output has it), so
-    /// counting them could keep a puller paused for good after an outage. A request goes out
-    /// while less than the bound waits, or while all that waits is the last page committed
-    /// (so that sending one page and fetching the next overlap when a page is larger than the
-    /// bound): the spool waits at most the bound plus two pages.
+    /// an open listing's pending frames), not the bytes on disk: delivered bytes are deleted
+    /// by the spool itself (a sealed segment as soon as every output has it), so counting them
+    /// could keep a puller paused for good after an outage. A request goes out while less
+    /// than the bound waits, so the spool waits at most the bound plus one page; a page larger
+    /// than the bound goes through alone once everything before it is delivered.
     pub(crate) fn full(&self) -> Option<String> {
         let limits = self.spool_limits;
-        if let Ok(waiting) = self.spool.unsent_bytes() {
-            let committing = self.committing_bytes.load(Ordering::Relaxed);
-            let staged = self.staged_bytes.load(Ordering::Relaxed);
-            let bytes = waiting + committing + staged;
-            // The last page committed (and one being committed after it) may wait while the
-            // next is fetched: sending and fetching overlap however large a page is.
-            let only_last_page = staged == 0
-                && self.spool.sent_or_acked_seq() >= self.last_commit_first.load(Ordering::Relaxed);
-            if bytes >= limits.max_bytes_per_table && !only_last_page {
+        if let Ok(waiting) = self.spool.waiting_bytes() {
+            let bytes = waiting
+                + self.committing_bytes.load(Ordering::Relaxed)
+                + self.staged_bytes.load(Ordering::Relaxed);
+            if bytes >= limits.max_bytes_per_table {
                 return Some(format!(
                     "its spool holds {bytes} bytes not yet delivered, at globals.spool.max_bytes_per_table ({})",
                     limits.max_bytes_per_table
@@ -497,25 +488,26 @@ impl Puller {
         let n = events.len() as u64;
         self.committing_bytes
             .store(events.bytes() as u64, Ordering::Relaxed);
-        // One event parsed per commit, for the oldest-waiting age.
+        // Two events parsed per commit: the first for the oldest-waiting age, the last for the
+        // frame's time (an output knows how fresh what it delivers is without reading Okta's
+        // JSON).
         let first_ms = events.first().and_then(super::page::event_time_ms);
+        let newest_s = events
+            .last()
+            .and_then(super::page::event_time_ms)
+            .map(|ms| ms / 1000);
         let batch = Arc::new((events, cursor));
         async move {
-            let first = Arc::new(AtomicU64::new(0));
-            let first_seen = first.clone();
             let written = self
                 .write_retrying(move |spool: &Spool| {
-                    // The first sequence number of what this commit makes visible (its
-                    // pending frames included).
-                    first_seen.store(spool.durable().next_seq, Ordering::Relaxed);
-                    spool.append(&batch.0.slices(), &batch.1).map(|_| ())
+                    spool
+                        .append_dated(&batch.0.slices(), &batch.1, newest_s)
+                        .map(|_| ())
                 })
                 .await;
             self.committing_bytes.store(0, Ordering::Relaxed);
             written?;
             self.staged_bytes.store(0, Ordering::Relaxed);
-            self.last_commit_first
-                .store(first.load(Ordering::Relaxed), Ordering::Relaxed);
             self.counters.spooled.fetch_add(n, Ordering::Relaxed);
             if let Some(ms) = first_ms {
                 let first = self.spool.durable().next_seq.saturating_sub(n);

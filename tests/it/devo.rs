@@ -363,7 +363,7 @@ fn a_client_authentication_leaf_never_passes_as_the_balancer_even_unchecked() {
 
 /// The CA chains Devo publishes (read from `../shared/`, never copied into the repository).
 fn devo_chains(test: &str) -> Vec<std::path::PathBuf> {
-    let Some(dir) = okta_collector::sim::shared_samples("devo-chain", test) else {
+    let Some(dir) = okta_collector::samples::shared_samples("devo-chain", test) else {
         return Vec::new();
     };
     let mut out: Vec<_> = std::fs::read_dir(&dir)

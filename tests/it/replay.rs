@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn recordings(test: &str) -> Option<PathBuf> {
-    okta_collector::sim::shared_samples("okta-replay", test)
+    okta_collector::samples::shared_samples("okta-replay", test)
         .filter(|d| d.join("logs-1.json").exists())
 }
 

@@ -181,10 +181,6 @@ pub(super) async fn run(
         connected.store(true, Ordering::Relaxed);
         let end = session_loop(output, session, &mut states, &shutdown).await;
         connected.store(false, Ordering::Relaxed);
-        // What was sent and not confirmed is sent again from the ack on.
-        for s in &states {
-            s.state.table.spool.note_sent(s.state.table.consumer, None);
-        }
         let end = end?;
         let progressed = states.iter().map(|s| s.state.acked.seq).sum::<u64>() > before;
         if progressed {
@@ -266,6 +262,7 @@ async fn session_loop(
     let mut frames: Vec<(usize, spool::Frame)> = Vec::new();
     let mut batch: Vec<(usize, Position, u64)> = Vec::new();
     let mut last_persist = Instant::now();
+    let mut stalled_since: Option<Instant> = None;
     loop {
         if let Ok(end) = peer_rx.try_recv() {
             settle(states, &mut probe);
@@ -301,6 +298,7 @@ async fn session_loop(
             }
         }
         if frames.is_empty() {
+            check_reader_stall(states, &mut stalled_since);
             probe.observe();
             settle(states, &mut probe);
             if persist_due(states, last_persist) {
@@ -313,6 +311,7 @@ async fn session_loop(
             wait_for_work(&mut tables, shutdown, confirming).await;
             continue;
         }
+        stalled_since = None;
         if last_write.elapsed() > MAX_IDLE || opened.elapsed() > MAX_AGE {
             // The frames just read are read again from the ack position on the next connection.
             close(&mut wr, &peer_rx, &mut probe, states).await;
@@ -357,9 +356,7 @@ async fn session_loop(
         last_write = Instant::now();
         let mut newest: Vec<Option<u64>> = vec![None; states.len()];
         for (i, frame) in frames.drain(..) {
-            if let Some((_, last)) = frame.events().last() {
-                newest[i] = newest[i].max(crate::okta::page::event_time_ms(last));
-            }
+            newest[i] = newest[i].max(frame.newest_time().map(|s| s * 1000));
             recycle(&mut states[i].state, frame);
         }
         let end = probe.written.load(Ordering::Relaxed);
@@ -425,18 +422,6 @@ async fn write_lines<W: smol::io::AsyncWrite + Unpin>(
 
 /// Moves each table's acked position over the batches the peer has acknowledged.
 fn settle(states: &mut [StreamTable], probe: &mut Probe) {
-    // What the peer's TCP stack has taken counts as sent (not delivered) for the spool's
-    // bound: its puller may fetch more while the delivery is being confirmed.
-    if let Some(k) = probe.kernel_acked() {
-        for s in states.iter() {
-            if let Some(f) = s.inflight.iter().take_while(|f| f.cipher_end <= k).last() {
-                s.state
-                    .table
-                    .spool
-                    .note_sent(s.state.table.consumer, Some(f.pos));
-            }
-        }
-    }
     let Some(acked) = probe.peer_acked() else {
         return;
     };
@@ -453,6 +438,50 @@ fn settle(states: &mut [StreamTable], probe: &mut Probe) {
             s.state.table.delivered_at(f.newest_ms);
             s.inflight.pop_front();
         }
+    }
+}
+
+/// How long the reader may find nothing while the spool's durable end is past what was
+/// written, before that is called a stall.
+const READER_STALL: Duration = Duration::from_secs(5);
+
+/// A reader that finds no frame while durable events lie past what this connection has
+/// written is stuck (it must never be: each append wakes the forwarder, and an idle tick
+/// looks again). Says so at WARN, naming where it reads and what waits, and reads again
+/// from the last event written, so that a stall costs seconds, not a silent minute.
+fn check_reader_stall(states: &mut [StreamTable], since: &mut Option<Instant>) {
+    let mut stuck = false;
+    for s in states.iter_mut() {
+        let written = s.inflight.back().map_or(s.state.acked, |f| f.pos);
+        let durable = s.state.table.spool.durable();
+        if durable.next_seq <= written.seq {
+            continue;
+        }
+        stuck = true;
+        if since.is_some_and(|t| t.elapsed() >= READER_STALL) {
+            log::warn!(
+                "{} spool {}: the reader found nothing for {}s although events {} to {} are durable (it reads after event {}, segment {} offset {}; durable end segment {} offset {}); reading again from there.",
+                s.state.table.tag,
+                s.state.table.spool.dir().display(),
+                READER_STALL.as_secs(),
+                written.seq,
+                durable.next_seq - 1,
+                written.seq,
+                written.segment,
+                written.offset,
+                durable.segment,
+                durable.offset
+            );
+            if let Some(r) = s.state.reader.as_mut() {
+                r.seek(written);
+            }
+        }
+    }
+    match (stuck, *since) {
+        (false, _) => *since = None,
+        (true, None) => *since = Some(Instant::now()),
+        (true, Some(t)) if t.elapsed() >= READER_STALL => *since = None,
+        (true, Some(_)) => {}
     }
 }
 

@@ -283,6 +283,7 @@ mod tests {
         assert_eq!(split(page.as_bytes(), 3).unwrap().len(), 3);
     }
 
+    #[cfg(feature = "sim")]
     #[test]
     fn the_fast_path_takes_simulated_pages_and_agrees_with_serde() {
         let events: Vec<String> = (0..2_000)
