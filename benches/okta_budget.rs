@@ -59,7 +59,7 @@ fn main() -> Result<(), String> {
     shutdown.trigger();
     task.join()
         .map_err(|_| "the pipeline panicked".to_string())?
-        .map_err(|e| e.0)?;
+        .map_err(|e| e.to_string())?;
     let arrivals = sim.arrivals();
     let Some(&first) = arrivals.first() else {
         return Err("no request was made".into());

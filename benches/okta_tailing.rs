@@ -68,7 +68,7 @@ fn run(
     shutdown.trigger();
     task.join()
         .map_err(|_| "the pipeline panicked".to_string())?
-        .map_err(|e| e.0)?;
+        .map_err(|e| e.to_string())?;
     Ok(figures)
 }
 

@@ -193,7 +193,7 @@ fn run_in(
     let result = task
         .join()
         .map_err(|_| "the pipeline thread panicked".to_string())?;
-    result.map_err(|e| e.0)?;
+    result.map_err(|e| e.to_string())?;
     let elapsed = started.elapsed().as_secs_f64();
     // The receiver may still be reading the last bytes.
     let pulled: u64 = stats

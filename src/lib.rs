@@ -37,14 +37,48 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A fatal error of a pipeline task: a puller's spool or a forwarder's ack file can no longer
-/// be written. The pipeline stops with it (and the supervisor decides what follows).
+/// be written. The pipeline stops with it (and the supervisor decides what follows). The
+/// spool's own error is kept as the source; the texts are the ones users know.
 #[derive(Debug)]
-pub struct Fatal(pub String);
+pub enum Fatal {
+    /// A table's spool can no longer be written (a failed `fdatasync`, a transaction that
+    /// cannot be cut back).
+    Spool(spool::Error),
+    /// An output's delivery progress cannot be recorded in a spool's ack file.
+    Ack {
+        /// The spool's folder.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: spool::Error,
+    },
+    /// A cursor cannot be encoded: the puller stops rather than commit an empty one.
+    Cursor(String),
+    /// A batch an output refused for good cannot be kept on disk, so its position is not
+    /// acked past it.
+    Rejected(String),
+    /// An output given to a forwarder of another kind (a bug; config validation precludes it).
+    Output(String),
+}
 
 impl std::fmt::Display for Fatal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Fatal::Spool(e) => write!(f, "{e}"),
+            Fatal::Ack { dir, source } => write!(
+                f,
+                "cannot record delivery progress in {}: {source}",
+                dir.display()
+            ),
+            Fatal::Cursor(m) | Fatal::Rejected(m) | Fatal::Output(m) => f.write_str(m),
+        }
     }
 }
 
-impl std::error::Error for Fatal {}
+impl std::error::Error for Fatal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Fatal::Spool(e) | Fatal::Ack { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}

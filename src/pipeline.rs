@@ -71,7 +71,8 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::SpoolLocked(m) | Error::Setup(m) | Error::Fatal(Fatal(m)) => f.write_str(m),
+            Error::SpoolLocked(m) | Error::Setup(m) => f.write_str(m),
+            Error::Fatal(e) => write!(f, "{e}"),
         }
     }
 }
@@ -91,12 +92,6 @@ impl Error {
 }
 
 impl std::error::Error for Error {}
-
-impl From<String> for Error {
-    fn from(m: String) -> Error {
-        Error::Setup(m)
-    }
-}
 
 /// A built, not yet running pipeline.
 #[derive(Debug)]
@@ -132,14 +127,15 @@ impl Pipeline {
     /// what else cannot be opened or loaded.
     pub fn build(config: &Config) -> Result<Pipeline, Error> {
         crate::private::ensure(&config.data_dir, true)
-            .map_err(|e| format!("globals.data_dir: {e}"))?;
-        crate::private::ensure(&config.spools_dir(), false)?;
+            .map_err(|e| Error::Setup(format!("globals.data_dir: {e}")))?;
+        crate::private::ensure(&config.spools_dir(), false).map_err(Error::Setup)?;
         let loaded = config
             .outputs
             .iter()
             .map(forward::load)
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = Arc::new(Client::for_input(&config.okta)?);
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::Setup)?;
+        let client = Arc::new(Client::for_input(&config.okta).map_err(Error::Setup)?);
         let global = Arc::new(std::sync::Mutex::new(Budget::new(
             &config
                 .requests_per_minute
@@ -169,7 +165,7 @@ impl Pipeline {
         }
         for service in services {
             let dir = config.spool_dir(service.kind);
-            crate::private::ensure(&dir, false)?;
+            crate::private::ensure(&dir, false).map_err(Error::Setup)?;
             // Segments of at most an eighth of the table's bound, so acked ones are deleted
             // long before the bound is reached (only the active segment is never deleted).
             let opts = spool::Options {

@@ -74,8 +74,7 @@ pub fn run(config: &Config) -> Vec<Check> {
         let mut waited = None;
         let mut got = client.get(&url);
         if let Ok(r) = &got
-            && r.status == 429
-            && !r.is_concurrency_limit()
+            && okta::api::classify(r) == okta::api::Class::RateLimited
             && r.rate_limit_wait() <= VALIDATE_WAIT
         {
             let wait = r.rate_limit_wait();
@@ -89,15 +88,23 @@ pub fn run(config: &Config) -> Vec<Check> {
                 w.as_secs()
             )
         });
+        let class = got.as_ref().ok().map(okta::api::classify);
         let result = match got {
             Err(e) => Err(format!("{SETUP_101}: {e}")),
-            Ok(r) if r.status == 429 => Err(format!(
-                "rate limited by Okta ({}): the org's budget for {} is used up for now; try again in {} s",
-                r.error_details(),
-                s.kind.path(),
-                r.rate_limit_wait().as_secs()
-            )),
-            Ok(r) if !(200..300).contains(&r.status) => {
+            Ok(r)
+                if matches!(
+                    class,
+                    Some(okta::api::Class::RateLimited | okta::api::Class::Concurrency)
+                ) =>
+            {
+                Err(format!(
+                    "rate limited by Okta ({}): the org's budget for {} is used up for now; try again in {} s",
+                    r.error_details(),
+                    s.kind.path(),
+                    r.rate_limit_wait().as_secs()
+                ))
+            }
+            Ok(r) if class != Some(okta::api::Class::Page) => {
                 Err(okta::api::http_error(&r, true, s.kind))
             }
             Ok(r) => match page::split(&r.body, s.kind.max_page_items()) {

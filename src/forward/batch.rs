@@ -90,7 +90,7 @@ pub(super) async fn run<S: BatchSink>(
                     Delivery::Rejected(why) => {
                         let file = set_aside(&rejected_dir, &s.table.tag, batch.clone())
                             .await
-                            .map_err(Fatal)?;
+                            .map_err(Fatal::Rejected)?;
                         log::error!(
                             "{name} -> {events} events of {} were rejected ({why}); they are kept in {} and the table goes on.",
                             s.table.tag,

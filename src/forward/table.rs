@@ -136,10 +136,10 @@ pub(crate) async fn persist<T: AsMut<TableState>>(states: &mut [T]) -> Result<()
         {
             Ok(()) => s.persisted = pos,
             Err(e) => {
-                return Err(Fatal(format!(
-                    "cannot record delivery progress in {}: {e}",
-                    s.table.spool.dir().display()
-                )));
+                return Err(Fatal::Ack {
+                    dir: s.table.spool.dir().to_path_buf(),
+                    source: e,
+                });
             }
         }
     }

@@ -7,11 +7,22 @@ use super::client::Response;
 use crate::config::ServiceKind;
 use crate::errors::ErrorId::{Pull300 as PULL_300, Setup100 as SETUP_100};
 
-/// Page size asked of Okta by the inventory services (the maximum of users, apps, idps and clients; Okta's advice for
-/// groups). Zones take their default.
-pub const PAGE_LIMIT: u32 = 200;
-
 impl ServiceKind {
+    /// The `limit` asked of Okta for a page, one constant per service (never read back from a
+    /// URL): the System Log's maximum, 1,000; 200 for the inventories (the maximum of users,
+    /// apps, idps and clients, Okta's advice for groups); zones take Okta's default (`None`).
+    pub fn page_limit(self) -> Option<u32> {
+        match self {
+            ServiceKind::Logs => Some(1_000),
+            ServiceKind::Zones => None,
+            ServiceKind::Users
+            | ServiceKind::Groups
+            | ServiceKind::Apps
+            | ServiceKind::Idps
+            | ServiceKind::Clients => Some(200),
+        }
+    }
+
     /// The most items Okta serves on one page of the endpoint (its documented maximum
     /// `limit`, `../shared/okta-api.md` §3.1); a page with more is refused (PullError 302),
     /// which bounds the memory a page takes. Zones document no maximum: 1,000.
@@ -59,6 +70,37 @@ impl ServiceKind {
             }
             _ => "Read-Only Administrator (or any admin role that can view them)",
         }
+    }
+}
+
+/// What an HTTP answer from Okta means for whoever asked: decided here once, for the puller,
+/// `validate` and the error lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A 2xx: a page to check.
+    Page,
+    /// A 429 of the endpoint's rate limit: wait for its reset, then ask the same again.
+    RateLimited,
+    /// A 429 for too many simultaneous requests in the org: back off, then ask again.
+    Concurrency,
+    /// 401, 403 or 404: the token, a role or scope, or the org's feature is missing
+    /// (`SetupError 100`); the service waits a period, the others go on.
+    Refused,
+    /// A 400 `E0000029` "Invalid paging request": the cursor in the URL is no longer honoured.
+    InvalidCursor,
+    /// Anything else (5xx, an odd 4xx): retried with backoff, the cursor kept.
+    Failed,
+}
+
+/// Classifies an answer (see [`Class`]).
+pub fn classify(resp: &Response) -> Class {
+    match resp.status {
+        200..=299 => Class::Page,
+        429 if resp.is_concurrency_limit() => Class::Concurrency,
+        429 => Class::RateLimited,
+        401 | 403 | 404 => Class::Refused,
+        400 if resp.is_invalid_cursor() => Class::InvalidCursor,
+        _ => Class::Failed,
     }
 }
 

@@ -30,7 +30,7 @@ impl Puller {
     pub async fn run(self) -> Result<(), Fatal> {
         match self.run_cycles().await {
             Ok(()) | Err(Halt::Shutdown) => Ok(()),
-            Err(Halt::Fatal(e)) => Err(Fatal(e)),
+            Err(Halt::Fatal(e)) => Err(e),
         }
     }
 

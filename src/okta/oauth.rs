@@ -178,161 +178,174 @@ impl TokenSource {
                 until.saturating_duration_since(Instant::now()).as_secs()
             ));
         }
-        let mut nonce_retried = false;
-        let mut scope_retried = false;
-        let mut clock_retried = false;
+        let mut spent = Spent::default();
         loop {
-            let (nonce, denied, used_skew) = {
-                let st = crate::lock(&self.state);
-                (st.nonce.clone(), st.denied.clone(), st.skew)
-            };
-            let asked: Vec<&str> = self
-                .scopes
-                .iter()
-                .filter(|s| !denied.contains(s))
-                .map(String::as_str)
-                .collect();
-            if asked.is_empty() {
-                return Err(format!(
-                    "invalid_scope: none of the scopes asked for is granted to the app ({}); grant them on its \"Okta API Scopes\" tab",
-                    denied.join(" ")
-                ));
-            }
-            let scope = asked.join(" ");
-            let now = self.okta_now();
-            let form = [
-                ("grant_type", "client_credentials".to_string()),
-                ("scope", scope.clone()),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
-                ),
-                ("client_assertion", self.assertion()?),
-            ];
-            let mut req = agent
-                .post(&self.token_url)
-                .header("Accept", "application/json");
-            if self.mode != DpopMode::Off {
-                req = req.header(
-                    "DPoP",
-                    self.dpop
-                        .proof("POST", &self.token_url, nonce.as_deref(), None, now)?,
-                );
-            }
-            // A token's life counts from before it was asked for: Okta issued it later.
-            let asked_at = Instant::now();
-            let mut resp = req
-                .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
-                .map_err(|e| {
-                    format!(
-                        "the token endpoint {} cannot be reached: {e}",
-                        self.token_url
-                    )
-                })?;
-            let status = resp.status().as_u16();
-            let header = |n: &str| {
-                resp.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            if let Some(n) = header("dpop-nonce") {
-                crate::lock(&self.state).nonce = Some(n);
-            }
-            self.learn_date(header("date").as_deref());
-            if status == 429 {
-                // The token endpoint's own budget: wait for its reset (Okta's clock).
-                let reset = header("x-rate-limit-reset").and_then(|r| r.trim().parse::<u64>().ok());
-                let wait = reset.map_or(60, |r| r.saturating_sub(self.okta_now()).clamp(1, 300));
-                crate::lock(&self.state).blocked_until =
-                    Some(Instant::now() + Duration::from_secs(wait));
-                return Err(format!(
-                    "the token endpoint rate-limited the app (HTTP 429); the next token request is in {wait} s"
-                ));
-            }
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(64 << 10)
-                .read_to_string()
-                .map_err(|e| format!("reading the token endpoint's answer: {e}"))?;
-            if (200..300).contains(&status) {
-                #[derive(serde::Deserialize)]
-                struct Answer {
-                    access_token: crate::config::Secret,
-                    token_type: String,
-                    expires_in: u64,
-                    #[serde(default)]
-                    scope: String,
-                }
-                let a: Answer = serde_json::from_str(&body)
-                    .map_err(|_| "the token endpoint's answer is not a token".to_string())?;
-                let kind = if a.token_type.eq_ignore_ascii_case("DPoP") {
-                    TokenKind::Dpop
-                } else {
-                    TokenKind::Bearer
-                };
-                if kind == TokenKind::Bearer && self.mode == DpopMode::On {
-                    return Err("Okta issued a Bearer token but dpop is true: turn on \"Require DPoP\" for the app, or set dpop: auto".into());
-                }
-                let life = Duration::from_secs(a.expires_in.clamp(1, 86_400));
-                let (renew_at, expires_at) = token_times(asked_at, life);
-                let mut st = crate::lock(&self.state);
-                st.issued += 1;
-                return Ok(Token {
-                    value: a.access_token,
-                    kind,
-                    renew_at,
-                    expires_at,
-                    scopes: a.scope.split_whitespace().map(str::to_string).collect(),
-                });
-            }
-            let e: OAuthError = serde_json::from_str(&body).unwrap_or_default();
-            // The first request went out on the local clock; Okta's `Date` now says it is
-            // more than 30 s off: once more, on Okta's clock.
-            let skew = crate::lock(&self.state).skew;
-            if !clock_retried && (skew - used_skew).abs() > 30 {
-                clock_retried = true;
-                continue;
-            }
-            if e.error == "use_dpop_nonce" && !nonce_retried && self.mode != DpopMode::Off {
-                nonce_retried = true;
-                continue;
-            }
-            if e.error == "invalid_scope" && !scope_retried {
-                // Okta names them: "The following scopes are not allowed: a b". The services
-                // that need them get 403 and wait; the others go on.
-                let named: Vec<String> = e
-                    .error_description
-                    .rsplit(':')
-                    .next()
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .filter(|s| self.scopes.iter().any(|a| a == s))
-                    .map(str::to_string)
-                    .collect();
-                if !named.is_empty() {
-                    scope_retried = true;
+            match self.attempt(agent, spent)? {
+                TokenAnswer::Token(t) => return Ok(t),
+                TokenAnswer::ClockOff => spent.clock = true,
+                TokenAnswer::UseNonce => spent.nonce = true,
+                TokenAnswer::DeniedScopes(named) => {
+                    spent.scope = true;
                     log::error!(
                         "{}: OAuth: invalid_scope: the app is not granted {}; the services that need it wait (403) and the others go on. Grant it on the app's \"Okta API Scopes\" tab.",
                         crate::errors::ErrorId::Setup100,
                         named.join(" ")
                     );
                     crate::lock(&self.state).denied.extend(named);
-                    continue;
                 }
+                TokenAnswer::Refused(why) => return Err(why),
             }
-            if e.error == "invalid_dpop_proof" && self.mode == DpopMode::Off {
-                return Err(format!(
-                    "invalid_dpop_proof: the app requires DPoP (\"Require Demonstrating Proof of Possession\") and dpop is false: set dpop: auto, or turn the requirement off for the app ({})",
-                    crate::logging::escape_controls(&e.error_description)
-                ));
-            }
+        }
+    }
+
+    /// One token request. `spent` says which second tries are used up, so that each kind of
+    /// retry is asked for at most once.
+    ///
+    /// # Errors
+    /// What makes the request impossible (no scope left, the endpoint unreachable or rate
+    /// limited, an answer that is no token or a Bearer token where DPoP is required).
+    fn attempt(&self, agent: &ureq::Agent, spent: Spent) -> Result<TokenAnswer, String> {
+        let (nonce, denied, used_skew) = {
+            let st = crate::lock(&self.state);
+            (st.nonce.clone(), st.denied.clone(), st.skew)
+        };
+        let asked: Vec<&str> = self
+            .scopes
+            .iter()
+            .filter(|s| !denied.contains(s))
+            .map(String::as_str)
+            .collect();
+        if asked.is_empty() {
             return Err(format!(
-                "the token request was refused (HTTP {status}): {}",
-                explain(&e, status, &self.scopes)
+                "invalid_scope: none of the scopes asked for is granted to the app ({}); grant them on its \"Okta API Scopes\" tab",
+                denied.join(" ")
             ));
         }
+        let scope = asked.join(" ");
+        let now = self.okta_now();
+        let form = [
+            ("grant_type", "client_credentials".to_string()),
+            ("scope", scope.clone()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+            ),
+            ("client_assertion", self.assertion()?),
+        ];
+        let mut req = agent
+            .post(&self.token_url)
+            .header("Accept", "application/json");
+        if self.mode != DpopMode::Off {
+            req = req.header(
+                "DPoP",
+                self.dpop
+                    .proof("POST", &self.token_url, nonce.as_deref(), None, now)?,
+            );
+        }
+        // A token's life counts from before it was asked for: Okta issued it later.
+        let asked_at = Instant::now();
+        let mut resp = req
+            .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .map_err(|e| {
+                format!(
+                    "the token endpoint {} cannot be reached: {e}",
+                    self.token_url
+                )
+            })?;
+        let status = resp.status().as_u16();
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if let Some(n) = header("dpop-nonce") {
+            crate::lock(&self.state).nonce = Some(n);
+        }
+        self.learn_date(header("date").as_deref());
+        if status == 429 {
+            // The token endpoint's own budget: wait for its reset (Okta's clock).
+            let reset = header("x-rate-limit-reset").and_then(|r| r.trim().parse::<u64>().ok());
+            let wait = reset.map_or(60, |r| r.saturating_sub(self.okta_now()).clamp(1, 300));
+            crate::lock(&self.state).blocked_until =
+                Some(Instant::now() + Duration::from_secs(wait));
+            return Err(format!(
+                "the token endpoint rate-limited the app (HTTP 429); the next token request is in {wait} s"
+            ));
+        }
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 10)
+            .read_to_string()
+            .map_err(|e| format!("reading the token endpoint's answer: {e}"))?;
+        if (200..300).contains(&status) {
+            #[derive(serde::Deserialize)]
+            struct Answer {
+                access_token: crate::config::Secret,
+                token_type: String,
+                expires_in: u64,
+                #[serde(default)]
+                scope: String,
+            }
+            let a: Answer = serde_json::from_str(&body)
+                .map_err(|_| "the token endpoint's answer is not a token".to_string())?;
+            let kind = if a.token_type.eq_ignore_ascii_case("DPoP") {
+                TokenKind::Dpop
+            } else {
+                TokenKind::Bearer
+            };
+            if kind == TokenKind::Bearer && self.mode == DpopMode::On {
+                return Err("Okta issued a Bearer token but dpop is true: turn on \"Require DPoP\" for the app, or set dpop: auto".into());
+            }
+            let life = Duration::from_secs(a.expires_in.clamp(1, 86_400));
+            let (renew_at, expires_at) = token_times(asked_at, life);
+            let mut st = crate::lock(&self.state);
+            st.issued += 1;
+            return Ok(TokenAnswer::Token(Token {
+                value: a.access_token,
+                kind,
+                renew_at,
+                expires_at,
+                scopes: a.scope.split_whitespace().map(str::to_string).collect(),
+            }));
+        }
+        let e: OAuthError = serde_json::from_str(&body).unwrap_or_default();
+        // The first request went out on the local clock; Okta's `Date` now says it is
+        // more than 30 s off: once more, on Okta's clock.
+        let skew = crate::lock(&self.state).skew;
+        if !spent.clock && (skew - used_skew).abs() > 30 {
+            return Ok(TokenAnswer::ClockOff);
+        }
+        if e.error == "use_dpop_nonce" && !spent.nonce && self.mode != DpopMode::Off {
+            return Ok(TokenAnswer::UseNonce);
+        }
+        if e.error == "invalid_scope" && !spent.scope {
+            // Okta names them: "The following scopes are not allowed: a b". The services
+            // that need them get 403 and wait; the others go on.
+            let named: Vec<String> = e
+                .error_description
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .filter(|s| self.scopes.iter().any(|a| a == s))
+                .map(str::to_string)
+                .collect();
+            if !named.is_empty() {
+                return Ok(TokenAnswer::DeniedScopes(named));
+            }
+        }
+        if e.error == "invalid_dpop_proof" && self.mode == DpopMode::Off {
+            return Ok(TokenAnswer::Refused(format!(
+                "invalid_dpop_proof: the app requires DPoP (\"Require Demonstrating Proof of Possession\") and dpop is false: set dpop: auto, or turn the requirement off for the app ({})",
+                crate::logging::escape_controls(&e.error_description)
+            )));
+        }
+        Ok(TokenAnswer::Refused(format!(
+            "the token request was refused (HTTP {status}): {}",
+            explain(&e, status, &self.scopes)
+        )))
     }
 
     /// The headers for `method url`: `Authorization` and, with a DPoP token, `DPoP`. Takes or
@@ -464,6 +477,29 @@ pub fn scopes(services: &[Service]) -> Vec<String> {
         }
     }
     out
+}
+
+/// What one token request came to, for the loop in [`TokenSource::fetch`] to decide on.
+enum TokenAnswer {
+    /// A token.
+    Token(Token),
+    /// Okta's `Date` shows the assertion was made on a clock more than 30 s off: once more,
+    /// on Okta's clock.
+    ClockOff,
+    /// Okta asks for its DPoP nonce (kept from its answer): once more, with it.
+    UseNonce,
+    /// Okta names scopes the app is not granted: they are dropped, and once more without.
+    DeniedScopes(Vec<String>),
+    /// A refusal no retry helps, worded for the log.
+    Refused(String),
+}
+
+/// The second tries already used by one [`TokenSource::fetch`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Spent {
+    clock: bool,
+    nonce: bool,
+    scope: bool,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! while the disk refuses them, and the seed's statistics line. The modes (`logs`,
 //! `incremental`, `snapshot`) use these; this file knows none of them (`cycle.rs` does).
 
+use super::api::Class;
 use super::body::Events;
 use super::client::{Client, FetchError, Response};
 use super::{link, page};
@@ -62,27 +63,27 @@ impl Counters {
 #[derive(Debug)]
 pub struct Puller {
     /// The Okta client.
-    pub client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     /// This service's spool.
-    pub spool: Spool,
+    pub(crate) spool: Spool,
     /// The service's settings.
-    pub service: Service,
+    pub(crate) service: Service,
     /// Log prefix, e.g. `OktaResourcesPuller(okta#65294,logs#predefined)`.
-    pub label: String,
+    pub(crate) label: String,
     /// Shared counters.
-    pub counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     /// Request pacing (local budgets and Okta's headers).
-    pub pacer: super::budget::Pacer,
+    pub(crate) pacer: super::budget::Pacer,
     /// The pipeline's flag for its pullers (a retried spool write gives up on it too).
-    pub stop: Shutdown,
+    pub(crate) stop: Shutdown,
     /// When the spool counts as full.
-    pub spool_limits: SpoolLimits,
+    pub(crate) spool_limits: SpoolLimits,
     /// Set while a spool write is failing and being retried: nothing is fetched ahead then.
-    pub write_failing: std::sync::atomic::AtomicBool,
+    pub(crate) write_failing: std::sync::atomic::AtomicBool,
     /// Bytes of the commit in progress: not in the spool's durable end yet, but counted
     /// against its bound, so a page fetched ahead during a commit cannot take it further
     /// past the bound than one page.
-    pub committing_bytes: AtomicU64,
+    pub(crate) committing_bytes: AtomicU64,
     /// Bytes of the open transaction's pending frames (a snapshot listing in progress): they
     /// count against the spool's bound, and a listing that cannot fit is rolled back.
     staged_bytes: AtomicU64,
@@ -95,9 +96,16 @@ pub use crate::Fatal;
 #[derive(Debug)]
 pub(crate) enum Halt {
     /// See [`Fatal`].
-    Fatal(String),
+    Fatal(Fatal),
     /// Shutdown came while a write was being retried; nothing of it was committed.
     Shutdown,
+}
+
+impl Halt {
+    /// A cursor that cannot be encoded: fatal, never an empty cursor committed.
+    pub(crate) fn cursor(e: String) -> Halt {
+        Halt::Fatal(Fatal::Cursor(e))
+    }
 }
 
 /// How a cycle ended.
@@ -236,9 +244,9 @@ impl Puller {
                 }
             };
             self.pacer.observe(&resp, Instant::now());
-            match resp.status {
-                200..=299 => return Got::Page(resp),
-                429 if resp.is_concurrency_limit() => {
+            match super::api::classify(&resp) {
+                Class::Page => return Got::Page(resp),
+                Class::Concurrency => {
                     let wait = jitter(concurrency_backoff.next_wait());
                     log::warn!(
                         "{label} -> Okta's concurrency limit reached: too many simultaneous requests in the org ({}); waiting {:.1}s, then retrying the same page.",
@@ -249,7 +257,7 @@ impl Puller {
                         return Got::Shutdown;
                     }
                 }
-                429 => {
+                Class::RateLimited => {
                     let wait = jitter(resp.rate_limit_wait());
                     log::warn!(
                         "{label} -> Okta rate limit reached ({}); waiting {:.1}s for the window's reset, then retrying the same page.",
@@ -260,7 +268,7 @@ impl Puller {
                         return Got::Shutdown;
                     }
                 }
-                401 | 403 | 404 => {
+                Class::Refused => {
                     log::error!(
                         "{label} -> {} The other services go on; this one retries in {} seconds.",
                         super::api::http_error(&resp, false, self.service.kind),
@@ -268,7 +276,7 @@ impl Puller {
                     );
                     return Got::Failed(CycleEnd::Unavailable);
                 }
-                400 if resp.is_invalid_cursor() => {
+                Class::InvalidCursor => {
                     log::warn!(
                         "{label} -> {PULL_300}: Okta no longer honours the cursor of {} ({}).",
                         crate::logging::escape_controls(url),
@@ -276,7 +284,7 @@ impl Puller {
                     );
                     return Got::InvalidCursor;
                 }
-                _ => {
+                Class::Failed => {
                     log::error!(
                         "{label} -> {}. The cursor is kept; retrying.",
                         super::api::http_error(&resp, false, self.service.kind)
@@ -540,7 +548,7 @@ impl Puller {
         let spool = self.spool.clone();
         smol::unblock(move || spool.abort_pending())
             .await
-            .map_err(|e| Halt::Fatal(e.to_string()))?;
+            .map_err(|e| Halt::Fatal(Fatal::Spool(e)))?;
         self.staged_bytes.store(0, Ordering::Relaxed);
         Ok(())
     }
@@ -562,7 +570,7 @@ impl Puller {
                     self.write_failing.store(false, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(e) if e.is_fatal() => return Err(Halt::Fatal(e.to_string())),
+                Err(e) if e.is_fatal() => return Err(Halt::Fatal(Fatal::Spool(e))),
                 Err(e) => {
                     self.write_failing.store(true, Ordering::Relaxed);
                     let wait = backoff.next_wait();

@@ -84,7 +84,7 @@ pub(crate) async fn restore<C: Cursor>(
     {
         if imported {
             // Ours from now on: durable in the spool before the first request.
-            p.commit(Events::default(), c.encode().map_err(Halt::Fatal)?)
+            p.commit(Events::default(), c.encode().map_err(Halt::cursor)?)
                 .await?;
             log::warn!(
                 "{label} -> Persistence has been updated successfully (taken over from Devo's collector)"
@@ -94,7 +94,7 @@ pub(crate) async fn restore<C: Cursor>(
     }
     let c = fresh();
     if commit_fresh {
-        p.commit(Events::default(), c.encode().map_err(Halt::Fatal)?)
+        p.commit(Events::default(), c.encode().map_err(Halt::cursor)?)
             .await?;
         log::warn!("{label} -> Persistence has been updated successfully");
     }

@@ -124,7 +124,7 @@ pub(super) async fn run(
         OutputKind::Devo(d) => (d.address.clone(), d.port),
         OutputKind::Relay(r) => (r.address.clone(), r.port),
         _ => {
-            return Err(Fatal(format!(
+            return Err(Fatal::Output(format!(
                 "output {} is not a byte stream",
                 output.name
             )));

@@ -6,7 +6,6 @@ mod cursor;
 
 pub(crate) use cursor::IncrementalCursor;
 
-use super::api::PAGE_LIMIT;
 use super::body::Events;
 use super::client::Response;
 use super::link::percent_encode;
@@ -44,7 +43,7 @@ pub(crate) async fn restore(p: &Puller) -> Result<IncrementalCursor, Halt> {
 /// documents (`../shared/okta-api.md` §3.1; the simulator refuses any other, as Okta does):
 fn first_url(p: &Puller, watermark: &str) -> String {
     let base = format!("{}{}", p.client.url().base(), p.service.kind.path());
-    let limit = PAGE_LIMIT;
+    let limit = p.service.kind.page_limit().unwrap_or(200);
     match (p.service.kind, watermark.is_empty()) {
         // listUsers: `search` includes DEPROVISIONED users ("Elastic uses search=status pr to
         // list everyone"); limit: default and max 200.
@@ -196,7 +195,7 @@ async fn take_page(
         let events: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
         p.commit(
             Events::copied(&events),
-            restore::Cursor::encode(&c).map_err(Halt::Fatal)?,
+            restore::Cursor::encode(&c).map_err(Halt::cursor)?,
         )
         .await?;
         stats.sent += events.len() as u64;

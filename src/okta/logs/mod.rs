@@ -15,8 +15,6 @@ use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Page size asked of Okta (its maximum for the System Log).
-pub const PAGE_LIMIT: u32 = 1000;
 /// Okta keeps 90 days of System Log; an older `since` is clamped to this.
 const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
@@ -73,9 +71,10 @@ fn next_url(p: &Puller, cursor: &LogsCursor) -> String {
 /// The first page from `since` (RFC 3339; now if it does not parse).
 fn since_url(p: &Puller, since: &str) -> String {
     format!(
-        "{}/api/v1/logs?since={}&limit={PAGE_LIMIT}&sortOrder=ASCENDING",
+        "{}/api/v1/logs?since={}&limit={}&sortOrder=ASCENDING",
         p.client.url().base(),
-        crate::time::format_millis(crate::time::parse_rfc3339(since).unwrap_or(SystemTime::now()))
+        crate::time::format_millis(crate::time::parse_rfc3339(since).unwrap_or(SystemTime::now())),
+        page_limit(p)
     )
 }
 
@@ -131,7 +130,7 @@ async fn take_pages(
             let events = std::mem::take(&mut pending);
             dirty = false;
             let after = taken.clone();
-            let encoded = after.encode().map_err(Halt::Fatal)?;
+            let encoded = after.encode().map_err(Halt::cursor)?;
             let commit = p.commit(events, encoded);
             committing = Some(Box::pin(async move {
                 Step::Committed(commit.await.map(|()| after))
@@ -176,7 +175,7 @@ async fn take_pages(
                             // new as Okta's clock, ends the cycle: the rest comes next period
                             // from the stored next link. A short page deep in the past (Okta
                             // serves those in a backlog too) goes on at once.
-                            if items == 0 || (items < page_limit(&url) && caught_up) {
+                            if items == 0 || (items < page_limit(p) as usize && caught_up) {
                                 end = Some(CycleEnd::UpToDate);
                             } else if shutdown.is_set() {
                                 end = Some(CycleEnd::Shutdown);
@@ -214,14 +213,9 @@ async fn take_pages(
 /// stream is caught up (events reach the System Log seconds after they are published).
 pub const CAUGHT_UP: Duration = Duration::from_secs(60);
 
-/// The `limit` a page was asked with (Okta's default, 100, when the URL has none).
-fn page_limit(url: &str) -> usize {
-    url.split_once('?')
-        .into_iter()
-        .flat_map(|(_, q)| q.split('&'))
-        .find_map(|kv| kv.strip_prefix("limit="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
+/// The `limit` the System Log's pages are asked with (the service's constant).
+fn page_limit(p: &Puller) -> u32 {
+    p.service.kind.page_limit().unwrap_or(1_000)
 }
 
 /// A page taken.

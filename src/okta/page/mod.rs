@@ -42,11 +42,21 @@ pub fn split(body: &[u8], max_items: usize) -> Result<Vec<Item<'_>>, PageError> 
         _ => {}
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let items = serde::de::DeserializeSeed::deserialize(Capped(max_items), &mut de)
+    // Whether the cap stopped the parse is recorded beside it: decided on a flag, never on
+    // serde's message text.
+    let over = std::cell::Cell::new(false);
+    let capped = Capped {
+        max: max_items,
+        over: &over,
+    };
+    let items = serde::de::DeserializeSeed::deserialize(capped, &mut de)
         .and_then(|items| de.end().map(|()| items))
-        .map_err(|e| match e.to_string() {
-            m if m.starts_with(TOO_MANY) => PageError::TooMany(max_items),
-            m => PageError::NotJson(m),
+        .map_err(|e| {
+            if over.get() {
+                PageError::TooMany(max_items)
+            } else {
+                PageError::NotJson(e.to_string())
+            }
         })?;
     if let Some(i) = items.iter().position(|v| !v.get().starts_with('{')) {
         return Err(PageError::ItemNotObject(i));
@@ -54,19 +64,21 @@ pub fn split(body: &[u8], max_items: usize) -> Result<Vec<Item<'_>>, PageError> 
     Ok(items.into_iter().map(Item::from_serde).collect())
 }
 
-const TOO_MANY: &str = "too many items";
+/// A JSON array of raw values, refused past its cap (`max`) before the next one is kept;
+/// `over` says that the cap, not the JSON, ended the parse.
+struct Capped<'f> {
+    max: usize,
+    over: &'f std::cell::Cell<bool>,
+}
 
-/// A JSON array of raw values, refused past its cap before the next one is kept.
-struct Capped(usize);
-
-impl<'de> serde::de::DeserializeSeed<'de> for Capped {
+impl<'de> serde::de::DeserializeSeed<'de> for Capped<'_> {
     type Value = Vec<&'de RawValue>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Capped {
+impl<'de> serde::de::Visitor<'de> for Capped<'_> {
     type Value = Vec<&'de RawValue>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an array")
@@ -74,8 +86,9 @@ impl<'de> serde::de::Visitor<'de> for Capped {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         while let Some(v) = seq.next_element::<&'de RawValue>()? {
-            if out.len() == self.0 {
-                return Err(serde::de::Error::custom(TOO_MANY));
+            if out.len() == self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many items"));
             }
             out.push(v);
         }

@@ -8,7 +8,6 @@ pub(crate) use cursor::SnapshotCursor;
 
 use cursor::Listing;
 
-use super::api::PAGE_LIMIT;
 use super::body::Events;
 use super::page;
 use super::puller::{CycleEnd, Got, Halt, Puller, Stats, pulling_id};
@@ -42,10 +41,9 @@ pub(crate) async fn cycle(
     let base = format!("{}{}", p.client.url().base(), p.service.kind.path());
     // listApplications, listIdentityProviders and listClients: limit max 200 (the SPEC's
     // `queryLimit`); listNetworkZones: no documented max, so its default (okta-api.md §3.1).
-    let mut url = if p.service.kind == ServiceKind::Zones {
-        base
-    } else {
-        format!("{base}?limit={PAGE_LIMIT}")
+    let mut url = match p.service.kind.page_limit() {
+        None => base,
+        Some(limit) => format!("{base}?limit={limit}"),
     };
     // Pages of this listing (not progress for the backoff: an unfinished one is taken again).
     let mut pages = 0u64;
@@ -107,8 +105,11 @@ pub(crate) async fn cycle(
                 }
                 events.extend(deleted.iter().map(|d| d.as_bytes()));
                 let next = std::mem::take(&mut listing).into_cursor(cursor, now);
-                p.commit(Events::copied(&events), next.encode().map_err(Halt::Fatal)?)
-                    .await?;
+                p.commit(
+                    Events::copied(&events),
+                    next.encode().map_err(Halt::cursor)?,
+                )
+                .await?;
                 stats.sent += events.len() as u64;
                 log::info!(
                     "{} -> Snapshot {} committed: {} objects listed, {} sent ({} deleted).",
