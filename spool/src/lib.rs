@@ -37,7 +37,8 @@
 //! *.corrupt                  segments whose header failed validation, set aside at startup
 //! ```
 //!
-//! Only the writer creates segment files; only `ack` and recovery delete them.
+//! Only the writer creates segment files (and recovery, the first one of a spool with none left);
+//! only `ack` and recovery delete them.
 //!
 //! # Segment layout (all integers little-endian)
 //!

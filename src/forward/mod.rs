@@ -1,6 +1,6 @@
 //! Forwarders: one task per output reads every table's spool up to its durable end (through
 //! the output's own ack position) and delivers it. Byte-stream outputs (`devo_platform` over
-//! mutual TLS, `relay` over TCP) live in `stream.rs`; request/response outputs (`devo_http`,
+//! mutual TLS, `relay` over TCP) live in `stream/`; request/response outputs (`devo_http`,
 //! `console`) in `batch.rs`; what they share, reading a table and recording how far the
 //! output has it, in `table.rs`. This file loads an output and starts the one that fits.
 

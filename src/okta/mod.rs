@@ -2,7 +2,7 @@
 //! `Link` headers and pages, the three pull modes with their cursors, rate limits, OAuth, and
 //! Devo's collector's state. Nothing here knows Devo's wire format or the spool's.
 //!
-//! A puller (`puller.rs`) runs its cycles (`cycle.rs`, the only file that knows the modes) in
+//! A puller (`puller.rs`) runs its cycles (`cycle.rs`, the only file that runs the modes) in
 //! one of three modes, each with its cursor beside it: `logs/` polls the System Log,
 //! `incremental/` lists what changed in users and groups, `snapshot/` lists apps, idps, zones
 //! and clients whole. `restore.rs` restores any mode's cursor the one way.
