@@ -119,16 +119,6 @@ fn each_config_error_names_the_problem_and_exits_1() {
 }
 
 /// Runs `validate` on the config; returns the output and its stdout.
-fn validate(config: &std::path::Path) -> (Output, String) {
-    let out = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out, stdout)
-}
-
 #[test]
 fn validate_reports_each_check_and_pulls_nothing() {
     let mut env = Env::new(okta::Options {
@@ -137,13 +127,9 @@ fn validate_reports_each_check_and_pulls_nothing() {
         ..Default::default()
     });
     let devo = env.start_devo();
-    let p = env.write_config("");
-    let (out, stdout) = validate(&p);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.write_config("");
+    let (code, stdout, stderr) = env.validate();
+    assert!(code == Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("[ OK ] config"), "{stdout}");
     assert!(
         stdout.contains("[ OK ] okta service logs: ")
@@ -162,8 +148,8 @@ fn validate_reports_each_check_and_pulls_nothing() {
 
     // A wrong token: SetupError 100 and exit 1.
     env.write_config_text(&env.config_text("").edit(TOKEN, "wrong-token"));
-    let (out, stdout) = validate(&p);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout, _) = env.validate();
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("[FAIL] okta service logs: SetupError 100"),
         "{stdout}"
@@ -178,8 +164,8 @@ fn validate_reports_each_check_and_pulls_nothing() {
         .edit("certs/domain.crt", rogue.client_cert.to_str().unwrap())
         .edit("certs/domain.key", rogue.client_key.to_str().unwrap());
     env.write_config_text(&text);
-    let (out, stdout) = validate(&p);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout, _) = env.validate();
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("[FAIL] output devo_1"), "{stdout}");
 }
 
@@ -193,10 +179,9 @@ fn validate_names_each_service_problem() {
     env.okta.inject(ServiceKind::Users, Fault::RateLimited);
     env.okta.inject(ServiceKind::Users, Fault::RateLimited);
     let _devo = env.start_devo();
-    let p =
-        env.write_config("      users: {}\n      groups: {}\n      idps: {}\n      clients: {}\n");
-    let (out, stdout) = validate(&p);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    env.write_config("      users: {}\n      groups: {}\n      idps: {}\n      clients: {}\n");
+    let (code, stdout, _) = env.validate();
+    assert_eq!(code, Some(1), "{stdout}");
     for line in [
         "[ OK ] okta service logs",
         "[ OK ] okta service groups",

@@ -32,8 +32,7 @@ fn twenty_thousand_events_over_many_pages_with_empty_ones_arrive_exactly_once() 
     );
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
     assert_eq!(d.lines, 20_000);
-    assert!(d.missing(20_000).is_empty());
-    assert_eq!(d.duplicates(), 0);
+    d.assert_exactly_once(20_000);
     let logs = env.logs();
     assert!(
         logs.contains("Statistics for this pull cycle (@devo_pulling_id="),
@@ -89,8 +88,7 @@ fn devo_down_at_start_then_up_everything_arrives() {
     stop(&env, &mut child);
     assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
-    assert!(d.missing(20_000).is_empty());
-    assert_eq!(d.duplicates(), 0);
+    d.assert_exactly_once(20_000);
 }
 
 #[test]

@@ -174,16 +174,6 @@ fn config(env: &Env, chain: &str, cert: &str, key: &str, extra: &str) -> PathBuf
     env.write_config_text(&text.edit(&anchor, &format!("{anchor}{extra}")))
 }
 
-fn validate(env: &Env) -> String {
-    let out = Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(env.path().join("config.yaml"))
-        .current_dir(env.path())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn env() -> Env {
     Env::new(okta::Options {
         total: 40,
@@ -212,7 +202,7 @@ fn a_v1_client_certificate_delivers_to_openssl() {
     assert!(info.contains("BEGIN CERTIFICATE"));
     let server = SServer::start(&d, env.devo_port, "server", "ca");
     config(&env, "ca.crt", "client.crt", "client.key", "");
-    let out = validate(&env);
+    let (_, out, _) = env.validate();
     assert!(out.contains("[ OK ] output devo_1"), "{out}");
     let mut child = env.spawn();
     let tag = "auth.okta.system";
@@ -245,13 +235,13 @@ fn client_key_problems_are_named() {
     leaf(&d, "mine", "ca", "okta-collector", 2048, "sha256", None);
 
     config(&env, "ca.crt", "small.crt", "small.key", "");
-    let out = validate(&env);
+    let (_, out, _) = env.validate();
     assert!(
         out.contains("an RSA key of 1024 bits; keys of 2048 to 4096 bits can sign"),
         "{out}"
     );
     config(&env, "ca.crt", "mine.crt", "other.key", "");
-    let out = validate(&env);
+    let (_, out, _) = env.validate();
     assert!(
         out.contains("other.key is not the key of the certificate ")
             && out.contains("mine.crt (subject")
@@ -285,7 +275,7 @@ fn against(env: &Env, server: &str, server_ca: &str, extra: &str) -> String {
         "client.key",
         extra,
     );
-    validate(env)
+    env.validate().1
 }
 
 #[test]
@@ -381,7 +371,7 @@ fn a_name_mismatch_shows_the_presented_certificate_in_validate_and_the_log() {
         "the server presented [0] subject \"CN=collector-us.devo.io\", SAN [DNS:collector-us.devo.io], issuer \"CN=test CA\", signed ecdsa-with-SHA256, key EC P-256, v3, valid ",
         "EKU [serverAuth]",
     ];
-    let out = validate(&env);
+    let (_, out, _) = env.validate();
     for e in expect {
         assert!(out.contains(e), "{e}\n{out}");
     }

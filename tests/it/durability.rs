@@ -89,8 +89,7 @@ fn a_long_outage_with_a_small_spool_pauses_pulling_and_loses_nothing() {
             .contains("Pulling resumes: the spool has room again")
     );
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
-    assert!(d.missing(TOTAL).is_empty());
-    assert_eq!(d.duplicates(), 0);
+    d.assert_exactly_once(TOTAL);
     assert!(s.contains("waiting:     0 events"), "{s}");
     assert!(
         dir_bytes(&env.spool_dir()) <= MAX / 8 + (3 << 20),
@@ -176,8 +175,7 @@ fn outage_with_large_pages(total: u64, max: u64, lagging: bool) {
     );
     for d in std::iter::once(&devo).chain(second.as_ref()) {
         let got = check_lines(&env, &d.lines(), "auth.okta.system");
-        assert!(got.missing(total).is_empty(), "{:?}", got.missing(total));
-        assert_eq!(got.duplicates(), 0);
+        got.assert_exactly_once(total);
     }
     eprintln!("peak spool {peak} bytes with a bound of {max}");
 }
@@ -291,8 +289,7 @@ fn a_full_disk_pauses_appends_and_they_resume_within_5s_of_space_coming_back() {
     stop(&env, &mut child);
     assert!(all, "{}", env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
-    assert!(d.missing(TOTAL).is_empty());
-    assert_eq!(d.duplicates(), 0);
+    d.assert_exactly_once(TOTAL);
     // What is left in the spool (acked segments are deleted) is still an exact prefix.
     check_spool_is_exact_prefix(&env);
     eprintln!("appends resumed {resumed:?} after space came back");

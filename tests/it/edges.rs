@@ -95,18 +95,11 @@ fn a_server_certificate_with_a_multi_byte_character_in_its_time_does_not_abort()
     serve_certificate(env.devo_port, cert, &key);
     env.write_config("");
 
-    let out = std::process::Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(env.path().join("config.yaml"))
-        .current_dir(env.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (code, stdout, stderr) = env.validate();
     assert_eq!(
-        out.status.code(),
+        code,
         Some(1),
-        "validate ends with its own exit code, not an abort\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "validate ends with its own exit code, not an abort\n{stdout}{stderr}"
     );
     assert!(
         stdout.contains("unreadable: invalid certificate: a time of the wrong form"),
@@ -408,20 +401,6 @@ fn a_trace_log_file_beside_the_config_does_not_feed_the_watcher_its_own_writes()
     );
 }
 
-/// `validate`'s exit code and its standard output.
-fn validate(env: &Env) -> (Option<i32>, String) {
-    let out = std::process::Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(env.path().join("config.yaml"))
-        .current_dir(env.path())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn validate_checks_what_run_checks_at_start() {
     use std::os::unix::fs::PermissionsExt;
@@ -433,7 +412,8 @@ fn validate_checks_what_run_checks_at_start() {
     let _devo = env.start_devo();
     // Everything fine: the local checks say OK.
     env.write_config("");
-    let (code, out) = validate(&env);
+    let (code, out, err) = env.validate();
+    let out = out + &err;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("[ OK ] data_dir "), "{out}");
     // A data_dir others can write in: `run` refuses it, so `validate` does.
@@ -442,7 +422,8 @@ fn validate_checks_what_run_checks_at_start() {
         std::fs::Permissions::from_mode(0o777),
     )
     .unwrap();
-    let (code, out) = validate(&env);
+    let (code, out, err) = env.validate();
+    let out = out + &err;
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.lines()
@@ -464,7 +445,8 @@ fn validate_checks_what_run_checks_at_start() {
         ),
     );
     env.write_config_text(&text);
-    let (code, out) = validate(&env);
+    let (code, out, err) = env.validate();
+    let out = out + &err;
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.lines().any(|l| l.starts_with("[FAIL] metrics_listen")
@@ -489,7 +471,8 @@ fn a_tab_in_the_config_is_named_as_a_tab() {
         .config_text("")
         .edit("  data_dir: data\n", "\tdata_dir: data\n");
     env.write_config_text(&text);
-    let (code, out) = validate(&env);
+    let (code, out, err) = env.validate();
+    let out = out + &err;
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("line 3 is indented with a tab: YAML indents with spaces only"),

@@ -189,6 +189,22 @@ inputs:
         wait_until(limit, || self.logs().matches(needle).count() >= now + more)
     }
 
+    /// `okta-collector validate` on the env's config, from its folder: the exit code, the
+    /// standard output (one line per check) and the standard error.
+    pub fn validate(&self) -> (Option<i32>, String, String) {
+        let out = Command::new(bin())
+            .args(["validate", "--config"])
+            .arg(self.path().join("config.yaml"))
+            .current_dir(self.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn spool_dir(&self) -> PathBuf {
         self.path().join("data/spool/logs")
     }
@@ -265,6 +281,19 @@ impl Delivery {
         (0..total)
             .filter(|i| !self.counts.contains_key(i))
             .collect()
+    }
+
+    /// Every event `0..total` arrived, each once: the promise, checked in one place.
+    #[track_caller]
+    pub fn assert_exactly_once(&self, total: u64) {
+        let missing = self.missing(total);
+        assert!(
+            missing.is_empty(),
+            "{} of {total} events missing, the first {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert_eq!(self.duplicates(), 0, "events delivered twice");
     }
 }
 

@@ -43,18 +43,6 @@ fn write_oauth_config(env: &Env, extra: &str) {
     ));
 }
 
-fn validate(env: &Env) -> (Option<i32>, String) {
-    let out = std::process::Command::new(bin())
-        .args(["validate", "--config"])
-        .arg(env.path().join("config.yaml"))
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn a_backfill_across_token_expiries_with_dpop_and_nonce_rotation_loses_nothing() {
     let key = rcgen::KeyPair::generate().unwrap().serialize_pem();
@@ -118,7 +106,7 @@ fn validate_says_dpop_and_the_scopes_and_each_error_names_its_cause() {
     let mut env = env_with_app(&key, app, okta::Options::default());
     let _devo = env.start_devo();
     write_oauth_config(&env, "");
-    let (code, out) = validate(&env);
+    let (code, out, _) = env.validate();
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("[ OK ] okta OAuth app: client 0oa1b2c3d4e5f6g7h8i9 has a DPoP-bound token (proofs on every call); scopes granted: okta.logs.read"),
@@ -127,7 +115,7 @@ fn validate_says_dpop_and_the_scopes_and_each_error_names_its_cause() {
 
     // dpop: false against an app that requires it.
     write_oauth_config(&env, "        dpop: false\n");
-    let (_, out) = validate(&env);
+    let (_, out, _) = env.validate();
     assert!(
         out.contains("SetupError 100") && out.contains("invalid_dpop_proof: the app requires DPoP"),
         "{out}"
@@ -135,7 +123,7 @@ fn validate_says_dpop_and_the_scopes_and_each_error_names_its_cause() {
 
     // A scope the app was not granted.
     write_oauth_config(&env, "        scopes: [okta.logs.read, okta.users.read]\n");
-    let (_, out) = validate(&env);
+    let (_, out, _) = env.validate();
     assert!(
         out.contains("invalid_scope") && out.contains("okta.users.read"),
         "{out}"
@@ -145,7 +133,7 @@ fn validate_says_dpop_and_the_scopes_and_each_error_names_its_cause() {
     let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
     std::fs::write(env.path().join("app.pem"), other).unwrap();
     write_oauth_config(&env, "");
-    let (code, out) = validate(&env);
+    let (code, out, _) = env.validate();
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("invalid_client") && out.contains("the key is not registered"),
@@ -163,7 +151,7 @@ fn a_token_and_oauth_together_or_a_bad_key_are_config_errors() {
         &format!("      api_token: \"{TOKEN}\"\n      oauth:\n        client_id: 0oa1\n        private_key_file: app.pem\n"),
     );
     env.write_config_text(&text);
-    let (code, out) = validate(&env);
+    let (code, out, _) = env.validate();
     assert_eq!(code, Some(1));
     let _ = out;
     let out = std::process::Command::new(bin())
@@ -398,7 +386,7 @@ fn the_jwk_the_admin_console_gives_signs_rs256() {
     let mut env = env_with_app(&jwk, app, okta::Options::default());
     let _devo = env.start_devo();
     write_oauth_config(&env, "");
-    let (code, out) = validate(&env);
+    let (code, out, _) = env.validate();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("has a DPoP-bound token"), "{out}");
 }

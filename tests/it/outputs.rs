@@ -105,8 +105,7 @@ fn relay_and_devo_platform_side_by_side_each_get_everything_at_their_own_pace() 
     );
     stop(&env, &mut child);
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
-    assert!(d.missing(TOTAL).is_empty());
-    assert_eq!(d.duplicates(), 0);
+    d.assert_exactly_once(TOTAL);
     let r = check_lines(&env, &relay.lines(), "auth.okta.system");
     assert!(r.missing(TOTAL).is_empty());
     assert_eq!(
@@ -354,8 +353,7 @@ fn console_writes_the_syslog_lines_to_stdout() {
     signal(&child, 15);
     assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
     let d = check_lines(&env, &lines(), "auth.okta.system");
-    assert!(d.missing(TOTAL).is_empty());
-    assert_eq!(d.duplicates(), 0);
+    d.assert_exactly_once(TOTAL);
     let err = std::fs::read_to_string(env.path().join("stderr.txt")).unwrap();
     assert!(err.contains("Stopped cleanly."), "{err}");
 }
