@@ -172,9 +172,7 @@ fn events_sharing_one_timestamp_keep_the_cursor_bounded_and_exact() {
         "the bound is said"
     );
     // The cursor stored with the last frame is bounded: no uuid over 64 bytes is kept.
-    let spool =
-        spool::Spool::open_consumers(&env.spool_dir(), spool::Options::default(), &["devo_1"])
-            .unwrap();
+    let (_copy, spool) = open_copy(&env.spool_dir());
     let cursor = spool.cursor().unwrap();
     assert!(
         cursor.len() < 45_000,
