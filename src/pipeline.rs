@@ -93,6 +93,30 @@ impl Error {
 
 impl std::error::Error for Error {}
 
+/// Opens (and so recovers) the spool of `kind`'s table, one consumer per output; a spool held
+/// by another process is [`Error::SpoolLocked`].
+fn open_spool(
+    config: &Config,
+    kind: crate::config::ServiceKind,
+    consumers: &[&str],
+) -> Result<Spool, Error> {
+    let dir = config.spool_dir(kind);
+    crate::private::ensure(&dir, false).map_err(Error::Setup)?;
+    // Segments of at most an eighth of the table's bound, so acked ones are deleted long
+    // before the bound is reached (only the active segment is never deleted).
+    let opts = spool::Options {
+        segment_bytes: (config.spool.max_bytes_per_table / 8).clamp(256 << 10, 32 << 20),
+        ..spool::Options::default()
+    };
+    Spool::open_consumers(&dir, opts, consumers).map_err(|e| match e {
+        spool::Error::Locked { path } => Error::SpoolLocked(format!(
+            "the spool {} is in use by another okta-collector process (its LOCK file is held); stop that process or give this one another data_dir",
+            path.display()
+        )),
+        e => Error::Setup(e.to_string()),
+    })
+}
+
 /// A built, not yet running pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -164,21 +188,7 @@ impl Pipeline {
             );
         }
         for service in services {
-            let dir = config.spool_dir(service.kind);
-            crate::private::ensure(&dir, false).map_err(Error::Setup)?;
-            // Segments of at most an eighth of the table's bound, so acked ones are deleted
-            // long before the bound is reached (only the active segment is never deleted).
-            let opts = spool::Options {
-                segment_bytes: (config.spool.max_bytes_per_table / 8).clamp(256 << 10, 32 << 20),
-                ..spool::Options::default()
-            };
-            let spool = Spool::open_consumers(&dir, opts, &consumers).map_err(|e| match e {
-                spool::Error::Locked { path } => Error::SpoolLocked(format!(
-                    "the spool {} is in use by another okta-collector process (its LOCK file is held); stop that process or give this one another data_dir",
-                    path.display()
-                )),
-                e => Error::Setup(e.to_string()),
-            })?;
+            let spool = open_spool(config, service.kind, &consumers)?;
             let delivered: Vec<_> = consumers
                 .iter()
                 .map(|_| Arc::new(AtomicU64::new(0)))
@@ -192,7 +202,7 @@ impl Pipeline {
             let counters = Arc::new(Counters::default());
             log::info!(
                 "Spool {} opened: {} events waiting to be sent.",
-                dir.display(),
+                spool.dir().display(),
                 spool.backlog()
             );
             stats.push(TableStats {

@@ -66,6 +66,8 @@ struct Probe {
     written: Arc<AtomicU64>,
     socket: smol::net::TcpStream,
     acks: AckTracker,
+    /// When the reading task saw the server end the connection (set there, at once).
+    ended: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 /// How the server's side of the connection ended, as seen by the reading task.
@@ -82,12 +84,21 @@ impl Probe {
             written,
             socket,
             acks: AckTracker::new(trusted_from),
+            ended: Arc::default(),
+        }
+    }
+
+    /// Hands the tracker the instant the connection ended, if the reading task saw it end.
+    fn sync_end(&mut self) {
+        if let Some(at) = *crate::lock(&self.ended) {
+            self.acks.ended_at(at);
         }
     }
 
     /// Notes how far the peer's TCP stack has acknowledged now. Call it while the connection
     /// is known to be up (never after a failure: then nothing new may be trusted).
     fn observe(&mut self) {
+        self.sync_end();
         if let Some(k) = self.kernel_acked() {
             self.acks.observe(Instant::now(), k);
         }
@@ -95,6 +106,7 @@ impl Probe {
 
     /// Bytes delivered (see [`AckTracker::delivered`]); `None` during the probation.
     fn peer_acked(&mut self) -> Option<u64> {
+        self.sync_end();
         self.acks.delivered(Instant::now())
     }
 
@@ -241,8 +253,10 @@ async fn session_loop(
     let mut probe = Probe::new(written, socket, trusted_from);
     let (mut rd, mut wr) = connection::split(stream);
     let (peer_tx, peer_rx) = smol::channel::bounded::<PeerEnd>(1);
+    let ended = probe.ended.clone();
     // Devo sends nothing; a read returns only the server's EOF or alert (a rejected client
-    // certificate under TLS 1.3 shows only here).
+    // certificate under TLS 1.3 shows only here). The instant is kept at once: the loop may
+    // notice the end up to an idle tick later, and the grace counts from the end itself.
     let _watch = smol::spawn(async move {
         let mut buf = [0u8; 4096];
         let reason = loop {
@@ -253,6 +267,7 @@ async fn session_loop(
                 Err(e) => break PeerEnd::Failed(format!("the server ended the session: {e}")),
             }
         };
+        crate::lock(&ended).get_or_insert(Instant::now());
         let _ = peer_tx.send(reason).await;
     });
     let opened = Instant::now();
@@ -283,20 +298,7 @@ async fn session_loop(
             .iter()
             .map(|s| syslog::prefix(&date, &output.hostname, &s.state.table.tag))
             .collect();
-        let mut bytes = 0;
-        for (i, s) in states.iter_mut().enumerate() {
-            let s = &mut s.state;
-            while bytes < BATCH_BYTES {
-                let Some(frame) = next_frame(s).await else {
-                    break;
-                };
-                for (_, ev) in frame.events() {
-                    bytes += prefixes[i].len() + ev.len() + syslog::line_end(ev).len();
-                }
-                batch.push((i, frame.position(frame.end_seq()), frame.len() as u64));
-                frames.push((i, frame));
-            }
-        }
+        gather(states, &prefixes, &mut frames, &mut batch).await;
         if frames.is_empty() {
             check_reader_stall(states, &mut stalled_since);
             probe.observe();
@@ -319,27 +321,8 @@ async fn session_loop(
         }
         // A write to a peer that stopped reading blocks until TCP_USER_TIMEOUT; after a
         // shutdown request it gets CLOSE_STEP more, then counts as failed (nothing is lost:
-        // the unacknowledged part is sent again at the next start). Each line goes as its
-        // pieces, the event straight from the frame: rustls copies them into its records, and
-        // nothing assembles the lines before.
-        let write = async {
-            let count = batch.iter().map(|b| b.2 as usize).sum::<usize>();
-            let mut lines = Vec::with_capacity(3 * count);
-            let mut ends = Vec::with_capacity(count);
-            for (i, frame) in &frames {
-                for (_, ev) in frame.events() {
-                    lines.push(IoSlice::new(prefixes[*i].as_bytes()));
-                    lines.push(IoSlice::new(ev));
-                    let end = syslog::line_end(ev);
-                    if !end.is_empty() {
-                        lines.push(IoSlice::new(end));
-                    }
-                    ends.push(lines.len());
-                }
-            }
-            write_lines(&mut wr, &mut lines, &ends, window).await?;
-            wr.flush().await
-        };
+        // the unacknowledged part is sent again at the next start).
+        let write = write_frames(&mut wr, &frames, &prefixes, window);
         let bounded = async {
             shutdown.wait().await;
             smol::Timer::after(CLOSE_STEP).await;
@@ -354,26 +337,92 @@ async fn session_loop(
             return Ok(End::Failed(format!("sending failed: {e}")));
         }
         last_write = Instant::now();
-        let mut newest: Vec<Option<u64>> = vec![None; states.len()];
-        for (i, frame) in frames.drain(..) {
-            newest[i] = newest[i].max(frame.newest_time().map(|s| s * 1000));
-            recycle(&mut states[i].state, frame);
-        }
-        let end = probe.written.load(Ordering::Relaxed);
-        for (i, pos, events) in batch.drain(..) {
-            states[i].inflight.push_back(Inflight {
-                cipher_end: end,
-                pos,
-                events,
-                newest_ms: newest[i].take(),
-            });
-        }
+        record_written(
+            states,
+            &mut frames,
+            &mut batch,
+            probe.written.load(Ordering::Relaxed),
+        );
         probe.observe();
         settle(states, &mut probe);
         if persist_due(states, last_persist) {
             persist(states).await?;
             last_persist = Instant::now();
         }
+    }
+}
+
+/// Reads frames from every table until [`BATCH_BYTES`] of lines are gathered: `frames` holds
+/// them (until their lines are written) and `batch`, per frame, its table, the ack position
+/// after it and its number of events.
+async fn gather(
+    states: &mut [StreamTable],
+    prefixes: &[String],
+    frames: &mut Vec<(usize, spool::Frame)>,
+    batch: &mut Vec<(usize, Position, u64)>,
+) {
+    let mut bytes = 0;
+    for (i, s) in states.iter_mut().enumerate() {
+        let s = &mut s.state;
+        while bytes < BATCH_BYTES {
+            let Some(frame) = next_frame(s).await else {
+                break;
+            };
+            for (_, ev) in frame.events() {
+                bytes += prefixes[i].len() + ev.len() + syslog::line_end(ev).len();
+            }
+            batch.push((i, frame.position(frame.end_seq()), frame.len() as u64));
+            frames.push((i, frame));
+        }
+    }
+}
+
+/// Writes the frames' lines. Each line goes as its pieces, the event straight from the frame:
+/// rustls copies them into its records, and nothing assembles the lines before.
+async fn write_frames<W: smol::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    frames: &[(usize, spool::Frame)],
+    prefixes: &[String],
+    window: usize,
+) -> std::io::Result<()> {
+    let count = frames.iter().map(|(_, f)| f.len()).sum::<usize>();
+    let mut lines = Vec::with_capacity(3 * count);
+    let mut ends = Vec::with_capacity(count);
+    for (i, frame) in frames {
+        for (_, ev) in frame.events() {
+            lines.push(IoSlice::new(prefixes[*i].as_bytes()));
+            lines.push(IoSlice::new(ev));
+            let end = syslog::line_end(ev);
+            if !end.is_empty() {
+                lines.push(IoSlice::new(end));
+            }
+            ends.push(lines.len());
+        }
+    }
+    write_lines(wr, &mut lines, &ends, window).await?;
+    wr.flush().await
+}
+
+/// After a write: the frames go back to their readers, and each becomes in flight, delivered
+/// once the peer's TCP stack has acknowledged the stream up to `cipher_end`.
+fn record_written(
+    states: &mut [StreamTable],
+    frames: &mut Vec<(usize, spool::Frame)>,
+    batch: &mut Vec<(usize, Position, u64)>,
+    cipher_end: u64,
+) {
+    let mut newest: Vec<Option<u64>> = vec![None; states.len()];
+    for (i, frame) in frames.drain(..) {
+        newest[i] = newest[i].max(frame.newest_time().map(|s| s * 1000));
+        recycle(&mut states[i].state, frame);
+    }
+    for (i, pos, events) in batch.drain(..) {
+        states[i].inflight.push_back(Inflight {
+            cipher_end,
+            pos,
+            events,
+            newest_ms: newest[i].take(),
+        });
     }
 }
 
