@@ -111,6 +111,19 @@ pub enum FetchError {
     Auth(String),
 }
 
+impl FetchError {
+    /// The seed's error id for it: Okta unreachable is `PullError 301`, no OAuth token is
+    /// `SetupError 100`, an answer that cannot be used is `PullError 302`.
+    pub fn id(&self) -> crate::errors::ErrorId {
+        use crate::errors::ErrorId;
+        match self {
+            FetchError::Transport(_) => ErrorId::Pull301,
+            FetchError::Auth(_) => ErrorId::Setup100,
+            FetchError::OtherOrigin(_) | FetchError::TooLarge => ErrorId::Pull302,
+        }
+    }
+}
+
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -5,13 +5,11 @@
 
 use super::api::Class;
 use super::body::Events;
-use super::client::{Client, FetchError, Response};
+use super::client::{Client, Response};
 use super::{link, page};
 use crate::backoff::Backoff;
 use crate::config::{Service, SpoolLimits};
-use crate::errors::ErrorId::{
-    Pull300 as PULL_300, Pull301 as PULL_301, Pull302 as PULL_302, Setup100 as SETUP_100,
-};
+use crate::errors::ErrorId::{Pull300 as PULL_300, Pull302 as PULL_302};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
 use spool::Spool;
@@ -227,19 +225,8 @@ impl Puller {
             }
             let resp = match resp {
                 Ok(r) => r,
-                Err(FetchError::Transport(e)) => {
-                    log::error!("{label} -> {PULL_301}: {e}. The cursor is kept; retrying.");
-                    return Got::Failed(stats.failed());
-                }
-                Err(FetchError::Auth(e)) => {
-                    log::error!(
-                        "{label} -> {}: OAuth: {e}. The cursor is kept; retrying.",
-                        SETUP_100
-                    );
-                    return Got::Failed(stats.failed());
-                }
                 Err(e) => {
-                    log::error!("{label} -> {PULL_302}: {e}. The cursor is kept; retrying.");
+                    log::error!("{label} -> {}: {e}. The cursor is kept; retrying.", e.id());
                     return Got::Failed(stats.failed());
                 }
             };
