@@ -46,7 +46,7 @@ fn kill_9_at_random_moments_loses_nothing_and_never_spools_twice() {
                 .missing(total)
                 .is_empty()
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    env.settle();
     stop(&env, &mut child);
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
     let missing = d.missing(total);

@@ -84,7 +84,7 @@ fn devo_down_at_start_then_up_everything_arrives() {
     assert!(env.logs().contains("Cannot connect"), "{}", env.logs());
     let devo = env.start_devo();
     let all = wait_until(Duration::from_secs(120), || devo.count() >= 20_000);
-    std::thread::sleep(Duration::from_millis(500));
+    env.settle();
     stop(&env, &mut child);
     assert!(all, "only {} arrived\n{}", devo.count(), env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
@@ -224,7 +224,7 @@ fn events_sent_while_devo_rejects_the_client_certificate_are_not_lost() {
     env.write_config_text(&good);
     let mut child = env.spawn();
     let all = wait_until(Duration::from_secs(60), || devo.count() >= total);
-    std::thread::sleep(Duration::from_millis(500));
+    env.settle();
     stop(&env, &mut child);
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");
     assert!(

@@ -285,7 +285,7 @@ fn a_full_disk_pauses_appends_and_they_resume_within_5s_of_space_coming_back() {
         "resumed after {resumed:?}"
     );
     let all = wait_until(Duration::from_secs(60), || devo.count() >= TOTAL);
-    std::thread::sleep(Duration::from_millis(1000));
+    env.settle();
     stop(&env, &mut child);
     assert!(all, "{}", env.logs());
     let d = check_lines(&env, &devo.lines(), "auth.okta.system");

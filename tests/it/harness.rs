@@ -205,6 +205,17 @@ inputs:
         )
     }
 
+    /// Waits for one more System Log cycle that finds nothing new, so that whatever was still
+    /// to arrive (a duplicate too) has: proved by its log line, not hoped for by a sleep.
+    #[track_caller]
+    pub fn settle(&self) {
+        assert!(
+            self.wait_for_more("The data is up to date!", 1, Duration::from_secs(30)),
+            "no further cycle ran\n{}",
+            self.logs()
+        );
+    }
+
     pub fn spool_dir(&self) -> PathBuf {
         self.path().join("data/spool/logs")
     }
