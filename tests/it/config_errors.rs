@@ -121,11 +121,7 @@ fn each_config_error_names_the_problem_and_exits_1() {
 /// Runs `validate` on the config; returns the output and its stdout.
 #[test]
 fn validate_reports_each_check_and_pulls_nothing() {
-    let mut env = Env::new(okta::Options {
-        total: 100,
-        initial: 100,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(100);
     let devo = env.start_devo();
     env.write_config("");
     let (code, stdout, stderr) = env.validate();

@@ -52,11 +52,7 @@ fn twenty_thousand_events_over_many_pages_with_empty_ones_arrive_exactly_once() 
 
 #[test]
 fn override_tag_routes_events_to_another_table() {
-    let mut env = Env::new(okta::Options {
-        total: 500,
-        initial: 500,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(500);
     let devo = env.start_devo();
     env.write_config("        override_tag: my.app.okta.logs\n");
     let mut child = env.spawn();
@@ -69,11 +65,7 @@ fn override_tag_routes_events_to_another_table() {
 
 #[test]
 fn devo_down_at_start_then_up_everything_arrives() {
-    let mut env = Env::new(okta::Options {
-        total: 20_000,
-        initial: 20_000,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(20_000);
     env.write_config("");
     let mut child = env.spawn();
     // Pulling goes on into the spool while Devo is unreachable.

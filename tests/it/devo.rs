@@ -18,17 +18,8 @@ fn published(env: &Env, i: u64) -> String {
 /// An env whose config names Devo's persistence, with Devo's state file for the System Log:
 /// `next_link` made from the org's URL, and the configured start unless `start` says otherwise.
 fn with_devo_state(next_link: impl Fn(&str) -> String, start: Option<&str>) -> Env {
-    let env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
-    let text = env.config_with_globals(
-        "  persistence:\n    type: filesystem\n    config:\n      directory_name: state\n",
-    );
-    env.write_config_text(&text);
-    let dir = env.path().join("state/okta-test");
-    std::fs::create_dir_all(&dir).unwrap();
+    let env = Env::with_backlog(TOTAL);
+    let state = env.with_devo_persistence();
     let record = serde_json::json!({
         "@persistence_version": 1,
         "next_link": next_link(&env.okta.url()),
@@ -36,11 +27,7 @@ fn with_devo_state(next_link: impl Fn(&str) -> String, start: Option<&str>) -> E
         "last_timestamp": published(&env, K - 1),
         "uuid_list": [okta::uuid(K - 1)],
     });
-    std::fs::write(
-        dir.join("okta_65294_logs_predefined_OktaResourcesPuller.json"),
-        record.to_string(),
-    )
-    .unwrap();
+    std::fs::write(&state, record.to_string()).unwrap();
     env
 }
 
@@ -219,11 +206,7 @@ outputs:
 
 #[test]
 fn devos_config_yaml_runs_as_it_is_certificates_found_where_devo_finds_them() {
-    let mut env = Env::new(okta::Options {
-        total: 2_000,
-        initial: 2_000,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(2_000);
     let devo = env.start_devo();
     // Bare names: beside the config there is nothing; <working dir>/certs/ has them.
     let text = devo_layout(
@@ -277,11 +260,7 @@ fn devos_config_yaml_runs_as_it_is_certificates_found_where_devo_finds_them() {
 
 #[test]
 fn a_relay_in_devos_layout_delivers_the_same_way() {
-    let mut env = Env::new(okta::Options {
-        total: 1_500,
-        initial: 1_500,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(1_500);
     let port = free_port();
     let relay = crate::outputs::Relay::start(port);
     let text = devo_layout(

@@ -4,7 +4,6 @@
 //! what the server presented and which check failed, and `legacy_signatures` opts in.
 
 use crate::harness::*;
-use okta_collector::sim::okta;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -175,11 +174,7 @@ fn config(env: &Env, chain: &str, cert: &str, key: &str, extra: &str) -> PathBuf
 }
 
 fn env() -> Env {
-    Env::new(okta::Options {
-        total: 40,
-        initial: 40,
-        ..Default::default()
-    })
+    Env::with_backlog(40)
 }
 
 #[test]

@@ -36,11 +36,7 @@ fn status(env: &Env) -> String {
 fn a_long_outage_with_a_small_spool_pauses_pulling_and_loses_nothing() {
     const TOTAL: u64 = 40_000;
     const MAX: u64 = 8 << 20;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     let text = env.config_with_globals(&format!("  spool:\n    max_bytes_per_table: {MAX}\n"));
     env.write_config_text(&text);
     // Devo is down.
@@ -231,11 +227,7 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_pauses_appends_and_they_resume_within_5s_of_space_coming_back() {
     const TOTAL: u64 = 10_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     let data = env.path().join("data");
     let _fs = Tmpfs::mount(&data, 64 << 20);
     // Leave about 1 MiB: less than one page of 1,000 events.

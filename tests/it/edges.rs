@@ -84,11 +84,7 @@ fn certificate_with_time(key: &rcgen::KeyPair, time: &[u8; 13]) -> Vec<u8> {
 
 #[test]
 fn a_server_certificate_with_a_multi_byte_character_in_its_time_does_not_abort() {
-    let mut env = Env::new(okta::Options {
-        total: 20,
-        initial: 20,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(20);
     let key = rcgen::KeyPair::generate().unwrap();
     // '0', 'é' (two bytes), then ten digits: the two-digit year cuts the 'é' in half.
     let cert = certificate_with_time(&key, b"0\xc3\xa90101000000");
@@ -125,11 +121,7 @@ fn a_server_certificate_with_a_multi_byte_character_in_its_time_does_not_abort()
 fn events_sharing_one_timestamp_keep_the_cursor_bounded_and_exact() {
     // Three pages of 1,000 events published in the same millisecond, each with a 1 KB uuid:
     // unbounded, the cursor copied into every frame would hold 3 MB of uuids.
-    let mut env = Env::new(okta::Options {
-        total: 5,
-        initial: 5,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(5);
     let published = okta_collector::time::format_millis(
         std::time::SystemTime::now() - Duration::from_secs(3600),
     );
@@ -238,18 +230,8 @@ fn a_snapshot_listing_larger_than_the_spool_bound_is_rolled_back_and_the_others_
 
 #[test]
 fn a_devo_state_file_that_is_a_fifo_or_a_link_to_a_device_is_refused_at_once() {
-    let env = Env::new(okta::Options {
-        total: 5,
-        initial: 5,
-        ..Default::default()
-    });
-    let text = env.config_with_globals(
-        "  persistence:\n    type: filesystem\n    config:\n      directory_name: state\n",
-    );
-    env.write_config_text(&text);
-    let dir = env.path().join("state/okta-test");
-    std::fs::create_dir_all(&dir).unwrap();
-    let state = dir.join("okta_65294_logs_predefined_OktaResourcesPuller.json");
+    let env = Env::with_backlog(5);
+    let state = env.with_devo_persistence();
     for make in ["fifo", "zero"] {
         let _ = std::fs::remove_file(&state);
         match make {
@@ -305,11 +287,7 @@ fn probe(addr: &str, path: &str) -> String {
 #[test]
 fn slow_clients_holding_every_metrics_slot_do_not_shut_out_the_health_probes() {
     use std::io::Write;
-    let mut env = Env::new(okta::Options {
-        total: 20,
-        initial: 20,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(20);
     let addr = format!("127.0.0.1:{}", free_port());
     env.write_config_text(&env.config_with_globals(&format!("  metrics_listen: {addr}\n")));
     let _devo = env.start_devo();
@@ -363,11 +341,7 @@ fn slow_clients_holding_every_metrics_slot_do_not_shut_out_the_health_probes() {
 
 #[test]
 fn a_trace_log_file_beside_the_config_does_not_feed_the_watcher_its_own_writes() {
-    let mut env = Env::new(okta::Options {
-        total: 50,
-        initial: 50,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(50);
     let _devo = env.start_devo();
     let text = env.config_text("").edit(
         "  log_level: info\n",
@@ -402,11 +376,7 @@ fn a_trace_log_file_beside_the_config_does_not_feed_the_watcher_its_own_writes()
 #[test]
 fn validate_checks_what_run_checks_at_start() {
     use std::os::unix::fs::PermissionsExt;
-    let mut env = Env::new(okta::Options {
-        total: 5,
-        initial: 5,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(5);
     let _devo = env.start_devo();
     // Everything fine: the local checks say OK.
     env.write_config("");

@@ -13,11 +13,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn every_fault_is_named_and_nothing_is_lost_once_it_clears() {
     const TOTAL: u64 = 3_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     // Another origin on this machine: the token must never reach it.
     let evil = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     evil.set_nonblocking(true).unwrap();
@@ -173,11 +169,7 @@ fn okta_rate_limit_headers_are_obeyed_with_a_floor_and_no_429() {
 
 #[test]
 fn a_local_budget_caps_requests_in_any_window() {
-    let mut env = Env::new(okta::Options {
-        total: 20_000,
-        initial: 20_000,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(20_000);
     let devo = env.start_devo();
     let text = env.config_text("").edit(
         "        requests_limits: []\n",
@@ -202,11 +194,7 @@ fn a_local_budget_caps_requests_in_any_window() {
 
 #[test]
 fn the_token_appears_in_no_file_and_no_log_but_the_config() {
-    let mut env = Env::new(okta::Options {
-        total: 2_000,
-        initial: 2_000,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(2_000);
     env.okta.inject(ServiceKind::Logs, Fault::Status(401));
     env.okta.inject(ServiceKind::Users, Fault::Status(500));
     env.okta.inject(ServiceKind::Apps, Fault::NotJson);
@@ -315,11 +303,7 @@ fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 
 #[test]
 fn requests_go_through_the_configured_or_environment_proxy_unless_no_proxy() {
-    let mut env = Env::new(okta::Options {
-        total: 2_000,
-        initial: 2_000,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(2_000);
     let devo = env.start_devo();
     let sim = env.okta.url().trim_start_matches("http://").to_string();
     // 1. The `proxy` key.

@@ -129,11 +129,7 @@ fn the_metrics_port_survives_what_anyone_on_the_network_can_send() {
 #[test]
 fn hostile_okta_answers_do_not_abort_the_collector() {
     const TOTAL: u64 = 3_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     // A reset past any clock, with room left in the window (so nothing waits for it).
     env.okta.inject(
         ServiceKind::Logs,
@@ -389,11 +385,7 @@ fn events_of(lines: &[Vec<u8>], tag: &str) -> std::collections::HashSet<String> 
 fn hundreds_of_mutated_okta_answers_neither_stop_the_collector_nor_lose_what_was_valid() {
     const TOTAL: u64 = 6_000;
     const PER_ENDPOINT: u64 = 40;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     // A short page keeps the System Log's answers many, so its faults land mid-stream.
     for kind in ServiceKind::ALL {
         for k in 0..PER_ENDPOINT {

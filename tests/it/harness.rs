@@ -44,6 +44,15 @@ impl Env {
         }
     }
 
+    /// [`Env::new`] with a System Log backlog of `events`, all there at start.
+    pub fn with_backlog(events: u64) -> Env {
+        Env::new(okta::Options {
+            total: events,
+            initial: events,
+            ..Default::default()
+        })
+    }
+
     /// Starts the Devo receiver on the reserved port.
     pub fn start_devo(&mut self) -> devo::Receiver {
         self.start_devo_with(Duration::ZERO)
@@ -214,6 +223,18 @@ inputs:
             "no further cycle ran\n{}",
             self.logs()
         );
+    }
+
+    /// Writes the config with Devo's filesystem persistence (`directory_name: state`) and
+    /// returns where Devo's collector keeps the System Log state for it (its folder made).
+    pub fn with_devo_persistence(&self) -> PathBuf {
+        let text = self.config_with_globals(
+            "  persistence:\n    type: filesystem\n    config:\n      directory_name: state\n",
+        );
+        self.write_config_text(&text);
+        let dir = self.path().join("state/okta-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("okta_65294_logs_predefined_OktaResourcesPuller.json")
     }
 
     pub fn spool_dir(&self) -> PathBuf {

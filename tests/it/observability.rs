@@ -64,11 +64,7 @@ pub fn parse(text: &str) -> HashMap<String, f64> {
 #[test]
 fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
     const TOTAL: u64 = 5_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     let addr = format!("127.0.0.1:{}", free_port());
     let text = env.config_with_globals(&format!("  metrics_listen: {addr}\n"));
     env.write_config_text(&text);
@@ -124,11 +120,7 @@ fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
 
 #[test]
 fn json_logs_go_to_a_file_rotated_by_size() {
-    let mut env = Env::new(okta::Options {
-        total: 10_000,
-        initial: 10_000,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(10_000);
     let devo = env.start_devo();
     let text = env.config_text("").edit(
         "  log_level: info\n",
@@ -160,11 +152,7 @@ fn json_logs_go_to_a_file_rotated_by_size() {
 #[test]
 fn spool_losses_and_error_ids_are_metrics_and_losses_show_in_status() {
     const TOTAL: u64 = 5_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     let addr = format!("127.0.0.1:{}", free_port());
     // A 16 MiB bound makes 2 MiB segments: the damage lands in a sealed one.
     let text = env.config_with_globals(&format!(

@@ -76,11 +76,7 @@ fn only_outputs(env: &Env, outputs: &str) -> String {
 #[test]
 fn relay_and_devo_platform_side_by_side_each_get_everything_at_their_own_pace() {
     const TOTAL: u64 = 6_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     let devo = env.start_devo();
     let relay_port = free_port();
     env.write_config_text(&with_outputs(&env, &relay_output("relay_1", relay_port)));
@@ -221,11 +217,7 @@ impl HttpDevo {
 fn devo_http_retries_a_500_and_sets_a_400_batch_aside_with_nothing_lost() {
     const TOTAL: u64 = 3_000;
     const DEVO_TOKEN: &str = "a5370g9e8f7d7edf9dHTTPsecret42";
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     // The first request fails with a 500 (retried); the third is refused with a 400.
     let (http, port) = HttpDevo::start(vec![500, 200, 400]);
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -323,11 +315,7 @@ fn devo_http_retries_a_500_and_sets_a_400_batch_aside_with_nothing_lost() {
 #[test]
 fn console_writes_the_syslog_lines_to_stdout() {
     const TOTAL: u64 = 1_500;
-    let env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let env = Env::with_backlog(TOTAL);
     let config = env.write_config_text(&only_outputs(
         &env,
         &format!("  debug:\n    type: console\n    config:\n      hostname: {HOSTNAME}\n"),

@@ -204,11 +204,7 @@ fn a_configmap_symlink_swap_applies_live() {
 #[test]
 fn a_start_change_restarts_only_that_services_persistence_and_spooled_events_still_go() {
     const TOTAL: u64 = 3_000;
-    let mut env = Env::new(okta::Options {
-        total: TOTAL,
-        initial: TOTAL,
-        ..Default::default()
-    });
+    let mut env = Env::with_backlog(TOTAL);
     let users = "      users:\n        request_period_in_seconds: 1\n";
     env.write_config(users);
     // Devo is down: everything stays in the spool.
