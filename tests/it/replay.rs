@@ -62,42 +62,23 @@ impl Drop for Sim {
 }
 
 fn config(env: &Env, url: &str, token: &str) -> PathBuf {
-    let inventory = |s: &str| format!("      {s}:\n        request_period_in_seconds: 3600\n");
-    env.write_config_text(&format!(
-        r#"globals:
-  id: okta-test
-  data_dir: data
-  log_level: info
-outputs:
-  devo_1:
-    type: devo_platform
-    config:
-      address: 127.0.0.1
-      port: {port}
-      chain: certs/chain.crt
-      cert: certs/domain.crt
-      key: certs/domain.key
-      hostname: {HOSTNAME}
-inputs:
-  okta:
-    id: "65294"
-    credentials:
-      okta_url: {url}
-      api_token: "{token}"
-    services:
-      logs:
-        start: 2022-05-29T00:00:00Z
-        request_period_in_seconds: 1
-{users}{groups}{apps}{idps}{zones}      clients:
-        enabled: false
-"#,
-        port = env.devo_port,
-        users = inventory("users"),
-        groups = inventory("groups"),
-        apps = inventory("apps"),
-        idps = inventory("idps"),
-        zones = inventory("zones"),
-    ))
+    // The harness's config, pointed at the replay, from the recordings' day, with each
+    // inventory service once an hour and OAuth clients off.
+    let inventory: String = ["users", "groups", "apps", "idps", "zones"]
+        .iter()
+        .map(|s| format!("      {s}:\n        request_period_in_seconds: 3600\n"))
+        .collect();
+    let text = env
+        .config_text(&format!(
+            "{inventory}      clients:\n        enabled: false\n"
+        ))
+        .edit(
+            &format!("okta_url: {}", env.okta.url()),
+            &format!("okta_url: {url}"),
+        )
+        .edit(TOKEN, token)
+        .edit(&env.okta.start_time(), "2022-05-29T00:00:00Z");
+    env.write_config_text(&text)
 }
 
 #[test]
