@@ -191,13 +191,13 @@ fn a_snapshot_listing_larger_than_the_spool_bound_is_rolled_back_and_the_others_
         ..Default::default()
     });
     let devo = env.start_devo();
-    let text = env
-        .config_with_globals("  spool: {max_bytes_per_table: 1048576}\n")
-        .edit(
-            "        requests_limits: []\n",
-            "        requests_limits: []\n      apps: {request_period_in_seconds: 3600, requests_limits: []}\n",
-        );
-    env.write_config_text(&text);
+    env.config()
+        .spool_bound(1 << 20)
+        .service(
+            "apps",
+            "{request_period_in_seconds: 3600, requests_limits: []}",
+        )
+        .write();
     let mut child = env.spawn();
     let rolled = wait_until(Duration::from_secs(60), || {
         env.logs().contains("the listing is rolled back")
@@ -289,7 +289,7 @@ fn slow_clients_holding_every_metrics_slot_do_not_shut_out_the_health_probes() {
     use std::io::Write;
     let mut env = Env::with_backlog(20);
     let addr = format!("127.0.0.1:{}", free_port());
-    env.write_config_text(&env.config_with_globals(&format!("  metrics_listen: {addr}\n")));
+    env.config().global("metrics_listen", &addr).write();
     let _devo = env.start_devo();
     let mut child = env.spawn();
     assert!(wait_until(Duration::from_secs(20), || probe(
@@ -406,13 +406,10 @@ fn validate_checks_what_run_checks_at_start() {
     // A metrics address already taken, and a log file that cannot be opened.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let text = env.config_text("").edit(
-        "  log_level: info\n",
-        &format!(
-            "  log_level: info\n  metrics_listen: {addr}\n  log_file: no/such/folder/okc.log\n"
-        ),
-    );
-    env.write_config_text(&text);
+    env.config()
+        .global("metrics_listen", addr)
+        .global("log_file", "no/such/folder/okc.log")
+        .write();
     let (code, out, err) = env.validate();
     let out = out + &err;
     assert_eq!(code, Some(1), "{out}");

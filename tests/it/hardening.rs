@@ -58,9 +58,7 @@ fn the_metrics_port_survives_what_anyone_on_the_network_can_send() {
         ..Default::default()
     });
     let addr = format!("127.0.0.1:{}", free_port());
-    let text = env.config_with_globals(&format!("  metrics_listen: {addr}\n"));
-    assert!(text.contains("metrics_listen"));
-    env.write_config_text(&text);
+    env.config().global("metrics_listen", &addr).write();
     let devo = env.start_devo();
     let mut child = env.spawn();
     let pid = child.id();

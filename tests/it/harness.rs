@@ -100,53 +100,27 @@ impl Env {
         p
     }
 
-    /// The config with `lines` (each indented two spaces) added under `globals:`; it panics if
-    /// the template has no `log_level: info` line there, so the edit cannot silently do
-    /// nothing.
-    pub fn config_with_globals(&self, lines: &str) -> String {
-        let text = self.config_text("");
-        const AT: &str = "  log_level: info\n";
-        assert_eq!(
-            text.matches(AT).count(),
-            1,
-            "the template's globals changed"
-        );
-        text.replacen(AT, &format!("{AT}{lines}"), 1)
+    /// A typed builder of the test config: the template (this env's org, receiver and
+    /// certificates; the System Log from the org's start, every second, no local budget) plus
+    /// what a test sets.
+    pub fn config(&self) -> Config<'_> {
+        Config {
+            env: self,
+            globals: Vec::new(),
+            logs: Vec::new(),
+            services: Vec::new(),
+        }
     }
 
+    /// The config with `lines` (each indented two spaces) added under `globals:`.
+    pub fn config_with_globals(&self, lines: &str) -> String {
+        self.config().globals_yaml(lines).text()
+    }
+
+    /// The config with `logs_extra` (YAML indented for `services:` children) after the
+    /// `logs` service.
     pub fn config_text(&self, logs_extra: &str) -> String {
-        format!(
-            r#"globals:
-  id: okta-test
-  data_dir: data
-  log_level: info
-outputs:
-  devo_1:
-    type: devo_platform
-    config:
-      address: 127.0.0.1
-      port: {port}
-      chain: certs/chain.crt
-      cert: certs/domain.crt
-      key: certs/domain.key
-      hostname: {HOSTNAME}
-inputs:
-  okta:
-    id: "65294"
-    enabled: true
-    credentials:
-      okta_url: {url}
-      api_token: "{TOKEN}"
-    services:
-      logs:
-        start: {start}
-        request_period_in_seconds: 1
-        requests_limits: []
-{logs_extra}"#,
-            port = self.devo_port,
-            url = self.okta.url(),
-            start = self.okta.start_time(),
-        )
+        self.config().services_yaml(logs_extra).text()
     }
 
     /// Starts `okta-collector run` on the config; its stderr goes to `run-N.log`.
@@ -239,6 +213,99 @@ inputs:
 
     pub fn spool_dir(&self) -> PathBuf {
         self.path().join("data/spool/logs")
+    }
+}
+
+/// The test config, built by [`Env::config`]: typed setters for what tests change, YAML for
+/// the rest; `text` renders it, `write` saves it as the env's `config.yaml`.
+pub struct Config<'a> {
+    env: &'a Env,
+    globals: Vec<String>,
+    logs: Vec<String>,
+    services: Vec<String>,
+}
+
+impl Config<'_> {
+    /// `globals.<key>: <value>`.
+    pub fn global(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.globals.push(format!("  {key}: {value}\n"));
+        self
+    }
+
+    /// `globals.spool.max_bytes_per_table`.
+    pub fn spool_bound(self, bytes: u64) -> Self {
+        self.globals_yaml(&format!("  spool: {{max_bytes_per_table: {bytes}}}\n"))
+    }
+
+    /// Lines under `globals:` as they are (indented two spaces).
+    pub fn globals_yaml(mut self, lines: &str) -> Self {
+        self.globals.push(lines.to_string());
+        self
+    }
+
+    /// `inputs.okta.services.logs.<key>: <value>`.
+    pub fn logs(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.logs.push(format!("        {key}: {value}\n"));
+        self
+    }
+
+    /// Another service, `inputs.okta.services.<name>: <settings>` (a YAML flow map such as
+    /// `{request_period_in_seconds: 1, requests_limits: []}`, or `{}`).
+    pub fn service(mut self, name: &str, settings: &str) -> Self {
+        self.services.push(format!("      {name}: {settings}\n"));
+        self
+    }
+
+    /// Lines after the `logs` service as they are (indented for `services:` children, or for
+    /// `logs:` settings to extend it).
+    pub fn services_yaml(mut self, lines: &str) -> Self {
+        self.services.push(lines.to_string());
+        self
+    }
+
+    /// The YAML text.
+    pub fn text(&self) -> String {
+        let env = self.env;
+        format!(
+            r#"globals:
+  id: okta-test
+  data_dir: data
+  log_level: info
+{globals}outputs:
+  devo_1:
+    type: devo_platform
+    config:
+      address: 127.0.0.1
+      port: {port}
+      chain: certs/chain.crt
+      cert: certs/domain.crt
+      key: certs/domain.key
+      hostname: {HOSTNAME}
+inputs:
+  okta:
+    id: "65294"
+    enabled: true
+    credentials:
+      okta_url: {url}
+      api_token: "{TOKEN}"
+    services:
+      logs:
+        start: {start}
+        request_period_in_seconds: 1
+        requests_limits: []
+{logs}{services}"#,
+            globals = self.globals.concat(),
+            logs = self.logs.concat(),
+            services = self.services.concat(),
+            port = env.devo_port,
+            url = env.okta.url(),
+            start = env.okta.start_time(),
+        )
+    }
+
+    /// Writes the text as the env's `config.yaml`; returns its path.
+    pub fn write(&self) -> PathBuf {
+        self.env.write_config_text(&self.text())
     }
 }
 

@@ -66,8 +66,7 @@ fn metrics_match_what_was_delivered_and_probes_follow_the_output() {
     const TOTAL: u64 = 5_000;
     let mut env = Env::with_backlog(TOTAL);
     let addr = format!("127.0.0.1:{}", free_port());
-    let text = env.config_with_globals(&format!("  metrics_listen: {addr}\n"));
-    env.write_config_text(&text);
+    env.config().global("metrics_listen", &addr).write();
     let mut child = env.spawn();
     assert!(wait_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect(&addr).is_ok()
@@ -240,7 +239,7 @@ fn freshness_is_visible_in_metrics_and_status() {
         ..Default::default()
     });
     let addr = format!("127.0.0.1:{}", free_port());
-    env.write_config_text(&env.config_with_globals(&format!("  metrics_listen: {addr}\n")));
+    env.config().global("metrics_listen", &addr).write();
     let mut child = env.spawn();
     assert!(wait_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect(&addr).is_ok()

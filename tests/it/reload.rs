@@ -74,8 +74,7 @@ fn edits_in_place_and_by_rename_apply_live_and_a_bad_edit_is_ignored() {
         ..Default::default()
     });
     let devo = env.start_devo();
-    let with_tag =
-        |env: &Env, tag: &str| env.config_text(&format!("        override_tag: {tag}\n"));
+    let with_tag = |env: &Env, tag: &str| env.config().logs("override_tag", tag).text();
     let path = env.path().join("config.yaml");
     env.write_config_text(&with_tag(&env, "t.one"));
     let mut child = env.spawn();
