@@ -184,6 +184,26 @@ impl Inventory {
         self.lock().remove(&(kind_no(kind), i)).is_some()
     }
 
+    /// The current JSON of object `i` of `kind`, if it exists.
+    pub fn object(&self, kind: ServiceKind, i: u64) -> Option<String> {
+        self.lock()
+            .get(&(kind_no(kind), i))
+            .map(|o| json(kind, i, o))
+    }
+
+    /// Whether object `i` of `kind` exists.
+    pub fn contains(&self, kind: ServiceKind, i: u64) -> bool {
+        self.lock().contains_key(&(kind_no(kind), i))
+    }
+
+    /// One past the highest index `kind` ever had (deleted objects included).
+    pub fn next_index(&self, kind: ServiceKind) -> u64 {
+        crate::lock(&self.next)
+            .get(&kind_no(kind))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The current JSON of every object of `kind`, by index.
     pub fn all(&self, kind: ServiceKind) -> BTreeMap<u64, String> {
         let k = kind_no(kind);

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod devo;
+pub mod entitlements;
 pub mod inventory;
 pub mod oauth;
 pub mod okta;

@@ -137,6 +137,8 @@ struct Shared {
     requests: AtomicU64,
     page_requests: AtomicU64,
     inventory: Inventory,
+    /// Who holds what: group members, app assignments, admin roles, factors.
+    entitlements: super::entitlements::Entitlements,
     faults: std::sync::Mutex<Vec<(ServiceKind, Fault)>>,
     /// Per endpoint: the current window's start (monotonic and wall clock) and requests in it.
     windows: std::sync::Mutex<std::collections::HashMap<String, (Instant, SystemTime, u64)>>,
@@ -172,6 +174,7 @@ impl OktaSim {
             .saturating_sub(86_400_000);
         let shared = Arc::new(Shared {
             inventory: Inventory::new(opts.objects),
+            entitlements: super::entitlements::Entitlements::default(),
             faults: std::sync::Mutex::new(Vec::new()),
             windows: std::sync::Mutex::new(std::collections::HashMap::new()),
             throttled: AtomicU64::new(0),
@@ -258,6 +261,12 @@ impl OktaSim {
     /// The inventory, which a test may change while the collector runs.
     pub fn inventory(&self) -> &Inventory {
         &self.shared.inventory
+    }
+
+    /// The entitlements (group members, app assignments, admin roles, factors), which a test
+    /// may change while the collector runs.
+    pub fn entitlements(&self) -> &super::entitlements::Entitlements {
+        &self.shared.entitlements
     }
 
     /// A `start` that precedes every event.
@@ -569,6 +578,30 @@ impl Shared {
             && let Some(kind) = kind.filter(|k| *k != ServiceKind::Logs)
         {
             return self.list(kind, req, headers);
+        }
+        if req.method == "GET"
+            && kind.is_none()
+            && let Some(a) = self
+                .entitlements
+                .answer(&self.inventory, req.path(), &req.query())
+        {
+            let mut headers = headers;
+            if let Some(after) = &a.after {
+                headers.push((
+                    "link".into(),
+                    format!(
+                        "<{}{}?after={after}&limit={}>; rel=\"next\"",
+                        self.base(),
+                        req.path(),
+                        a.limit
+                    ),
+                ));
+            }
+            return Reply {
+                status: a.status,
+                headers,
+                body: a.body.into_bytes(),
+            };
         }
         if req.method != "GET" || kind != Some(ServiceKind::Logs) {
             return Reply {

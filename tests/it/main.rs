@@ -16,6 +16,8 @@ mod devo_tls;
 mod durability;
 /// Issue 24's edges: a hostile server certificate, bounded cursors and listings, refused files.
 mod edges;
+/// The simulated org's entitlement endpoints, read by the collector's client.
+mod entitlements;
 /// Okta faults, rate limits, token secrecy.
 mod faults;
 /// Attacks on the metrics port, hostile Okta answers.
