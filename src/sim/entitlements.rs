@@ -52,7 +52,7 @@ pub struct Entitlements {
     removed: Mutex<BTreeSet<Link>>,
 }
 
-/// Groups each user is a member of by the rules.
+/// Groups each user is a member of by the rules (a quarter of the groups in a small org).
 const GROUPS_PER_USER: u64 = 20;
 
 impl Entitlements {
@@ -108,7 +108,8 @@ fn by_rule(inv: &Inventory, link: Link) -> bool {
         Link::Member { group, user } => {
             user < users
                 && group < groups
-                && (0..GROUPS_PER_USER.min(groups)).any(|j| (user * 13 + j * 37) % groups == group)
+                && (0..GROUPS_PER_USER.min((groups / 4).max(1)))
+                    .any(|j| (user * 13 + j * 37) % groups == group)
         }
         Link::AppUser { app, user } => user < users && app < apps && (user * 7 + app) % 40 == 0,
         Link::AppGroup { app, group } => group < groups && app < apps && (group + app) % 10 == 0,
@@ -562,5 +563,195 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(e.remove(&inv, Link::Factor { user: 2, factor: 1 }));
         assert_eq!(e.answer(&inv, &factors, &[]).unwrap().body, "[]");
+    }
+}
+
+/// A change a test makes to the org's entitlements, written to its System Log as Okta writes
+/// it (or, with [`Change::silent`], not at all: only a full listing finds those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The relation that begins (`added`) or ends.
+    pub link: Link,
+    /// Whether it begins.
+    pub added: bool,
+    /// Whether the change goes unlogged (a group rule, a bulk import, …).
+    pub silent: bool,
+}
+
+impl Change {
+    /// `link` begins, logged.
+    pub fn add(link: Link) -> Change {
+        Change {
+            link,
+            added: true,
+            silent: false,
+        }
+    }
+
+    /// `link` ends, logged.
+    pub fn remove(link: Link) -> Change {
+        Change {
+            link,
+            added: false,
+            silent: false,
+        }
+    }
+
+    /// The same change, unlogged.
+    pub fn silent(self) -> Change {
+        Change {
+            silent: true,
+            ..self
+        }
+    }
+
+    /// Okta's event type, display message and legacy type for it.
+    pub fn event_type(&self) -> (&'static str, &'static str, &'static str) {
+        match (self.link, self.added) {
+            (Link::Member { .. }, true) => (
+                "group.user_membership.add",
+                "Add user to group membership",
+                "core.user_group_member.user_add",
+            ),
+            (Link::Member { .. }, false) => (
+                "group.user_membership.remove",
+                "Remove user from group membership",
+                "core.user_group_member.user_remove",
+            ),
+            (Link::AppUser { .. }, true) => (
+                "application.user_membership.add",
+                "Add user to application membership",
+                "app.generic.provision.assign_user_to_app",
+            ),
+            (Link::AppUser { .. }, false) => (
+                "application.user_membership.remove",
+                "Remove user from application membership",
+                "app.generic.unassign_user_from_app",
+            ),
+            (Link::AppGroup { .. }, true) => (
+                "group.application_assignment.add",
+                "Add assigned application to group",
+                "app.generic.group_assignment.add",
+            ),
+            (Link::AppGroup { .. }, false) => (
+                "group.application_assignment.remove",
+                "Remove assigned application from group",
+                "app.generic.group_assignment.remove",
+            ),
+            (Link::UserRole { .. }, true) => (
+                "user.account.privilege.grant",
+                "Grant user privilege",
+                "core.user.admin_privilege.granted",
+            ),
+            (Link::UserRole { .. }, false) => (
+                "user.account.privilege.revoke",
+                "Revoke user privilege",
+                "core.user.admin_privilege.revoked",
+            ),
+            (Link::GroupRole { .. }, true) => (
+                "group.privilege.grant",
+                "Grant group privilege",
+                "core.group.admin_privilege.granted",
+            ),
+            (Link::GroupRole { .. }, false) => (
+                "group.privilege.revoke",
+                "Revoke group privilege",
+                "core.group.admin_privilege.revoked",
+            ),
+            (Link::ClientRole { .. }, true) => (
+                "app.oauth2.client.privilege.grant",
+                "Grant client privilege",
+                "",
+            ),
+            (Link::ClientRole { .. }, false) => (
+                "app.oauth2.client.privilege.revoke",
+                "Revoke client privilege",
+                "",
+            ),
+            (Link::Factor { .. }, true) => (
+                "user.mfa.factor.activate",
+                "Activate factor or authenticator",
+                "core.user.factor.activate",
+            ),
+            (Link::Factor { .. }, false) => (
+                "user.mfa.factor.deactivate",
+                "Deactivate factor or authenticator",
+                "core.user.factor.deactivate",
+            ),
+        }
+    }
+
+    /// The event's `target` entries, as Okta names what a change touched (User first, then
+    /// the group, app or client); a factor event names the user as the actor too.
+    fn targets(&self) -> Vec<serde_json::Value> {
+        let user = |u: u64| {
+            serde_json::json!({"id": id(ServiceKind::Users, u), "type": "User",
+                "alternateId": format!("user{u}@example.com"), "displayName": format!("User {u}"), "detailEntry": null})
+        };
+        let group = |g: u64| {
+            serde_json::json!({"id": id(ServiceKind::Groups, g), "type": "UserGroup",
+                "alternateId": "unknown", "displayName": format!("Group {g}"), "detailEntry": null})
+        };
+        let app = |a: u64| {
+            serde_json::json!({"id": id(ServiceKind::Apps, a), "type": "AppInstance",
+                "alternateId": format!("App {a}"), "displayName": format!("App {a}"), "detailEntry": null})
+        };
+        match self.link {
+            Link::Member { group: g, user: u } => vec![user(u), group(g)],
+            Link::AppUser { app: a, user: u } => vec![
+                app(a),
+                serde_json::json!({"id": format!("0ua{a:x}{u:x}"), "type": "AppUser",
+                    "alternateId": format!("user{u}@example.com"), "displayName": format!("User {u}"), "detailEntry": null}),
+                user(u),
+            ],
+            Link::AppGroup { app: a, group: g } => vec![app(a), group(g)],
+            Link::UserRole { user: u, .. } | Link::Factor { user: u, .. } => vec![user(u)],
+            Link::GroupRole { group: g, .. } => vec![group(g)],
+            Link::ClientRole { client: c, .. } => vec![serde_json::json!({
+                "id": id(ServiceKind::Clients, c), "type": "PublicClientApp",
+                "alternateId": format!("client{c}"), "displayName": format!("Client {c}"), "detailEntry": null})],
+        }
+    }
+
+    /// The System Log event for the change, shaped as a recorded one (`uuid`, `published`
+    /// given).
+    pub fn event(&self, uuid: &str, published: &str) -> String {
+        let (event_type, display, legacy) = self.event_type();
+        let actor = match self.link {
+            // Self-service enrolment: the user is the actor.
+            Link::Factor { user, .. } => serde_json::json!({"id": id(ServiceKind::Users, user),
+                "type": "User", "alternateId": format!("user{user}@example.com"),
+                "displayName": format!("User {user}"), "detailEntry": null}),
+            _ => serde_json::json!({"id": "00uADMIN0000000000001", "type": "User",
+                "alternateId": "admin@example.com", "displayName": "Org Admin", "detailEntry": null}),
+        };
+        let privilege = match self.link {
+            Link::UserRole { role, .. }
+            | Link::GroupRole { role, .. }
+            | Link::ClientRole { role, .. } => {
+                serde_json::json!({"privilegeGranted": ROLES[role]})
+            }
+            _ => serde_json::json!({}),
+        };
+        serde_json::json!({
+            "actor": actor,
+            "authenticationContext": {"authenticationProvider": null, "authenticationStep": 0,
+                "credentialProvider": null, "credentialType": null, "externalSessionId": "sim",
+                "interface": null, "issuer": null},
+            "client": {"device": "Computer", "id": null, "ipAddress": "10.0.0.9", "zone": "null"},
+            "debugContext": {"debugData": privilege},
+            "device": null,
+            "displayMessage": display,
+            "eventType": event_type,
+            "legacyEventType": if legacy.is_empty() { serde_json::Value::Null } else { legacy.into() },
+            "outcome": {"reason": null, "result": "SUCCESS"},
+            "published": published,
+            "severity": "INFO",
+            "target": self.targets(),
+            "transaction": {"detail": {}, "id": format!("tx{}", uuid.get(..8).unwrap_or(uuid)), "type": "WEB"},
+            "uuid": uuid,
+            "version": "0",
+        })
+        .to_string()
     }
 }

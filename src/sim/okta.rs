@@ -139,6 +139,9 @@ struct Shared {
     inventory: Inventory,
     /// Who holds what: group members, app assignments, admin roles, factors.
     entitlements: super::entitlements::Entitlements,
+    /// The System Log events of the entitlement changes tests made, after the generated
+    /// stream (event `total + k` is the k-th), with their persistence times.
+    changes: std::sync::Mutex<Vec<(u64, String)>>,
     faults: std::sync::Mutex<Vec<(ServiceKind, Fault)>>,
     /// Per endpoint: the current window's start (monotonic and wall clock) and requests in it.
     windows: std::sync::Mutex<std::collections::HashMap<String, (Instant, SystemTime, u64)>>,
@@ -175,6 +178,7 @@ impl OktaSim {
         let shared = Arc::new(Shared {
             inventory: Inventory::new(opts.objects),
             entitlements: super::entitlements::Entitlements::default(),
+            changes: std::sync::Mutex::new(Vec::new()),
             faults: std::sync::Mutex::new(Vec::new()),
             windows: std::sync::Mutex::new(std::collections::HashMap::new()),
             throttled: AtomicU64::new(0),
@@ -264,9 +268,39 @@ impl OktaSim {
     }
 
     /// The entitlements (group members, app assignments, admin roles, factors), which a test
-    /// may change while the collector runs.
+    /// may change while the collector runs (see [`OktaSim::change`]).
     pub fn entitlements(&self) -> &super::entitlements::Entitlements {
         &self.shared.entitlements
+    }
+
+    /// Makes an entitlement change and, unless it is silent, writes its event to the System
+    /// Log after every generated event (whose backlog should then be complete:
+    /// `initial == total`). Returns the event's uuid (`None` for a silent change), or `None`
+    /// too if the change changed nothing.
+    pub fn change(&self, change: super::entitlements::Change) -> Option<String> {
+        let s = &self.shared;
+        let changed = if change.added {
+            s.entitlements.add(&s.inventory, change.link)
+        } else {
+            s.entitlements.remove(&s.inventory, change.link)
+        };
+        if !changed || change.silent {
+            return None;
+        }
+        let mut changes = lock(&s.changes);
+        let k = s.opts.total + changes.len() as u64;
+        let last = changes.last().map_or_else(
+            || s.persisted_ms(s.opts.total.saturating_sub(1)),
+            |(ms, _)| *ms,
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ms = now.max(last + 1);
+        let id = uuid(k);
+        let published = crate::time::format_millis(UNIX_EPOCH + Duration::from_millis(ms));
+        changes.push((ms, change.event(&id, &published)));
+        Some(id)
     }
 
     /// A `start` that precedes every event.
@@ -279,6 +313,11 @@ impl OktaSim {
 
 impl Shared {
     fn event(&self, i: u64) -> String {
+        if i >= self.opts.total
+            && let Some((_, e)) = lock(&self.changes).get((i - self.opts.total) as usize)
+        {
+            return e.clone();
+        }
         if self.opts.big_events {
             let reps = if i % 250 == 249 {
                 26_000
@@ -293,12 +332,23 @@ impl Shared {
 
     fn available(&self) -> u64 {
         let grown = (self.started.elapsed().as_secs_f64() * self.opts.rate_per_sec) as u64;
-        self.opts.total.min(self.opts.initial.saturating_add(grown))
+        let generated = self.opts.total.min(self.opts.initial.saturating_add(grown));
+        // The changes tests made follow the generated stream once it is complete.
+        if generated == self.opts.total {
+            generated + lock(&self.changes).len() as u64
+        } else {
+            generated
+        }
     }
 
     /// Event `i`'s persistence (and publication) time, epoch ms: the backlog one millisecond
     /// apart from a day ago, live events as they arrive.
     fn persisted_ms(&self, i: u64) -> u64 {
+        if i >= self.opts.total
+            && let Some((ms, _)) = lock(&self.changes).get((i - self.opts.total) as usize)
+        {
+            return *ms;
+        }
         let rate = self.opts.rate_per_sec;
         if i < self.opts.initial || rate <= 0.0 {
             self.base_ms + i
@@ -311,13 +361,18 @@ impl Shared {
     fn index_at(&self, ms: u64) -> u64 {
         let rate = self.opts.rate_per_sec;
         let backlog_end = self.base_ms + self.opts.initial;
-        if ms < backlog_end || rate <= 0.0 {
+        let generated = if ms < backlog_end || rate <= 0.0 {
             ms.saturating_sub(self.base_ms)
         } else if ms <= self.live_ms {
             self.opts.initial
         } else {
             self.opts.initial + ((ms - self.live_ms) as f64 * rate / 1000.0).ceil() as u64
+        };
+        if generated < self.opts.total {
+            return generated;
         }
+        let earlier = lock(&self.changes).iter().filter(|(m, _)| *m < ms).count();
+        self.opts.total + earlier as u64
     }
 
     /// Counts the request in its endpoint's window; returns the rate-limit headers and

@@ -152,3 +152,99 @@ fn members_and_assignments_page_as_okta_pages_them_and_changes_show_at_once() {
         401
     );
 }
+
+#[test]
+fn logged_changes_reach_the_system_log_after_the_backlog_and_silent_ones_do_not() {
+    use okta_collector::sim::entitlements::Change;
+    let mut env = Env::new(okta::Options {
+        total: 20,
+        initial: 20,
+        objects: Counts {
+            users: 100,
+            groups: 10,
+            apps: 5,
+            idps: 1,
+            zones: 1,
+            clients: 4,
+        },
+        ..Default::default()
+    });
+    let inv = env.okta.inventory();
+    let ent = env.okta.entitlements();
+    let outsider = (0..100)
+        .find(|u| !ent.holds(inv, Link::Member { group: 2, user: *u }))
+        .unwrap();
+    let added = env
+        .okta
+        .change(Change::add(Link::Member {
+            group: 2,
+            user: outsider,
+        }))
+        .unwrap();
+    let granted = env
+        .okta
+        .change(Change::add(Link::UserRole { user: 7, role: 0 }))
+        .unwrap();
+    // Unlogged: only a full listing can find it.
+    assert!(
+        env.okta
+            .change(
+                Change::remove(Link::Member {
+                    group: 2,
+                    user: outsider
+                })
+                .silent()
+            )
+            .is_none()
+    );
+    assert!(!ent.holds(
+        inv,
+        Link::Member {
+            group: 2,
+            user: outsider
+        }
+    ));
+    // A change that changes nothing writes nothing either.
+    assert!(
+        env.okta
+            .change(Change::remove(Link::Member {
+                group: 2,
+                user: outsider
+            }))
+            .is_none()
+    );
+
+    let devo = env.start_devo();
+    env.write_config("");
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(30), || devo.count() >= 22);
+    env.settle();
+    stop(&env, &mut child);
+    assert!(all, "{} delivered\n{}", devo.count(), env.logs());
+    assert_eq!(
+        devo.count(),
+        22,
+        "the backlog and the two logged changes, once"
+    );
+    let events: Vec<serde_json::Value> = devo
+        .lines()
+        .iter()
+        .filter_map(|l| {
+            let (_, _, e) = okta_collector::forward::syslog::parse_line(l)?;
+            serde_json::from_slice(e).ok()
+        })
+        .collect();
+    let by_uuid = |u: &str| events.iter().find(|e| e["uuid"] == u).unwrap();
+    let add = by_uuid(&added);
+    assert_eq!(add["eventType"], "group.user_membership.add");
+    assert_eq!(add["target"][0]["type"], "User");
+    assert_eq!(add["target"][0]["id"], id(ServiceKind::Users, outsider));
+    assert_eq!(add["target"][1]["type"], "UserGroup");
+    assert_eq!(add["target"][1]["id"], id(ServiceKind::Groups, 2));
+    let grant = by_uuid(&granted);
+    assert_eq!(grant["eventType"], "user.account.privilege.grant");
+    assert_eq!(
+        grant["debugContext"]["debugData"]["privilegeGranted"],
+        "SUPER_ADMIN"
+    );
+}
