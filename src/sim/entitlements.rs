@@ -368,42 +368,28 @@ impl Entitlements {
                 let Some(u) = user_ix(u) else {
                     return Some(not_found(path));
                 };
-                let uid = id(ServiceKind::Users, u);
-                let items = (0..ROLES.len())
-                    .filter(|r| self.holds(inv, Link::UserRole { user: u, role: *r }))
-                    .map(|r| (r as u64, role_json(r, "USER", &uid)))
-                    .collect();
-                page(items, &[], u64::MAX)
+                self.roles(inv, ServiceKind::Users, u, |role| Link::UserRole {
+                    user: u,
+                    role,
+                })
             }
             ["api", "v1", "groups", g, "roles"] => {
                 let Some(g) = group_ix(g) else {
                     return Some(not_found(path));
                 };
-                let gid = id(ServiceKind::Groups, g);
-                let items = (0..ROLES.len())
-                    .filter(|r| self.holds(inv, Link::GroupRole { group: g, role: *r }))
-                    .map(|r| (r as u64, role_json(r, "GROUP", &gid)))
-                    .collect();
-                page(items, &[], u64::MAX)
+                self.roles(inv, ServiceKind::Groups, g, |role| Link::GroupRole {
+                    group: g,
+                    role,
+                })
             }
             ["oauth2", "v1", "clients", c, "roles"] => {
                 let Some(c) = client_ix(c) else {
                     return Some(not_found(path));
                 };
-                let cid = id(ServiceKind::Clients, c);
-                let items = (0..ROLES.len())
-                    .filter(|r| {
-                        self.holds(
-                            inv,
-                            Link::ClientRole {
-                                client: c,
-                                role: *r,
-                            },
-                        )
-                    })
-                    .map(|r| (r as u64, role_json(r, "CLIENT", &cid)))
-                    .collect();
-                page(items, &[], u64::MAX)
+                self.roles(inv, ServiceKind::Clients, c, |role| Link::ClientRole {
+                    client: c,
+                    role,
+                })
             }
             ["api", "v1", "users", u, "factors"] => {
                 let Some(u) = user_ix(u) else {
@@ -426,6 +412,30 @@ impl Entitlements {
             _ => return None,
         };
         Some(answer)
+    }
+}
+
+impl Entitlements {
+    /// The roles assignee `i` of `kind` holds (`link` makes the relation for a role), as
+    /// Okta lists them (not paged).
+    fn roles(
+        &self,
+        inv: &Inventory,
+        kind: ServiceKind,
+        i: u64,
+        link: impl Fn(usize) -> Link,
+    ) -> Answer {
+        let assignee = match kind {
+            ServiceKind::Groups => "GROUP",
+            ServiceKind::Clients => "CLIENT",
+            _ => "USER",
+        };
+        let holder = id(kind, i);
+        let items = (0..ROLES.len())
+            .filter(|r| self.holds(inv, link(*r)))
+            .map(|r| (r as u64, role_json(r, assignee, &holder)))
+            .collect();
+        page(items, &[], u64::MAX)
     }
 }
 

@@ -28,9 +28,13 @@ fn org() -> Env {
 }
 
 fn client(env: &Env) -> Client {
+    client_with(env, TOKEN)
+}
+
+fn client_with(env: &Env, token: &str) -> Client {
     Client::new(
         Origin::parse(&env.okta.url()).unwrap(),
-        Secret::new(TOKEN.into()),
+        Secret::new(token.into()),
         &HttpSettings {
             ca_file: None,
             proxy: None,
@@ -133,17 +137,7 @@ fn members_and_assignments_page_as_okta_pages_them_and_changes_show_at_once() {
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert!(v["_links"]["next"]["href"].as_str().is_some(), "{v}");
     // The token is checked there as everywhere.
-    let other = Client::new(
-        Origin::parse(&base).unwrap(),
-        Secret::new("wrong".into()),
-        &HttpSettings {
-            ca_file: None,
-            proxy: None,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-        },
-    )
-    .unwrap();
+    let other = client_with(&env, "wrong");
     assert_eq!(
         other
             .get(&format!("{base}/api/v1/users/{unassigned}/factors"))
