@@ -27,7 +27,26 @@ pub(crate) struct IncrementalCursor {
     pub(super) recent: BTreeMap<String, String>,
 }
 
+/// The most ids the cursor keeps of objects a later listing may return again (each is copied
+/// into every frame's cursor, so the list is bounded against a hostile listing).
+pub(crate) const MAX_RECENT: usize = 2_000;
+/// The longest id kept (Okta's ids are 20 bytes).
+pub(crate) const MAX_RECENT_ID_BYTES: usize = 64;
+
 impl IncrementalCursor {
+    /// Remembers that object `id` was sent with update time `stamp`, within the bound; false
+    /// if it was not kept (past [`MAX_RECENT`] ids, or an id over [`MAX_RECENT_ID_BYTES`]):
+    /// a later listing may then send it again, never lose it.
+    pub(super) fn remember(&mut self, id: String, stamp: String) -> bool {
+        if id.len() > MAX_RECENT_ID_BYTES
+            || (self.recent.len() >= MAX_RECENT && !self.recent.contains_key(&id))
+        {
+            return false;
+        }
+        self.recent.insert(id, stamp);
+        true
+    }
+
     /// A first cursor, from the configured start (RFC 3339 with milliseconds; empty: list
     /// everything).
     pub(super) fn new(start: String) -> IncrementalCursor {
@@ -102,6 +121,23 @@ mod tests {
             c.recent.insert((*id).into(), format_millis(*t));
         }
         c
+    }
+
+    #[test]
+    fn the_recent_set_stops_at_its_bound_and_says_so() {
+        let mut c = with(at(0), &[]);
+        for i in 0..MAX_RECENT {
+            assert!(c.remember(format!("00u{i:017}"), format_millis(at(1))));
+        }
+        assert!(!c.remember("00u-one-too-many".into(), format_millis(at(1))));
+        assert_eq!(c.recent.len(), MAX_RECENT);
+        // One already kept is updated, not refused; a hostile id is never kept.
+        assert!(c.remember(format!("00u{:017}", 5), format_millis(at(2))));
+        let mut d = with(at(0), &[]);
+        assert!(!d.remember("x".repeat(MAX_RECENT_ID_BYTES + 1), format_millis(at(1))));
+        assert!(d.recent.is_empty());
+        // The encoded cursor stays small: 2,000 ids of 20 bytes and their times.
+        assert!(c.encode().unwrap().len() < 120_000);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod cursor;
 
 pub(crate) use cursor::IncrementalCursor;
+use cursor::{MAX_RECENT, MAX_RECENT_ID_BYTES};
 
 use super::body::Events;
 use super::client::Response;
@@ -24,11 +25,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// Objects re-listed because of it are dropped by their `(id, lastUpdated)`.
 pub(super) const SETTLE: Duration = Duration::from_secs(60);
 
-/// The most ids the cursor keeps of objects a later listing may return again (each is copied
-/// into every frame's cursor, so the list is bounded against a hostile listing).
-pub(crate) const MAX_RECENT: usize = 2_000;
-/// The longest id kept (Okta's ids are 20 bytes).
-pub(crate) const MAX_RECENT_ID_BYTES: usize = 64;
 
 /// Reads the cursor of `users` or `groups` from the spool, or writes a first one. A configured
 /// `start` that differs from the stored one restarts the persistence, as for `logs`.
@@ -157,11 +153,7 @@ async fn take_page(
         // Kept only if a later listing can return it with the same update time, and within
         // the bound (past it, a later listing may send the object again: never a loss).
         if max.is_some_and(|m| updated >= m.min(settled)) {
-            if obj_id.len() <= MAX_RECENT_ID_BYTES && c.recent.len() < MAX_RECENT {
-                c.recent.insert(obj_id, stamp);
-            } else {
-                saturated = true;
-            }
+            saturated |= !c.remember(obj_id, stamp);
         }
     }
     if saturated {
