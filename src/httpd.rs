@@ -105,20 +105,20 @@ pub struct Reply {
 #[derive(Default)]
 struct Waiting {
     next_id: AtomicU64,
-    conns: Mutex<Vec<(u64, Instant, TcpStream)>>,
+    conns: Mutex<Vec<(u64, TcpStream)>>,
 }
 
 impl Waiting {
     fn register(&self, conn: &TcpStream) -> Option<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let clone = conn.try_clone().ok()?;
-        crate::lock(&self.conns).push((id, Instant::now(), clone));
+        crate::lock(&self.conns).push((id, clone));
         Some(id)
     }
 
     fn unregister(&self, id: Option<u64>) {
         if let Some(id) = id {
-            crate::lock(&self.conns).retain(|(i, _, _)| *i != id);
+            crate::lock(&self.conns).retain(|(i, _)| *i != id);
         }
     }
 
@@ -129,7 +129,7 @@ impl Waiting {
         if conns.is_empty() {
             return false;
         }
-        let (_, _, conn) = conns.remove(0);
+        let (_, conn) = conns.remove(0);
         drop(conns);
         let _ = conn.shutdown(Shutdown::Both);
         true

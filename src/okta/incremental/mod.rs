@@ -25,7 +25,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// Objects re-listed because of it are dropped by their `(id, lastUpdated)`.
 pub(super) const SETTLE: Duration = Duration::from_secs(60);
 
-
 /// Reads the cursor of `users` or `groups` from the spool, or writes a first one. A configured
 /// `start` that differs from the stored one restarts the persistence, as for `logs`.
 pub(crate) async fn restore(p: &Puller) -> Result<IncrementalCursor, Halt> {
