@@ -290,7 +290,7 @@ impl Puller {
     /// could keep a puller paused for good after an outage. A request goes out while less
     /// than the bound waits, so the spool waits at most the bound plus one page; a page larger
     /// than the bound goes through alone once everything before it is delivered.
-    pub(crate) fn full(&self) -> Option<String> {
+    fn full(&self) -> Option<String> {
         let limits = self.spool_limits;
         if let Ok(waiting) = self.spool.waiting_bytes() {
             let bytes = waiting
