@@ -150,6 +150,12 @@ fn a_second_instance_on_the_same_data_dir_is_refused() {
         "{stderr}"
     );
     assert!(stderr.contains("data/spool/logs"), "{stderr}");
+    // A restart cannot help here: the line says what does.
+    assert!(
+        stderr.contains("Stop the other process that holds the spool")
+            && !stderr.contains("Restart to recover"),
+        "{stderr}"
+    );
     stop(&env, &mut first);
 }
 

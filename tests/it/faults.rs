@@ -18,6 +18,8 @@ fn every_fault_is_named_and_nothing_is_lost_once_it_clears() {
     let evil = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     evil.set_nonblocking(true).unwrap();
     let evil_url = format!("http://{}", evil.local_addr().unwrap());
+    // A failed request names where it went.
+    let tried = format!("the request to {} failed", env.okta.url());
     // (fault, pieces that must appear together in one log line)
     let cases: Vec<(Fault, Vec<&str>)> = vec![
         (
@@ -61,7 +63,7 @@ fn every_fault_is_named_and_nothing_is_lost_once_it_clears() {
             vec!["PullError 302", "points to another host", "not followed"],
         ),
         (Fault::LoopNext, vec!["PullError 302", "a loop"]),
-        (Fault::Reset, vec!["PullError 301"]),
+        (Fault::Reset, vec!["PullError 301", &tried]),
         (
             Fault::Hang(Duration::from_secs(4)),
             vec!["PullError 301", "timeout"],
