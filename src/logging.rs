@@ -18,6 +18,15 @@ pub struct Options {
     pub json: bool,
 }
 
+/// Opens `path` as `run` opens its log file (appending, created 0600, never through a link),
+/// and closes it again: what `validate` checks.
+///
+/// # Errors
+/// Why it cannot be opened.
+pub fn check_file(path: &Path) -> std::io::Result<()> {
+    Rotating::open(path, 0, 0).map(drop)
+}
+
 /// Installs the logger on stderr at `level`. Later calls are ignored; use [`set_level`] to
 /// change the level.
 pub fn init(level: log::LevelFilter) {

@@ -171,13 +171,10 @@ fn check_data_dir(config: &Config) -> Result<String, String> {
     Ok("exists, is private to this user and can be written".into())
 }
 
-/// `run`'s check of the log file: it can be opened for appending (and is created if missing).
+/// `run`'s check of the log file: it opens as `run` opens it (created if missing).
 fn check_log_file(file: &std::path::Path) -> Result<String, String> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(file)
-        .map(|_| format!("{} can be written", file.display()))
+    crate::logging::check_file(file)
+        .map(|()| format!("{} can be written", file.display()))
         .map_err(|e| format!("globals.log_file: cannot open {}: {e}", file.display()))
 }
 

@@ -16,6 +16,15 @@ pub struct SpoolLimits {
     pub min_free_bytes: Option<u64>,
 }
 
+impl SpoolLimits {
+    /// The free space pullers keep on a file system of `total` bytes: the configured
+    /// `min_free_bytes`, or 1 GiB or 5% of it, whichever is smaller.
+    pub fn min_free(&self, total: u64) -> u64 {
+        self.min_free_bytes
+            .unwrap_or_else(|| (1 << 30).min(total / 20))
+    }
+}
+
 /// `globals`, resolved.
 pub(super) struct Globals {
     pub(super) id: String,

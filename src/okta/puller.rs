@@ -304,9 +304,7 @@ impl Puller {
             }
         }
         let (free, total) = crate::sys::disk_space(self.spool.dir())?;
-        let min_free = limits
-            .min_free_bytes
-            .unwrap_or_else(|| (1 << 30).min(total / 20));
+        let min_free = limits.min_free(total);
         (free < min_free).then(|| {
             format!(
                 "the disk of {} has {free} bytes free, under globals.spool.min_free_bytes ({min_free})",
@@ -373,9 +371,7 @@ impl Puller {
             ));
         }
         if let Some((free, total)) = crate::sys::disk_space(self.spool.dir()) {
-            let min_free = limits
-                .min_free_bytes
-                .unwrap_or_else(|| (1 << 30).min(total / 20));
+            let min_free = limits.min_free(total);
             if free < min_free.saturating_add(more) {
                 return Err(format!(
                     "the listing holds {listing} bytes and the disk of {} has {free} bytes free, under globals.spool.min_free_bytes ({min_free})",

@@ -308,9 +308,7 @@ async fn session_loop(
                 last_persist = Instant::now();
             }
             let confirming = states.iter().any(|s| !s.inflight.is_empty());
-            let mut tables: Vec<&mut TableState> =
-                states.iter_mut().map(|s| &mut s.state).collect();
-            wait_for_work(&mut tables, shutdown, confirming).await;
+            wait_for_work(states, shutdown, confirming).await;
             continue;
         }
         stalled_since = None;
