@@ -176,6 +176,8 @@ impl Pipeline {
         let mut tables: Vec<Vec<Table>> = config.outputs.iter().map(|_| Vec::new()).collect();
         let mut stats = Vec::new();
         let consumers: Vec<&str> = config.outputs.iter().map(|o| o.name.as_str()).collect();
+        // The System Log's spool, which the entitlement services follow.
+        let mut logs_spool: Option<Spool> = None;
         let services = if config.okta.enabled {
             config.okta.services.clone()
         } else {
@@ -188,7 +190,12 @@ impl Pipeline {
             );
         }
         for service in services {
-            let spool = open_spool(config, service.kind, &consumers)?;
+            let all_consumers = config.consumers(service.kind);
+            let names: Vec<&str> = all_consumers.iter().map(String::as_str).collect();
+            let spool = open_spool(config, service.kind, &names)?;
+            if service.kind == crate::config::ServiceKind::Logs {
+                logs_spool = Some(spool.clone());
+            }
             let delivered: Vec<_> = consumers
                 .iter()
                 .map(|_| Arc::new(AtomicU64::new(0)))
@@ -228,7 +235,8 @@ impl Pipeline {
                 });
             }
             let pacer = Pacer::new(&service.limits, global.clone());
-            pullers.push(Puller::new(
+            let kind = service.kind;
+            let mut puller = Puller::new(
                 &config.okta.id,
                 service,
                 client.clone(),
@@ -237,7 +245,18 @@ impl Pipeline {
                 pacer,
                 config.spool,
                 pullers_stop.clone(),
-            ));
+            );
+            if kind.is_entitlement() {
+                let dir = config.entitlements_dir(kind);
+                crate::private::ensure(&dir, false).map_err(Error::Setup)?;
+                let name = crate::config::entitlement_consumer(kind);
+                let feed = logs_spool.as_ref().and_then(|s| {
+                    let c = config.consumers(crate::config::ServiceKind::Logs);
+                    c.iter().position(|n| *n == name).map(|i| (s.clone(), i))
+                });
+                puller = puller.with_entitlements(dir, feed);
+            }
+            pullers.push(puller);
         }
         let mut forwarders = Vec::new();
         let mut outputs = Vec::new();

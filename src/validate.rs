@@ -3,7 +3,7 @@
 //! rejected client certificate shows only then under TLS 1.3), one TCP connection to a relay,
 //! one empty batch to an HTTP endpoint. Pulls nothing and sends no event.
 
-use crate::config::{Config, Output, OutputKind};
+use crate::config::{Config, Output, OutputKind, ServiceKind};
 use crate::errors::ErrorId::{Pull302 as PULL_302, Setup100 as SETUP_100, Setup101 as SETUP_101};
 use crate::forward::batch::Delivery;
 use crate::forward::{connection, tls};
@@ -107,12 +107,12 @@ pub fn run(config: &Config) -> Vec<Check> {
             Ok(r) if class != Some(okta::api::Class::Page) => {
                 Err(okta::api::http_error(&r, true, s.kind))
             }
-            Ok(r) => match page::split(&r.body, s.kind.max_page_items()) {
+            Ok(r) => match count_items(s.kind, &r.body) {
                 Ok(items) => Ok(format!(
                     "{}{}?limit=1 answered {}{after_wait}",
                     config.okta.url.base(),
                     s.kind.path(),
-                    page_words(items.len())
+                    page_words(items)
                 )),
                 Err(e) => Err(format!("{PULL_302}: {e}")),
             },
@@ -247,6 +247,23 @@ fn page_words(n: usize) -> String {
     }
 }
 
+/// The items of a page of `kind`'s listing: a JSON array, or for the role holders
+/// (`/api/v1/iam/assignees/users`) the `value` array of Okta's paged object.
+fn count_items(kind: ServiceKind, body: &[u8]) -> Result<usize, String> {
+    #[derive(serde::Deserialize)]
+    struct Paged {
+        value: Vec<serde::de::IgnoredAny>,
+    }
+    if kind == ServiceKind::AdminRoles {
+        return serde_json::from_slice::<Paged>(body)
+            .map(|p| p.value.len())
+            .map_err(|e| format!("not Okta's paged list of role holders: {e}"));
+    }
+    page::split(body, kind.max_page_items())
+        .map(|items| items.len())
+        .map_err(|e| e.to_string())
+}
+
 /// What the OAuth app was granted, against what each enabled service needs.
 fn oauth_check(config: &Config, ts: &crate::okta::oauth::TokenSource) -> Result<String, String> {
     let Some((dpop, granted, _)) = ts.granted() else {
@@ -258,8 +275,9 @@ fn oauth_check(config: &Config, ts: &crate::okta::oauth::TokenSource) -> Result<
         .okta
         .services
         .iter()
-        .filter(|s| !granted.iter().any(|g| g == s.kind.scope()))
-        .map(|s| format!("{} needs {}", s.kind.name(), s.kind.scope()))
+        .flat_map(|s| s.kind.scopes().iter().map(move |scope| (s.kind, *scope)))
+        .filter(|(_, scope)| !granted.iter().any(|g| g == scope))
+        .map(|(kind, scope)| format!("{} needs {scope}", kind.name()))
         .collect();
     let denied: Vec<String> = ts
         .denied()

@@ -35,6 +35,7 @@ pub use origin::Origin;
 pub use output::{Address, DevoHttp, DevoTls, Output, OutputKind, machine_hostname};
 pub use raw::{Emit, LogLevel};
 pub use secret::Secret;
+pub use service::{DEFAULT_FULL_LISTING_EVERY, MIN_FULL_LISTING_EVERY};
 pub use service::{Limit, PullMode, Service, ServiceKind, devo_state_name};
 
 use error::{Cx, err};
@@ -152,6 +153,36 @@ impl Config {
     pub fn spool_dir(&self, kind: ServiceKind) -> PathBuf {
         self.spools_dir().join(kind.name())
     }
+
+    /// What entitlement service `kind` knows: `<data_dir>/entitlements/<service>`.
+    pub fn entitlements_dir(&self, kind: ServiceKind) -> PathBuf {
+        self.data_dir.join("entitlements").join(kind.name())
+    }
+
+    /// The consumers of `kind`'s spool: every output, and for the System Log each enabled
+    /// entitlement service (which follows it), in that order.
+    pub fn consumers(&self, kind: ServiceKind) -> Vec<String> {
+        let mut out: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        if kind == ServiceKind::Logs {
+            out.extend(
+                self.okta
+                    .services
+                    .iter()
+                    .filter(|s| s.kind.is_entitlement())
+                    .map(|s| entitlement_consumer(s.kind)),
+            );
+        }
+        out
+    }
+}
+
+/// The start of the consumer names the entitlement services take in the System Log's spool
+/// (reserved: no output may be named so).
+pub const ENTITLEMENT_CONSUMER_PREFIX: &str = "okc-follow-";
+
+/// The consumer name of entitlement service `kind` in the System Log's spool.
+pub fn entitlement_consumer(kind: ServiceKind) -> String {
+    format!("{ENTITLEMENT_CONSUMER_PREFIX}{}", kind.name())
 }
 
 impl Config {

@@ -4,7 +4,7 @@
 
 use super::error::{ConfigError, Cx, err};
 use super::origin::Origin;
-use super::raw::{RawCredentials, RawDpop, RawOAuth, RawOkta, Scalar};
+use super::raw::{RawCredentials, RawDpop, RawOAuth, RawOkta, RawService, Scalar};
 use super::secret::{Secret, resolve_secret};
 use super::service::resolve_service;
 use super::service::{Limit, Service, ServiceKind, devo_state_name};
@@ -225,9 +225,18 @@ pub(super) fn resolve(
         (ServiceKind::Idps, s.idps),
         (ServiceKind::Zones, s.zones),
         (ServiceKind::Clients, s.clients),
+        (ServiceKind::GroupMembers, s.group_members),
+        (ServiceKind::AppAssignments, s.app_assignments),
+        (ServiceKind::AdminRoles, s.admin_roles),
+        (ServiceKind::Factors, s.factors),
     ] {
+        // The entitlement services need more than the read-only role: on only when asked.
+        let on = |svc: &RawService| match svc.enabled {
+            Some(e) => e,
+            None => !kind.is_entitlement(),
+        };
         if let Some(svc) = svc
-            && svc.enabled != Some(false)
+            && on(&svc)
         {
             let key = format!("inputs.okta.services.{}", kind.name());
             for (k, set, why) in [

@@ -107,6 +107,13 @@ pub(super) fn resolve(name: String, o: RawOutput, cx: &Cx<'_>) -> Result<Output,
             at(&format!("outputs.{name}"))
         ));
     }
+    if name.starts_with(super::ENTITLEMENT_CONSUMER_PREFIX) {
+        return err(format!(
+            "{}: names starting with {:?} are the entitlement services' own positions in the System Log's spool; choose another name",
+            at(&format!("outputs.{name}")),
+            super::ENTITLEMENT_CONSUMER_PREFIX
+        ));
+    }
     let host = |a: &str, k: &str| {
         if a.trim().is_empty() || a.contains(char::is_whitespace) {
             err(format!("{}: {a:?} is not a host name", key(k)))

@@ -211,6 +211,10 @@ pub(super) struct RawServices {
     pub(super) idps: Option<RawService>,
     pub(super) users: Option<RawService>,
     pub(super) zones: Option<RawService>,
+    pub(super) group_members: Option<RawService>,
+    pub(super) app_assignments: Option<RawService>,
+    pub(super) admin_roles: Option<RawService>,
+    pub(super) factors: Option<RawService>,
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +234,8 @@ pub(super) struct RawService {
     pub(super) use_time_slots_for_retrievals: Option<bool>,
     pub(super) override_tag: Option<String>,
     pub(super) emit: Option<Emit>,
+    /// The entitlement services' full listing period (humantime).
+    pub(super) full_listing_every: Option<Scalar>,
     pub(super) requests_limits: Option<Vec<RawLimit>>,
 }
 

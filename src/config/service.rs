@@ -1,5 +1,6 @@
-//! The seven Okta services as the config names them: which run, when they start, how often,
-//! on which Devo table, with which local budgets. The Okta facts about each (its path, scope,
+//! The Okta services as the config names them (the seed's seven and the four entitlement
+//! services): which run, when they start, how often, on which Devo table, with which local
+//! budgets. The Okta facts about each (its path, scope,
 //! admin role, page size) are `okta::api`'s; the two meet on [`ServiceKind`].
 
 use super::error::{ConfigError, err};
@@ -9,8 +10,8 @@ use crate::time;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-/// The seven Okta services of the seed collector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The Okta services: the seed collector's seven, then the four entitlement services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServiceKind {
     /// System Log, polled.
     Logs,
@@ -26,6 +27,14 @@ pub enum ServiceKind {
     Zones,
     /// OAuth clients, snapshot.
     Clients,
+    /// Who is a member of which group (entitlement).
+    GroupMembers,
+    /// Which users and groups are assigned to which app (entitlement).
+    AppAssignments,
+    /// Which users, groups and OAuth clients hold which admin role (entitlement).
+    AdminRoles,
+    /// Which factors each user has enrolled (entitlement).
+    Factors,
 }
 
 /// How a service pulls.
@@ -37,11 +46,15 @@ pub enum PullMode {
     Incremental,
     /// A full listing every period.
     Snapshot,
+    /// A full listing every `full_listing_every`, and in between re-reads of what the System
+    /// Log says changed.
+    Entitlements,
 }
 
 impl ServiceKind {
-    /// Every service, in the order the config lists them.
-    pub const ALL: [ServiceKind; 7] = [
+    /// The seed collector's seven services (the System Log and the six inventories), in the
+    /// order the config lists them.
+    pub const SEED: [ServiceKind; 7] = [
         ServiceKind::Logs,
         ServiceKind::Users,
         ServiceKind::Groups,
@@ -49,6 +62,27 @@ impl ServiceKind {
         ServiceKind::Idps,
         ServiceKind::Zones,
         ServiceKind::Clients,
+    ];
+    /// The four entitlement services (off unless `enabled: true`).
+    pub const ENTITLEMENTS: [ServiceKind; 4] = [
+        ServiceKind::GroupMembers,
+        ServiceKind::AppAssignments,
+        ServiceKind::AdminRoles,
+        ServiceKind::Factors,
+    ];
+    /// Every service, in the order the config lists them.
+    pub const ALL: [ServiceKind; 11] = [
+        ServiceKind::Logs,
+        ServiceKind::Users,
+        ServiceKind::Groups,
+        ServiceKind::Apps,
+        ServiceKind::Idps,
+        ServiceKind::Zones,
+        ServiceKind::Clients,
+        ServiceKind::GroupMembers,
+        ServiceKind::AppAssignments,
+        ServiceKind::AdminRoles,
+        ServiceKind::Factors,
     ];
     /// The service's name in the config.
     pub fn name(self) -> &'static str {
@@ -60,6 +94,10 @@ impl ServiceKind {
             ServiceKind::Idps => "idps",
             ServiceKind::Zones => "zones",
             ServiceKind::Clients => "clients",
+            ServiceKind::GroupMembers => "group_members",
+            ServiceKind::AppAssignments => "app_assignments",
+            ServiceKind::AdminRoles => "admin_roles",
+            ServiceKind::Factors => "factors",
         }
     }
     /// The Devo table the service feeds by default.
@@ -72,12 +110,17 @@ impl ServiceKind {
             ServiceKind::Idps => "auth.okta.idps",
             ServiceKind::Zones => "auth.okta.zones",
             ServiceKind::Clients => "auth.okta.clients",
+            // Devo's namespace for data it has no parser for (devo.md §4).
+            ServiceKind::GroupMembers => "my.app.okta.group_members",
+            ServiceKind::AppAssignments => "my.app.okta.app_assignments",
+            ServiceKind::AdminRoles => "my.app.okta.admin_roles",
+            ServiceKind::Factors => "my.app.okta.factors",
         }
     }
     /// Default `request_period_in_seconds`.
     pub fn default_period(self) -> u64 {
         match self.mode() {
-            PullMode::Poll => 60,
+            PullMode::Poll | PullMode::Entitlements => 60,
             PullMode::Incremental => 300,
             PullMode::Snapshot => 3600,
         }
@@ -86,15 +129,28 @@ impl ServiceKind {
     pub fn default_requests_per_minute(self) -> u32 {
         match self {
             ServiceKind::Logs | ServiceKind::Apps | ServiceKind::Clients => 20,
+            // `/api/v1/apps/*` is one bucket of 100 a minute on a Workforce org, and a token
+            // gets half of it (okta-api.md §3.3): 30 leaves room for `apps` and everyone else.
+            ServiceKind::AppAssignments => 30,
             _ => 100,
         }
+    }
+    /// Whether the service is one of the four entitlement services.
+    pub fn is_entitlement(self) -> bool {
+        self.mode() == PullMode::Entitlements
     }
     /// How the service pulls.
     pub fn mode(self) -> PullMode {
         match self {
             ServiceKind::Logs => PullMode::Poll,
             ServiceKind::Users | ServiceKind::Groups => PullMode::Incremental,
-            _ => PullMode::Snapshot,
+            ServiceKind::GroupMembers
+            | ServiceKind::AppAssignments
+            | ServiceKind::AdminRoles
+            | ServiceKind::Factors => PullMode::Entitlements,
+            ServiceKind::Apps | ServiceKind::Idps | ServiceKind::Zones | ServiceKind::Clients => {
+                PullMode::Snapshot
+            }
         }
     }
 }
@@ -110,8 +166,10 @@ pub struct Service {
     pub period: Duration,
     /// The Devo tag (table).
     pub tag: String,
-    /// What a snapshot service emits (always `All` for the others).
+    /// What a snapshot or entitlement service emits (always `All` for the others).
     pub emit: Emit,
+    /// An entitlement service's `full_listing_every` (`None` for the others).
+    pub full_listing_every: Option<Duration>,
     /// Local request budgets (empty: none).
     pub limits: Vec<Limit>,
     /// Devo's collector's state file for this service, when `globals.persistence` names one
@@ -145,17 +203,49 @@ pub(super) fn resolve_service(
     let key = at(&format!("inputs.okta.services.{}", kind.name()));
     let emit = match (s.emit, kind.mode()) {
         (None, _) => Emit::All,
-        (Some(e), PullMode::Snapshot) => e,
+        (Some(e), PullMode::Snapshot | PullMode::Entitlements) => e,
         (Some(_), _) => {
             return err(format!(
-                "{key}.emit: only the snapshot services (apps, idps, zones, clients) take `emit`; \
-                 `{}` already sends only what changed; remove the key",
+                "{key}.emit: only the snapshot services (apps, idps, zones, clients) and the entitlement \
+                 services take `emit`; `{}` already sends only what changed; remove the key",
                 kind.name()
             ));
         }
     };
+    let full_listing_every = match (s.full_listing_every, kind.is_entitlement()) {
+        (None, false) => None,
+        (Some(_), false) => {
+            return err(format!(
+                "{key}.full_listing_every: only the entitlement services (group_members, app_assignments, \
+                 admin_roles, factors) take it; remove the key"
+            ));
+        }
+        (None, true) => Some(DEFAULT_FULL_LISTING_EVERY),
+        (Some(text), true) => match humantime::parse_duration(text.text().trim()) {
+            Ok(d) if d >= MIN_FULL_LISTING_EVERY => Some(d),
+            Ok(d) => {
+                return err(format!(
+                    "{key}.full_listing_every: {} is too often (each full listing reads every parent and child); \
+                     use at least 10s, e.g. 24h",
+                    humantime::format_duration(d)
+                ));
+            }
+            Err(e) => {
+                return err(format!(
+                    "{key}.full_listing_every: {e}; write a duration like 24h, 12h 30m or 3600s"
+                ));
+            }
+        },
+    };
     let start = match s.start.map(Scalar::text) {
         None => None,
+        Some(_) if kind.is_entitlement() => {
+            return err(format!(
+                "{key}.start: `{}` has no time filter in Okta's API; it lists everything at its first \
+                 start and then follows the System Log; remove the key",
+                kind.name()
+            ));
+        }
         Some(_) if kind.mode() == PullMode::Snapshot => {
             return err(format!(
                 "{key}.start: `{}` has no time filter in Okta's API and is listed whole every period; \
@@ -228,7 +318,13 @@ pub(super) fn resolve_service(
         period: Duration::from_secs(period),
         tag,
         emit,
+        full_listing_every,
         limits,
         devo_state: None,
     })
 }
+
+/// `full_listing_every` when not given.
+pub const DEFAULT_FULL_LISTING_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The shortest `full_listing_every` taken.
+pub const MIN_FULL_LISTING_EVERY: Duration = Duration::from_secs(10);

@@ -15,6 +15,12 @@ impl ServiceKind {
         match self {
             ServiceKind::Logs => Some(1_000),
             ServiceKind::Zones => None,
+            // The entitlement services' parents: groups, apps, users by 200; role holders by
+            // 100 (the most `/api/v1/iam/assignees/users` serves).
+            ServiceKind::AdminRoles => Some(100),
+            ServiceKind::GroupMembers | ServiceKind::AppAssignments | ServiceKind::Factors => {
+                Some(200)
+            }
             ServiceKind::Users
             | ServiceKind::Groups
             | ServiceKind::Apps
@@ -30,9 +36,14 @@ impl ServiceKind {
         match self {
             ServiceKind::Logs | ServiceKind::Zones => 1_000,
             ServiceKind::Groups => 10_000,
-            ServiceKind::Users | ServiceKind::Apps | ServiceKind::Idps | ServiceKind::Clients => {
-                200
-            }
+            ServiceKind::Users
+            | ServiceKind::Apps
+            | ServiceKind::Idps
+            | ServiceKind::Clients
+            | ServiceKind::GroupMembers
+            | ServiceKind::AppAssignments
+            | ServiceKind::AdminRoles
+            | ServiceKind::Factors => 200,
         }
     }
     /// The API path.
@@ -45,19 +56,40 @@ impl ServiceKind {
             ServiceKind::Idps => "/api/v1/idps",
             ServiceKind::Zones => "/api/v1/zones",
             ServiceKind::Clients => "/oauth2/v1/clients",
+            // The entitlement services: the listing of their first parents, which is also
+            // what `validate` asks for.
+            ServiceKind::GroupMembers => "/api/v1/groups",
+            ServiceKind::AppAssignments => "/api/v1/apps",
+            ServiceKind::AdminRoles => "/api/v1/iam/assignees/users",
+            ServiceKind::Factors => "/api/v1/users",
+        }
+    }
+    /// Every OAuth scope the service's requests need (the first is [`ServiceKind::scope`]):
+    /// group members are read per group and, for one change, per user; admin roles per user,
+    /// group and OAuth client (okta-api.md §3.3).
+    pub fn scopes(self) -> &'static [&'static str] {
+        match self {
+            ServiceKind::GroupMembers => &["okta.groups.read", "okta.users.read"],
+            ServiceKind::AppAssignments => &["okta.apps.read"],
+            ServiceKind::AdminRoles => &[
+                "okta.roles.read",
+                "okta.users.read",
+                "okta.groups.read",
+                "okta.clients.read",
+            ],
+            ServiceKind::Factors => &["okta.users.read"],
+            ServiceKind::Logs => &["okta.logs.read"],
+            ServiceKind::Users => &["okta.users.read"],
+            ServiceKind::Groups => &["okta.groups.read"],
+            ServiceKind::Apps => &["okta.apps.read"],
+            ServiceKind::Idps => &["okta.idps.read"],
+            ServiceKind::Zones => &["okta.networkZones.read"],
+            ServiceKind::Clients => &["okta.clients.read"],
         }
     }
     /// The OAuth scope that reads it.
     pub fn scope(self) -> &'static str {
-        match self {
-            ServiceKind::Logs => "okta.logs.read",
-            ServiceKind::Users => "okta.users.read",
-            ServiceKind::Groups => "okta.groups.read",
-            ServiceKind::Apps => "okta.apps.read",
-            ServiceKind::Idps => "okta.idps.read",
-            ServiceKind::Zones => "okta.networkZones.read",
-            ServiceKind::Clients => "okta.clients.read",
-        }
+        self.scopes().first().copied().unwrap_or("okta.logs.read")
     }
     /// The admin role an API token's owner needs to read it.
     pub fn role(self) -> &'static str {
@@ -67,6 +99,12 @@ impl ServiceKind {
             }
             ServiceKind::Idps | ServiceKind::Zones => {
                 "Read-Only Administrator, Organization Administrator or Super Administrator"
+            }
+            ServiceKind::AdminRoles => {
+                "Super Administrator, or a custom admin role with the okta.iam.read permission (viewing administrators is Super-Admin-only among the standard roles)"
+            }
+            ServiceKind::Factors => {
+                "Read-Only Administrator (factors are listed per user; on Identity Engine only those the enrollment policy names)"
             }
             _ => "Read-Only Administrator (or any admin role that can view them)",
         }

@@ -3,6 +3,7 @@
 //! the three modes: they know the puller, not each other.
 
 use super::devo_state;
+use super::entitlements::{self, EntitlementState};
 use super::incremental::{self, IncrementalCursor};
 use super::logs::{self, LogsCursor};
 use super::puller::{CycleEnd, Fatal, Halt, Puller};
@@ -17,6 +18,7 @@ enum State {
     Logs(LogsCursor),
     Incremental(IncrementalCursor),
     Snapshot(SnapshotCursor),
+    Entitlements(Box<EntitlementState>),
 }
 
 impl Puller {
@@ -40,6 +42,9 @@ impl Puller {
             PullMode::Poll => State::Logs(logs::restore(self, devo_state::take_over).await?),
             PullMode::Incremental => State::Incremental(incremental::restore(self).await?),
             PullMode::Snapshot => State::Snapshot(snapshot::restore(self).await?),
+            PullMode::Entitlements => {
+                State::Entitlements(Box::new(entitlements::restore(self).await?))
+            }
         };
         log::info!(
             "{} -> Starting data collection every {} seconds",
@@ -55,6 +60,7 @@ impl Puller {
                 State::Logs(c) => logs::cycle(self, c, shutdown).await?,
                 State::Incremental(c) => incremental::cycle(self, c, shutdown).await?,
                 State::Snapshot(c) => snapshot::cycle(self, c, shutdown).await?,
+                State::Entitlements(s) => entitlements::cycle(self, s, shutdown).await?,
             };
             let wait = match end {
                 CycleEnd::Shutdown => return Ok(()),

@@ -471,9 +471,9 @@ fn token_times(asked_at: Instant, life: Duration) -> (Instant, Instant) {
 /// `scopes` is not given (okta-api.md §1.2's scope table).
 pub fn scopes(services: &[Service]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for s in services {
-        if !out.iter().any(|x| x == s.kind.scope()) {
-            out.push(s.kind.scope().to_string());
+    for scope in services.iter().flat_map(|s| s.kind.scopes()) {
+        if !out.iter().any(|x| x == scope) {
+            out.push((*scope).to_string());
         }
     }
     out

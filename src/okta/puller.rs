@@ -85,6 +85,11 @@ pub struct Puller {
     /// Bytes of the open transaction's pending frames (a snapshot listing in progress): they
     /// count against the spool's bound, and a listing that cannot fit is rolled back.
     staged_bytes: AtomicU64,
+    /// An entitlement service's System Log feed: the `logs` spool and this service's consumer
+    /// index in it (`None`: `logs` is off, full listings only).
+    pub(crate) feed: Option<(Spool, usize)>,
+    /// An entitlement service's folder for what it knows (`None` for the other services).
+    pub(crate) state_dir: Option<std::path::PathBuf>,
 }
 
 /// A fatal puller error (the spool can no longer be written): the crate's one [`Fatal`].
@@ -137,6 +142,9 @@ pub(crate) struct Stats {
 pub(crate) enum Got {
     /// A 2xx answer.
     Page(Response),
+    /// A 404, when the caller asked for one object that may not exist
+    /// ([`Puller::get_or_missing`]).
+    Missing,
     /// Shutdown came first; nothing of the request counts.
     Shutdown,
     /// An error, already logged; the cycle should end this way.
@@ -190,13 +198,48 @@ impl Puller {
             write_failing: Default::default(),
             committing_bytes: Default::default(),
             staged_bytes: Default::default(),
+            feed: None,
+            state_dir: None,
         }
+    }
+
+    /// Makes this an entitlement service's puller: what it knows lives in `state_dir`, and
+    /// it follows the System Log through `feed` (the `logs` spool and its consumer index).
+    pub(crate) fn with_entitlements(
+        mut self,
+        state_dir: std::path::PathBuf,
+        feed: Option<(Spool, usize)>,
+    ) -> Puller {
+        self.state_dir = Some(state_dir);
+        self.feed = feed;
+        self
     }
 
     /// GETs `url`: waits out 429s and retries the same URL; logs anything else that is not a
     /// 2xx. A request in flight when shutdown comes is abandoned: nothing of it was committed,
     /// so the next start asks for the same page.
     pub(crate) async fn get(&self, url: &str, shutdown: &Shutdown, stats: &mut Stats) -> Got {
+        self.request(url, shutdown, stats, false).await
+    }
+
+    /// [`Puller::get`] for one object that may not exist: a 404 is [`Got::Missing`] (Okta's
+    /// `E0000007` for an assignment that is not there), not a setup error.
+    pub(crate) async fn get_or_missing(
+        &self,
+        url: &str,
+        shutdown: &Shutdown,
+        stats: &mut Stats,
+    ) -> Got {
+        self.request(url, shutdown, stats, true).await
+    }
+
+    async fn request(
+        &self,
+        url: &str,
+        shutdown: &Shutdown,
+        stats: &mut Stats,
+        missing_ok: bool,
+    ) -> Got {
         let label = &self.label;
         let mut concurrency_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
@@ -231,6 +274,9 @@ impl Puller {
                 }
             };
             self.pacer.observe(&resp, Instant::now());
+            if missing_ok && resp.status == 404 {
+                return Got::Missing;
+            }
             match super::api::classify(&resp) {
                 Class::Page => return Got::Page(resp),
                 Class::Concurrency => {

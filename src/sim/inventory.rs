@@ -53,7 +53,12 @@ impl Default for Counts {
 impl Counts {
     fn of(&self, kind: ServiceKind) -> u64 {
         match kind {
-            ServiceKind::Logs => 0,
+            // The System Log and the entitlement services have no objects of their own.
+            ServiceKind::Logs
+            | ServiceKind::GroupMembers
+            | ServiceKind::AppAssignments
+            | ServiceKind::AdminRoles
+            | ServiceKind::Factors => 0,
             ServiceKind::Users => self.users,
             ServiceKind::Groups => self.groups,
             ServiceKind::Apps => self.apps,
@@ -87,7 +92,7 @@ pub struct Listed {
 }
 
 fn kind_no(kind: ServiceKind) -> u8 {
-    ServiceKind::ALL
+    ServiceKind::SEED
         .iter()
         .position(|k| *k == kind)
         .unwrap_or(0) as u8
@@ -104,7 +109,7 @@ impl Inventory {
         let month = 30 * 86_400_000;
         let mut objects = BTreeMap::new();
         let mut next = BTreeMap::new();
-        for kind in ServiceKind::ALL {
+        for kind in ServiceKind::SEED {
             let n = counts.of(kind);
             for i in 0..n {
                 // Second precision, as Okta's user timestamps are in practice.
@@ -158,6 +163,13 @@ impl Inventory {
         o.updated_ms = t;
         o.membership_ms = o.membership_ms.max(t);
         true
+    }
+
+    /// Moves group `i`'s `lastMembershipUpdated` to `at_ms` (Unix ms; `None`: now), never back.
+    pub fn membership_changed(&self, kind: ServiceKind, i: u64, at_ms: Option<u64>) {
+        if let Some(o) = self.lock().get_mut(&(kind_no(kind), i)) {
+            o.membership_ms = o.membership_ms.max(at_ms.unwrap_or_else(now_ms));
+        }
     }
 
     /// Adds an object; returns its index.
@@ -494,7 +506,7 @@ fn json(kind: ServiceKind, i: u64, o: &Obj) -> String {
             "proxies": null,
             "_links": {"self": {"href": format!("{base}/api/v1/zones/{id}"), "hints": {"allow": ["GET", "PUT", "DELETE"]}}}
         }),
-        ServiceKind::Clients | ServiceKind::Logs => serde_json::json!({
+        _ => serde_json::json!({
             "client_id": id,
             "client_id_issued_at": o.created_ms / 1000,
             "client_name": format!("Service {i} v{v}"),
@@ -527,7 +539,7 @@ mod tests {
         assert!(id(ServiceKind::Users, 5).starts_with("00u"));
         assert!(id(ServiceKind::Zones, 5).starts_with("nzo"));
         assert_eq!(id(ServiceKind::Users, 5).len(), 20);
-        for kind in ServiceKind::ALL {
+        for kind in ServiceKind::SEED {
             for i in [0, 1, 4095, 1 << 56] {
                 assert_eq!(index_of(kind, &id(kind, i)), Some(i), "{kind:?} {i}");
             }

@@ -284,7 +284,18 @@ impl OktaSim {
         } else {
             s.entitlements.remove(&s.inventory, change.link)
         };
-        if !changed || change.silent {
+        let member_of = match change.link {
+            super::entitlements::Link::Member { group, .. } => Some(group),
+            _ => None,
+        };
+        if !changed {
+            return None;
+        }
+        if change.silent {
+            // Okta moves the group's lastMembershipUpdated whether or not it logs.
+            if let Some(g) = member_of {
+                s.inventory.membership_changed(group_kind(), g, None);
+            }
             return None;
         }
         let mut changes = lock(&s.changes);
@@ -300,6 +311,9 @@ impl OktaSim {
         let id = uuid(k);
         let published = crate::time::format_millis(UNIX_EPOCH + Duration::from_millis(ms));
         changes.push((ms, change.event(&id, &published)));
+        if let Some(g) = member_of {
+            s.inventory.membership_changed(group_kind(), g, Some(ms));
+        }
         Some(id)
     }
 
@@ -415,7 +429,7 @@ impl Shared {
         {
             return o.token(req, &self.base());
         }
-        let kind = ServiceKind::ALL
+        let kind = ServiceKind::SEED
             .into_iter()
             .find(|k| k.path() == req.path());
         let fault = self.take_fault(kind);
@@ -812,6 +826,10 @@ impl Shared {
     }
 }
 
+fn group_kind() -> ServiceKind {
+    ServiceKind::Groups
+}
+
 /// The limit Okta advertises per endpoint when the simulator enforces none (the recorded
 /// answers show 50 to 1,000; real orgs differ by plan).
 fn advertised_limit(kind: Option<ServiceKind>) -> u64 {
@@ -823,7 +841,7 @@ fn advertised_limit(kind: Option<ServiceKind>) -> u64 {
         Some(ServiceKind::Idps) => 1000,
         Some(ServiceKind::Zones) => 100,
         Some(ServiceKind::Clients) => 60,
-        None => 600,
+        Some(_) | None => 600,
     }
 }
 

@@ -381,7 +381,7 @@ impl Shared {
             }
         }
         let q = req.query();
-        if let Some(kind) = ServiceKind::ALL.into_iter().find(|k| k.path() == path)
+        if let Some(kind) = ServiceKind::SEED.into_iter().find(|k| k.path() == path)
             && let Err((status, code, summary)) = super::strict::check(kind, &q)
         {
             return self.error(status, code, &summary, gzip_ok);

@@ -53,6 +53,11 @@ fn documented(kind: ServiceKind) -> &'static [&'static str] {
         ServiceKind::Idps => &["q", "after", "limit", "type"],
         ServiceKind::Zones => &["after", "limit", "filter"],
         ServiceKind::Clients => &["q", "after", "limit"],
+        // Never asked: the simulator knows an entitlement endpoint by its path, not by kind.
+        ServiceKind::GroupMembers
+        | ServiceKind::AppAssignments
+        | ServiceKind::AdminRoles
+        | ServiceKind::Factors => &[],
     }
 }
 
@@ -64,7 +69,11 @@ fn max_limit(kind: ServiceKind) -> Option<i64> {
             Some(200)
         }
         ServiceKind::Groups => Some(10_000),
-        ServiceKind::Zones => None,
+        ServiceKind::Zones
+        | ServiceKind::GroupMembers
+        | ServiceKind::AppAssignments
+        | ServiceKind::AdminRoles
+        | ServiceKind::Factors => None,
     }
 }
 

@@ -2,6 +2,8 @@
 //! 127.0.0.1) and a Devo receiver over mutual TLS with certificates generated per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+/// The entitlement services: full listings, changes from the System Log, kill -9.
+mod access;
 /// Bad configs and `validate`.
 mod config_errors;
 /// kill -9 at random moments: nothing lost, no duplicate in the spool.

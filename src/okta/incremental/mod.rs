@@ -85,6 +85,7 @@ pub(crate) async fn cycle(
             Got::Page(r) => r,
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
+            Got::Missing => break stats.failed(),
             // The listing starts again from the watermark.
             Got::InvalidCursor => {
                 cursor.next_link.clear();

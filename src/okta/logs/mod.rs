@@ -200,6 +200,7 @@ async fn take_pages(
                     // A failure's progress counts the pages taken this cycle.
                     Got::Failed(CycleEnd::Failed { .. }) => end = Some(stats.failed()),
                     Got::Failed(e) => end = Some(e),
+                    Got::Missing => end = Some(stats.failed()),
                 }
             }
         }

@@ -52,6 +52,7 @@ pub(crate) async fn cycle(
             Got::Page(r) => r,
             Got::Shutdown => break CycleEnd::Shutdown,
             Got::Failed(end) => break end,
+            Got::Missing => break stats.failed(),
             // The next cycle lists from the first page.
             Got::InvalidCursor => break stats.failed(),
         };
