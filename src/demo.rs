@@ -136,8 +136,9 @@ fn run_in(
     );
     println!(
         "The org starts with a backlog of 20,000 System Log events and logs 2,000 more per second;\n\
-         every 2 seconds an admin changes a user, a group and an app. Inventory rows are shown\n\
-         when they move."
+         every 2 seconds an admin changes a user, a group and an app, and a group rule adds\n\
+         someone to a group (found by the group's lastMembershipUpdated). Inventory and\n\
+         entitlement rows (my.app.okta.*) are shown when they move."
     );
     println!(
         "Running {seconds}s (Ctrl-C stops earlier). Spool and state in {}.",
@@ -148,7 +149,7 @@ fn run_in(
          2 seconds are confirmed together, once the receiver has clearly accepted our certificate.\n"
     );
     println!(
-        "{:>5}  {:<18} {:>10} {:>9} {:>10} {:>9} {:>9}",
+        "{:>5}  {:<28} {:>10} {:>9} {:>10} {:>9} {:>9}",
         "time", "table", "pulled", "/s", "delivered", "/s", "waiting"
     );
 
@@ -168,6 +169,16 @@ fn run_in(
             inv.update(ServiceKind::Users, tick % 200);
             inv.update(ServiceKind::Groups, tick % 40);
             inv.update(ServiceKind::Apps, tick % 30);
+            // A group rule adds a user to a group: no event of its own to follow.
+            let (ent, group) = (okta.entitlements(), tick % 40);
+            if let Some(user) = (0..inv.next_index(ServiceKind::Users))
+                .find(|u| !ent.holds(inv, sim::entitlements::Link::Member { group, user: *u }))
+            {
+                okta.change(
+                    sim::entitlements::Change::add(sim::entitlements::Link::Member { group, user })
+                        .silent(),
+                );
+            }
         }
         for (i, s) in stats.iter().enumerate() {
             let pulled = s.pulled.spooled.load(Ordering::Relaxed);
@@ -177,7 +188,7 @@ fn run_in(
                 continue;
             }
             println!(
-                "{:>4}s  {:<18} {:>10} {:>9} {:>10} {:>9} {:>9}",
+                "{:>4}s  {:<28} {:>10} {:>9} {:>10} {:>9} {:>9}",
                 tick,
                 s.tag,
                 group(pulled),
@@ -201,7 +212,7 @@ fn run_in(
         .map(|s| s.pulled.spooled.load(Ordering::Relaxed))
         .sum();
     // The pipeline has stopped: what is still in the spool stays there for the next run.
-    let waiting: u64 = stats.iter().map(|s| s.spool.backlog()).sum();
+    let waiting: u64 = stats.iter().map(|s| s.waiting()).sum();
     let deadline = Instant::now() + Duration::from_secs(2);
     while devo.count() < pulled.saturating_sub(waiting) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -142,10 +142,10 @@ impl Registry {
             v.tables
                 .iter()
                 .filter_map(|t| {
-                    if t.spool.backlog() == 0 {
+                    if t.waiting() == 0 {
                         return Some((labels(t), "0".to_string()));
                     }
-                    let ms = t.pulled.oldest_waiting_ms(t.spool.acked().seq)?;
+                    let ms = t.pulled.oldest_waiting_ms(t.acked_by_outputs())?;
                     Some((labels(t), secs(ms)))
                 })
                 .collect(),
@@ -154,7 +154,7 @@ impl Registry {
             "spool_waiting_events",
             "gauge",
             "Events in the spool not yet acknowledged by every output.",
-            per_table(&|t| t.spool.backlog().to_string()),
+            per_table(&|t| t.waiting().to_string()),
         );
         let mut requests = Vec::new();
         for t in &v.tables {

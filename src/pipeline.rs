@@ -42,6 +42,23 @@ impl TableStats {
             .min()
             .unwrap_or(0)
     }
+
+    /// Events not yet delivered by every output (the entitlement services' own positions in
+    /// the System Log's spool, which come after the outputs', do not count).
+    pub fn waiting(&self) -> u64 {
+        (0..self.delivered.len())
+            .map(|c| self.spool.backlog_of(c))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The slowest output's ack position's sequence number.
+    pub fn acked_by_outputs(&self) -> u64 {
+        (0..self.delivered.len())
+            .map(|c| self.spool.acked_by(c).seq)
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 /// Live state of one output.
@@ -210,7 +227,10 @@ impl Pipeline {
             log::info!(
                 "Spool {} opened: {} events waiting to be sent.",
                 spool.dir().display(),
-                spool.backlog()
+                (0..consumers.len())
+                    .map(|c| spool.backlog_of(c))
+                    .max()
+                    .unwrap_or(0)
             );
             stats.push(TableStats {
                 service: service.kind.name().to_string(),
@@ -254,7 +274,7 @@ impl Pipeline {
                     let c = config.consumers(crate::config::ServiceKind::Logs);
                     c.iter().position(|n| *n == name).map(|i| (s.clone(), i))
                 });
-                puller = puller.with_entitlements(dir, feed);
+                puller = puller.with_entitlements(dir, feed, config.outputs.len());
             }
             pullers.push(puller);
         }

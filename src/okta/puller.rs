@@ -13,6 +13,7 @@ use crate::errors::ErrorId::{Pull300 as PULL_300, Pull302 as PULL_302};
 use crate::shutdown::Shutdown;
 use crate::time::jitter;
 use spool::Spool;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -88,6 +89,11 @@ pub struct Puller {
     /// An entitlement service's System Log feed: the `logs` spool and this service's consumer
     /// index in it (`None`: `logs` is off, full listings only).
     pub(crate) feed: Option<(Spool, usize)>,
+    /// The outputs among that spool's consumers (the first ones).
+    pub(crate) feed_outputs: usize,
+    /// Set when [`Puller::release_feed_if_lagging`] moved the feed's position: the reader
+    /// follows it.
+    pub(crate) feed_released: std::sync::atomic::AtomicBool,
     /// An entitlement service's folder for what it knows (`None` for the other services).
     pub(crate) state_dir: Option<std::path::PathBuf>,
 }
@@ -199,6 +205,8 @@ impl Puller {
             committing_bytes: Default::default(),
             staged_bytes: Default::default(),
             feed: None,
+            feed_outputs: 0,
+            feed_released: Default::default(),
             state_dir: None,
         }
     }
@@ -209,9 +217,11 @@ impl Puller {
         mut self,
         state_dir: std::path::PathBuf,
         feed: Option<(Spool, usize)>,
+        outputs: usize,
     ) -> Puller {
         self.state_dir = Some(state_dir);
         self.feed = feed;
+        self.feed_outputs = outputs;
         self
     }
 
@@ -428,11 +438,70 @@ impl Puller {
         Ok(())
     }
 
+    /// An entitlement service never holds the System Log's spool: when that spool waits at
+    /// half its bound or more and this service's position is behind every output's, the
+    /// position moves to the spool's end (after [`RELIST_MARKER`] is durable in the service's
+    /// folder, so a full listing finds what the skipped events changed). Checked before
+    /// every request and through every wait for budget, so a slow listing never stops the
+    /// System Log.
+    fn release_feed_if_lagging(&self) {
+        let (Some((spool, consumer)), Some(dir)) = (&self.feed, &self.state_dir) else {
+            return;
+        };
+        let Ok(waiting) = spool.waiting_bytes() else {
+            return;
+        };
+        let mine = spool.backlog_of(*consumer);
+        if waiting < self.spool_limits.max_bytes_per_table / 2
+            || mine == 0
+            || (0..self.feed_outputs).any(|c| spool.backlog_of(c) >= mine)
+        {
+            return;
+        }
+        let marker = dir.join(RELIST_MARKER);
+        let marked = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&marker)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::File::open(dir)?.sync_all());
+        if let Err(e) = marked {
+            log::error!(
+                "{} -> Cannot write {}: {e}; the System Log's spool stays held.",
+                self.label,
+                marker.display()
+            );
+            return;
+        }
+        let d = spool.durable();
+        let end = spool::Position {
+            seq: d.next_seq,
+            segment: d.segment,
+            offset: d.offset,
+        };
+        if let Err(e) = spool.ack_by(*consumer, end) {
+            log::error!(
+                "{} -> Cannot move its System Log position: {e}.",
+                self.label
+            );
+            return;
+        }
+        self.feed_released.store(true, Ordering::Release);
+        log::warn!(
+            "{} -> {mine} System Log events are skipped: following them held the System Log's spool at half its bound (globals.spool.max_bytes_per_table) while the outputs had sent them. A full listing runs next to find what they changed.",
+            self.label
+        );
+    }
+
     /// Waits until the local budgets and Okta's headers allow one more request, and takes it.
     /// Returns true if shutdown came first.
     async fn pace(&self, shutdown: &Shutdown) -> bool {
         use super::budget::Wait;
         loop {
+            self.release_feed_if_lagging();
             let wait = match self.pacer.try_take(Instant::now()) {
                 Ok(()) => return false,
                 Err(Wait::Local(d)) => {
@@ -462,6 +531,12 @@ impl Puller {
                     );
                     d
                 }
+            };
+            // A follower checks its lag every 2 s of a long wait.
+            let wait = if self.feed.is_some() {
+                wait.min(Duration::from_secs(2))
+            } else {
+                wait
             };
             if shutdown.sleep(wait).await {
                 return true;
@@ -652,6 +727,10 @@ impl Puller {
         }
     }
 }
+
+/// The file in an entitlement service's folder that says a full listing is due because
+/// System Log events were skipped.
+pub(crate) const RELIST_MARKER: &str = "relist";
 
 /// The `@devo_pulling_id` of a cycle starting now.
 pub(crate) fn pulling_id() -> u64 {

@@ -573,3 +573,33 @@ fn the_services_are_off_unless_enabled_and_their_settings_are_checked() {
         );
     }
 }
+
+#[test]
+fn a_stuck_entitlement_service_never_stops_the_system_log() {
+    // 10,000 events (about 15 MB) through a 1 MiB bound, while `factors` waits an hour per request (its
+    // budget): its position in the System Log's spool is released, all the System Log is
+    // delivered, and a full listing is due to find what the skipped events changed.
+    let mut env = Env::with_backlog(10_000);
+    let devo = env.start_devo();
+    env.config()
+        .spool_bound(1 << 20)
+        .service(
+            "factors",
+            "{enabled: true, request_period_in_seconds: 1, requests_limits: [{period: 3600, number_of_requests: 1}]}",
+        )
+        .write();
+    let mut child = env.spawn();
+    let all = wait_until(Duration::from_secs(90), || {
+        records(&devo, "auth.okta.system").len() >= 10_000
+    });
+    stop(&env, &mut child);
+    assert!(
+        all,
+        "{} delivered\n{}",
+        records(&devo, "auth.okta.system").len(),
+        env.logs()
+    );
+    let logs = env.logs();
+    assert!(logs.contains("System Log events are skipped"), "{logs}");
+    assert!(env.path().join("data/entitlements/factors/relist").exists());
+}

@@ -73,6 +73,7 @@ struct Progress {
     listing: Option<Listing>,
     /// When the last full listing finished, Unix ms (0: never).
     last_full_ms: u64,
+    /// Events were skipped (see `skip_if_lagging`): a full listing runs next.
     /// `group_members`: groups whose `lastMembershipUpdated` is after this (Unix ms) are
     /// asked for (0: not yet, before the first listing has finished).
     lmu_since_ms: u64,
@@ -201,6 +202,7 @@ async fn run_cycle(
         membership_updates(p, st, shutdown, stats).await?;
     }
     let due = st.progress.listing.is_some()
+        || st.relist_marker().exists()
         || st.progress.last_full_ms == 0
         || now_ms().saturating_sub(st.progress.last_full_ms) >= every(p).as_millis() as u64;
     if due {
@@ -210,6 +212,14 @@ async fn run_cycle(
 }
 
 impl EntitlementState {
+    /// The file that says System Log events were skipped and a full listing is due (written
+    /// by [`Puller::release_feed_if_lagging`] before it moves the position; removed when a
+    /// listing starts, so events skipped during one are found by the next).
+    fn relist_marker(&self) -> PathBuf {
+        self.progress_path
+            .with_file_name(super::puller::RELIST_MARKER)
+    }
+
     async fn save_progress(&self) -> Result<(), Halt> {
         let bytes = serde_json::to_vec(&self.progress).map_err(|e| Halt::cursor(e.to_string()))?;
         let (path, store) = (self.progress_path.clone(), self.store.clone());
@@ -252,6 +262,7 @@ async fn full_listing(
             removed: 0,
         });
         st.save_progress().await?;
+        let _ = std::fs::remove_file(st.relist_marker());
         log::info!(
             "{} -> Full listing {} starts.",
             p.label,
@@ -271,7 +282,7 @@ async fn full_listing(
             .url
             .clone()
             .unwrap_or_else(|| format!("{base}{}?limit={}", phase.path, phase.limit));
-        let resp = match p.get(&url, shutdown, stats).await {
+        let resp = match fetch(p, st, &url, false, shutdown, stats).await? {
             Got::Page(r) => r,
             Got::Shutdown => return Err(Stop::End(CycleEnd::Shutdown)),
             Got::Failed(end) => return Err(Stop::End(end)),
@@ -606,7 +617,7 @@ async fn read_parent(
     'lists: for list in &lists {
         let mut url = list.url(&base, &parent.id);
         loop {
-            let resp = match p.get_or_missing(&url, shutdown, stats).await {
+            let resp = match fetch(p, st, &url, true, shutdown, stats).await? {
                 Got::Page(r) => r,
                 Got::Missing => {
                     gone = true;
@@ -803,6 +814,7 @@ async fn follow_feed(
         if shutdown.is_set() {
             return Err(Stop::End(CycleEnd::Shutdown));
         }
+        catch_up_reader(p, st);
         let Some(mut reader) = st.reader.take() else {
             return Ok(());
         };
@@ -841,6 +853,36 @@ async fn follow_feed(
         if !more {
             return Ok(());
         }
+    }
+}
+
+/// A request of this service; `missing_ok` takes a 404 as [`Got::Missing`]. If the puller
+/// moved this service's position in the System Log's spool to its end meanwhile
+/// ([`Puller::release_feed_if_lagging`]), the reader goes there too.
+async fn fetch(
+    p: &Puller,
+    st: &mut EntitlementState,
+    url: &str,
+    missing_ok: bool,
+    shutdown: &Shutdown,
+    stats: &mut Stats,
+) -> Result<Got, Halt> {
+    let got = if missing_ok {
+        p.get_or_missing(url, shutdown, stats).await
+    } else {
+        p.get(url, shutdown, stats).await
+    };
+    catch_up_reader(p, st);
+    Ok(got)
+}
+
+/// Seeks the reader to this service's position if the puller moved it.
+fn catch_up_reader(p: &Puller, st: &mut EntitlementState) {
+    if p.feed_released
+        .swap(false, std::sync::atomic::Ordering::AcqRel)
+        && let (Some((spool, consumer)), Some(r)) = (&p.feed, st.reader.as_mut())
+    {
+        r.seek(spool.acked_by(*consumer));
     }
 }
 
@@ -1003,7 +1045,7 @@ async fn read_child(
     } else {
         format!("{base}{}{parent_id}{}/{child}", list.before, list.after)
     };
-    let body = match p.get_or_missing(&url, shutdown, stats).await {
+    let body = match fetch(p, st, &url, true, shutdown, stats).await? {
         Got::Page(r) => Some(r.body),
         Got::Missing => None,
         Got::Shutdown => return Err(Stop::End(CycleEnd::Shutdown)),
@@ -1024,7 +1066,7 @@ async fn read_child(
                 .any(|g| page::object_meta(g).id.as_deref() == Some(parent_id));
             if member && !known.children.contains_key(&key) {
                 let user_url = format!("{base}/api/v1/users/{child}");
-                match p.get_or_missing(&user_url, shutdown, stats).await {
+                match fetch(p, st, &user_url, true, shutdown, stats).await? {
                     Got::Page(r) => now = one_object(p, &user_url, &r.body)?,
                     Got::Missing => {}
                     Got::Shutdown => return Err(Stop::End(CycleEnd::Shutdown)),
@@ -1142,7 +1184,7 @@ async fn membership_updates(
     let mut newest_done = since;
     let mut oldest_waiting = u64::MAX;
     loop {
-        let resp = match p.get(&url, shutdown, stats).await {
+        let resp = match fetch(p, st, &url, false, shutdown, stats).await? {
             Got::Page(r) => r,
             Got::Shutdown => return Err(Stop::End(CycleEnd::Shutdown)),
             Got::Failed(end) => return Err(Stop::End(end)),

@@ -169,17 +169,19 @@ pub fn one_line<'a>(item: &Item<'a>) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
-/// `published` (System Log) or `lastUpdated` (inventory) of an event, if it has one (for the
-/// freshness figures: one event per frame or commit, never each event).
+/// `published` (System Log), `observed` (an entitlement record) or `lastUpdated` (inventory)
+/// of an event, if it has one (for the freshness figures: one event per frame or commit, never
+/// each event).
 pub fn event_time(e: &[u8]) -> Option<std::time::SystemTime> {
     #[derive(serde::Deserialize)]
     struct T {
         published: Option<String>,
+        observed: Option<String>,
         #[serde(rename = "lastUpdated")]
         last_updated: Option<String>,
     }
     let t: T = serde_json::from_slice(e).ok()?;
-    crate::time::parse_rfc3339(t.published.or(t.last_updated)?.as_str())
+    crate::time::parse_rfc3339(t.published.or(t.observed).or(t.last_updated)?.as_str())
 }
 
 /// [`event_time`] in Unix milliseconds.
