@@ -72,14 +72,16 @@ fn demo_app(dir: &std::path::Path) -> Result<(sim::oauth::App, String), String> 
     let app = sim::oauth::App {
         token_lifetime: Duration::from_secs(60),
         nonce_every: 5,
-        ..sim::oauth::App::new(
-            "0oademo0000000000001",
-            app_key.public_jwk(),
-            ServiceKind::ALL
+        ..sim::oauth::App::new("0oademo0000000000001", app_key.public_jwk(), {
+            let mut scopes: Vec<String> = ServiceKind::ALL
                 .iter()
-                .map(|k| k.scope().to_string())
-                .collect(),
-        )
+                .flat_map(|k| k.scopes())
+                .map(|s| (*s).to_string())
+                .collect();
+            scopes.sort();
+            scopes.dedup();
+            scopes
+        })
     };
     let block = "      oauth:\n        client_id: 0oademo0000000000001\n        private_key_file: app.pem\n".to_string();
     Ok((app, block))

@@ -80,6 +80,14 @@ impl Receiver {
         self.lines.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Lines received so far from the `from`-th on (a bench's view of what is new).
+    pub fn lines_from(&self, from: usize) -> Vec<Vec<u8>> {
+        self.lines
+            .lock()
+            .map(|l| l.get(from..).map(<[_]>::to_vec).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
     /// Number of complete lines received.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)

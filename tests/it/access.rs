@@ -603,3 +603,92 @@ fn a_stuck_entitlement_service_never_stops_the_system_log() {
     assert!(logs.contains("System Log events are skipped"), "{logs}");
     assert!(env.path().join("data/entitlements/factors/relist").exists());
 }
+
+#[test]
+fn a_burst_of_changes_killed_again_and_again_loses_none_of_them() {
+    let (users, groups) = (200, 10);
+    let mut env = org(users, groups);
+    let devo = env.start_devo();
+    write_config(&env, "");
+    let mut child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(60), || baselines(&devo).len() >= 4),
+        "{}",
+        env.logs()
+    );
+    let (inv, ent) = (env.okta.inventory(), env.okta.entitlements());
+    // 60 changes of every kind, made while the collector is killed and started again.
+    let mut made = Vec::new();
+    let mut changes = Vec::new();
+    for g in 0..groups {
+        for u in (0..users)
+            .filter(|u| !ent.holds(inv, Link::Member { group: g, user: *u }))
+            .take(3)
+        {
+            changes.push((Change::add(Link::Member { group: g, user: u }), "present"));
+        }
+        let m = ent.members(inv, g)[1];
+        changes.push((
+            Change::remove(Link::Member { group: g, user: m }),
+            "removed",
+        ));
+    }
+    // (Users 30 to 39: none DEPROVISIONED, whose factors the listing leaves out.)
+    for u in 30..40 {
+        let f = (0..FACTORS.len())
+            .find(|f| {
+                ent.holds(
+                    inv,
+                    Link::Factor {
+                        user: u,
+                        factor: *f,
+                    },
+                )
+            })
+            .unwrap();
+        changes.push((
+            Change::remove(Link::Factor { user: u, factor: f }),
+            "removed",
+        ));
+        changes.push((Change::add(Link::UserRole { user: u, role: 1 }), "present"));
+    }
+    for (i, (c, state)) in changes.into_iter().enumerate() {
+        made.push((env.okta.change(c).unwrap(), state));
+        if i % 15 == 14 {
+            std::thread::sleep(Duration::from_millis(300 + 200 * (i as u64 % 4)));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            child = env.spawn();
+        }
+    }
+    let all = wait_until(Duration::from_secs(60), || {
+        let seen: BTreeSet<String> = all_records(&devo)
+            .iter()
+            .filter_map(|r| r["cause"]["uuid"].as_str().map(str::to_string))
+            .collect();
+        made.iter().all(|(u, _)| seen.contains(u))
+    });
+    env.settle();
+    stop(&env, &mut child);
+    let records = all_records(&devo);
+    let missing: Vec<_> = made
+        .iter()
+        .filter(|(u, _)| !records.iter().any(|r| r["cause"]["uuid"] == *u.as_str()))
+        .collect();
+    assert!(
+        all && missing.is_empty(),
+        "{} of {} changes missing: {missing:?}\n{}",
+        missing.len(),
+        made.len(),
+        env.logs()
+    );
+    for (uuid, state) in &made {
+        assert!(
+            records
+                .iter()
+                .filter(|r| r["cause"]["uuid"] == *uuid.as_str())
+                .all(|r| r["state"] == *state),
+            "{uuid}"
+        );
+    }
+}

@@ -555,11 +555,16 @@ enum Reason {
     /// Full listing `n`: every child found is counted, and sent with `emit: all`.
     Listing(u64),
     /// Events (a child's own event is its cause; the others get `fallback`), or a group's
-    /// unexplained `lastMembershipUpdated`: only changes are sent.
+    /// unexplained `lastMembershipUpdated`: only changes are sent. With `only_named`, a
+    /// change of a child no event names is left alone: its own event, still on its way
+    /// through the System Log, will name it (or, if it was never logged,
+    /// `lastMembershipUpdated` or the next full listing finds it), so every change is sent
+    /// with the event that made it.
     Changes {
         causes: BTreeMap<String, Cause>,
         fallback: Cause,
         event_ms: u64,
+        only_named: bool,
     },
 }
 
@@ -598,6 +603,14 @@ async fn read_parent(
     }
     let context = shape::context(service, kind, &parent.id, &known.label);
     let emit_all = matches!(reason, Reason::Listing(_)) && p.service.emit == Emit::All;
+    let named = match reason {
+        Reason::Changes {
+            causes,
+            only_named: true,
+            ..
+        } => Some(causes),
+        _ => None,
+    };
     let cause_of = |key: &str| -> Cause {
         match reason {
             Reason::Listing(_) => Cause::Listing,
@@ -656,6 +669,15 @@ async fn read_parent(
                     continue;
                 };
                 let key = format!("{}:{cid}", list.key);
+                if let Some(n) = named
+                    && !n.contains_key(&key)
+                {
+                    // Left as known (see `Reason::Changes`).
+                    if let Some(k) = known.children.get(&key) {
+                        seen.insert(key, k.clone());
+                    }
+                    continue;
+                }
                 let line = page::one_line(item);
                 let child = child_of(list, &line);
                 let changed = known.children.get(&key).map(|c| c.fp) != Some(child.fp);
@@ -699,8 +721,14 @@ async fn read_parent(
         present: seen.len() as u64,
         removed: 0,
     };
+    let mut kept = Vec::new();
     for (key, c) in &known.children {
         if read_keys(key) && !seen.contains_key(key) {
+            if !gone && named.is_some_and(|n| !n.contains_key(key)) {
+                // Left as known (see `Reason::Changes`).
+                kept.push((key.clone(), c.clone()));
+                continue;
+            }
             let list = shape::children(service, kind)
                 .iter()
                 .find(|l| key.as_bytes().first() == Some(&(l.key as u8)));
@@ -722,6 +750,7 @@ async fn read_parent(
     // The records are durable: now what is known.
     known.children.retain(|k, _| !read_keys(k));
     known.children.extend(seen);
+    known.children.extend(kept);
     match reason {
         Reason::Listing(g) => known.generation = *g,
         Reason::Changes { event_ms, .. } => known.event_ms = known.event_ms.max(*event_ms),
@@ -957,6 +986,7 @@ async fn apply(
             causes,
             fallback,
             event_ms: b.event_ms,
+            only_named: b.whole.is_none(),
         };
         if b.whole.is_some() {
             read_parent(p, st, kind, &parent, &reason, None, shutdown, stats).await?;
@@ -1229,6 +1259,7 @@ async fn membership_updates(
                     causes: BTreeMap::new(),
                     fallback: Cause::MembershipUpdated,
                     event_ms: 0,
+                    only_named: false,
                 };
                 read_parent(
                     p,
