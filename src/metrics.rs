@@ -156,6 +156,18 @@ impl Registry {
             "Events in the spool not yet acknowledged by every output.",
             per_table(&|t| t.waiting().to_string()),
         );
+        let mut filtered = Vec::new();
+        for t in &v.tables {
+            for (rule, n) in lock(&t.pulled.filtered).iter() {
+                filtered.push((format!("{},rule=\"{}\"", labels(t), rule), n.to_string()));
+            }
+        }
+        family(
+            "events_filtered_total",
+            "counter",
+            "System Log events left out by each drop or sample rule (the cursor moves past them).",
+            filtered,
+        );
         let mut requests = Vec::new();
         for t in &v.tables {
             let m = lock(&t.pulled.requests).clone();

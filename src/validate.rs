@@ -69,7 +69,15 @@ pub fn run(config: &Config) -> Vec<Check> {
         .iter()
         .zip(std::iter::repeat(client.as_ref()).flatten())
     {
-        let url = format!("{}{}?limit=1", config.okta.url.base(), s.kind.path());
+        // The System Log's filter is asked as `run` asks it: Okta says here if it refuses it.
+        let filter = s.filter.as_deref().map_or_else(String::new, |f| {
+            format!("&filter={}", okta::link::percent_encode(f))
+        });
+        let url = format!(
+            "{}{}?limit=1{filter}",
+            config.okta.url.base(),
+            s.kind.path()
+        );
         // A rate limit that resets within VALIDATE_WAIT is waited out once, as `run` would.
         let mut waited = None;
         let mut got = client.get(&url);
@@ -104,6 +112,11 @@ pub fn run(config: &Config) -> Vec<Check> {
                     r.rate_limit_wait().as_secs()
                 ))
             }
+            Ok(r) if r.status == 400 && s.filter.is_some() => Err(format!(
+                "{SETUP_100}: Okta refuses inputs.okta.services.logs.filter {:?}: {}. Write it in Okta's SCIM syntax, e.g. eventType eq \"user.session.start\" or eventType sw \"user.\" (it cannot use `published`).",
+                s.filter.as_deref().unwrap_or(""),
+                r.error_details()
+            )),
             Ok(r) if class != Some(okta::api::Class::Page) => {
                 Err(okta::api::http_error(&r, true, s.kind))
             }

@@ -35,7 +35,7 @@ pub use origin::Origin;
 pub use output::{Address, DevoHttp, DevoTls, Output, OutputKind, machine_hostname};
 pub use raw::{Emit, LogLevel};
 pub use secret::Secret;
-pub use service::{DEFAULT_FULL_LISTING_EVERY, MIN_FULL_LISTING_EVERY};
+pub use service::{DEFAULT_FULL_LISTING_EVERY, MIN_FULL_LISTING_EVERY, Rule};
 pub use service::{Limit, PullMode, Service, ServiceKind, devo_state_name};
 
 use error::{Cx, err};

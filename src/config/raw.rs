@@ -236,7 +236,20 @@ pub(super) struct RawService {
     pub(super) emit: Option<Emit>,
     /// The entitlement services' full listing period (humantime).
     pub(super) full_listing_every: Option<Scalar>,
+    /// `logs`: Okta's SCIM `filter`, asked of Okta.
+    pub(super) filter: Option<String>,
+    /// `logs`: event types (exact or `*` globs) not spooled.
+    pub(super) drop: Option<Vec<String>>,
+    /// `logs`: event types spooled one in N.
+    pub(super) sample: Option<Vec<RawSample>>,
     pub(super) requests_limits: Option<Vec<RawLimit>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSample {
+    pub(super) event_type: String,
+    pub(super) keep_one_in: u64,
 }
 
 #[derive(Deserialize)]

@@ -170,6 +170,11 @@ pub struct Service {
     pub emit: Emit,
     /// An entitlement service's `full_listing_every` (`None` for the others).
     pub full_listing_every: Option<Duration>,
+    /// `logs`: Okta's SCIM `filter` (never on `published`), asked of Okta.
+    pub filter: Option<String>,
+    /// `logs`: `drop` and `sample` rules, in the config's order (the first that matches an
+    /// event decides).
+    pub rules: Vec<Rule>,
     /// Local request budgets (empty: none).
     pub limits: Vec<Limit>,
     /// Devo's collector's state file for this service, when `globals.persistence` names one
@@ -185,6 +190,51 @@ pub fn devo_state_name(input_id: &str, kind: ServiceKind) -> String {
         kind.name()
     )
 }
+
+/// A `drop` or `sample` rule on the System Log's `eventType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The rule as the metrics and the log name it: `drop:<pattern>` or
+    /// `sample:<pattern>/<n>`.
+    pub label: String,
+    /// An event type, `*` standing for any run of characters.
+    pub pattern: String,
+    /// 0: drop every matching event; N: keep one in N (by the event's uuid, so a page pulled
+    /// again is decided the same way).
+    pub keep_one_in: u64,
+}
+
+impl Rule {
+    /// Whether this rule matches `event_type`.
+    pub fn matches(&self, event_type: &str) -> bool {
+        glob(self.pattern.as_bytes(), event_type.as_bytes())
+    }
+}
+
+/// `*`-glob matching (`*` any run of bytes, possibly empty), linear with one backtrack point.
+fn glob(p: &[u8], t: &[u8]) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|b| *b == b'*')
+}
+
+/// The most `drop` and `sample` rules a service takes (each event is matched against them).
+pub const MAX_RULES: usize = 64;
 
 /// A local request budget: at most `requests` in any `period` (a sliding window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +287,7 @@ pub(super) fn resolve_service(
             }
         },
     };
+    let (filter, rules) = volume_rules(kind, &key, s.filter, s.drop, s.sample)?;
     let start = match s.start.map(Scalar::text) {
         None => None,
         Some(_) if kind.is_entitlement() => {
@@ -319,9 +370,105 @@ pub(super) fn resolve_service(
         tag,
         emit,
         full_listing_every,
+        filter,
+        rules,
         limits,
         devo_state: None,
     })
+}
+
+/// `filter`, `drop` and `sample`, checked: the System Log's only.
+fn volume_rules(
+    kind: ServiceKind,
+    key: &str,
+    filter: Option<String>,
+    drop: Option<Vec<String>>,
+    sample: Option<Vec<super::raw::RawSample>>,
+) -> Result<(Option<String>, Vec<Rule>), ConfigError> {
+    if kind != ServiceKind::Logs {
+        for (name, set) in [
+            ("filter", filter.is_some()),
+            ("drop", drop.is_some()),
+            ("sample", sample.is_some()),
+        ] {
+            if set {
+                return err(format!(
+                    "{key}.{name}: only the `logs` service takes `{name}` (it works on the System Log's event types); remove the key"
+                ));
+            }
+        }
+        return Ok((None, Vec::new()));
+    }
+    let filter = match filter.map(|f| f.trim().to_string()) {
+        None => None,
+        Some(f) if f.is_empty() => {
+            return err(format!(
+                "{key}.filter: empty; remove the key to pull every event"
+            ));
+        }
+        Some(f) if f.len() > 2_000 || f.chars().any(char::is_control) => {
+            return err(format!(
+                "{key}.filter: at most 2,000 characters on one line (it is sent to Okta in the URL)"
+            ));
+        }
+        Some(f) if f.contains("published") => {
+            return err(format!(
+                "{key}.filter: {f:?} uses `published`, which Okta's System Log filter refuses (E0000053); \
+                 the time window is the collector's, not the filter's"
+            ));
+        }
+        Some(f) => Some(f),
+    };
+    let pattern_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 200
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'*'))
+    };
+    let mut rules = Vec::new();
+    for (i, p) in drop.unwrap_or_default().into_iter().enumerate() {
+        if !pattern_ok(&p) {
+            return err(format!(
+                "{key}.drop[{i}]: {p:?} is not an event type or a `*` pattern (letters, digits, '.', '_', '-', '*'), e.g. \"system.agent.*\""
+            ));
+        }
+        rules.push(Rule {
+            label: format!("drop:{p}"),
+            pattern: p,
+            keep_one_in: 0,
+        });
+    }
+    for (i, s) in sample.unwrap_or_default().into_iter().enumerate() {
+        if !pattern_ok(&s.event_type) {
+            return err(format!(
+                "{key}.sample[{i}].event_type: {:?} is not an event type or a `*` pattern (letters, digits, '.', '_', '-', '*')",
+                s.event_type
+            ));
+        }
+        if !(2..=1_000_000).contains(&s.keep_one_in) {
+            return err(format!(
+                "{key}.sample[{i}].keep_one_in: {} keeps {}; give 2 to 1000000 (or use `drop` for none, or remove the rule for all)",
+                s.keep_one_in,
+                if s.keep_one_in < 2 {
+                    "every event or none"
+                } else {
+                    "too few to be a sample"
+                }
+            ));
+        }
+        rules.push(Rule {
+            label: format!("sample:{}/{}", s.event_type, s.keep_one_in),
+            pattern: s.event_type,
+            keep_one_in: s.keep_one_in,
+        });
+    }
+    if rules.len() > MAX_RULES {
+        return err(format!(
+            "{key}: {} drop and sample rules; at most {MAX_RULES} (each event is matched against them)",
+            rules.len()
+        ));
+    }
+    Ok((filter, rules))
 }
 
 /// `full_listing_every` when not given.

@@ -523,3 +523,26 @@ fn token_sources() {
     assert!(e.contains("/nonexistent/tok"), "{e}");
     assert!(!e.contains("SECRET"));
 }
+
+#[test]
+fn rule_patterns_match_whole_event_types_with_stars_anywhere() {
+    let rule = |p: &str| super::Rule {
+        label: String::new(),
+        pattern: p.into(),
+        keep_one_in: 0,
+    };
+    for (p, t, want) in [
+        ("policy.evaluate_sign_on", "policy.evaluate_sign_on", true),
+        ("policy.evaluate_sign_on", "policy.evaluate_sign_on2", false),
+        ("system.agent.*", "system.agent.ad.connect", true),
+        ("system.agent.*", "system.agents", false),
+        ("*", "anything", true),
+        ("*.session.*", "user.session.start", true),
+        ("user.*.start", "user.session.start", true),
+        ("user.*.start", "user.session.end", false),
+        ("a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+        ("", "", true),
+    ] {
+        assert_eq!(rule(p).matches(t), want, "{p} ~ {t}");
+    }
+}

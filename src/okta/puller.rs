@@ -31,6 +31,8 @@ pub struct Counters {
     pub rate_remaining: AtomicU64,
     /// When a cycle last caught up, Unix seconds (0: never).
     pub last_pull: AtomicU64,
+    /// Events left out by each `drop` or `sample` rule, by the rule's label.
+    pub filtered: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Per commit since start: its first event's sequence number and time (Unix ms), for the
     /// age of the oldest event waiting (see [`Counters::oldest_waiting_ms`]).
     pub commits: std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>,
@@ -142,6 +144,8 @@ pub(crate) struct Stats {
     pub received: u64,
     pub duplicates: u64,
     pub sent: u64,
+    /// Events left out by `drop` and `sample` rules.
+    pub filtered: u64,
 }
 
 /// The outcome of one request.
@@ -700,10 +704,19 @@ impl Puller {
         end: &CycleEnd,
     ) {
         let secs = started.elapsed().as_secs_f64();
+        // The seed's figures keep their wording; the rules' figure follows, when there are rules.
+        let rules = if self.service.rules.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Number of events left out by drop and sample rules: {}.",
+                stats.filtered
+            )
+        };
         log::info!(
             "{} -> Statistics for this pull cycle (@devo_pulling_id={pulling_id}):Number of requests made: {}; \
              Number of events received: {}; Number of duplicated events filtered out: {}; \
-             Number of events generated and sent: {}; Average of events per second: {:.3}.",
+             Number of events generated and sent: {}; Average of events per second: {:.3}.{rules}",
             self.label,
             stats.requests,
             stats.received,
@@ -726,6 +739,49 @@ impl Puller {
             log::info!("{} -> The data is up to date!", self.label);
         }
     }
+}
+
+impl Puller {
+    /// The `drop` or `sample` rule that leaves out an event of type `event_type` with this
+    /// `uuid` (the first rule that matches decides; a sample keeps the events whose uuid
+    /// hashes to 0 modulo N, so a page pulled again is decided the same way).
+    pub(crate) fn left_out(&self, event_type: Option<&str>, uuid: Option<&str>) -> Option<usize> {
+        let t = event_type?;
+        let (i, rule) = self
+            .service
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(t))?;
+        if rule.keep_one_in == 0 {
+            return Some(i);
+        }
+        let h = uuid.map_or(0, |u| fnv1a(u.as_bytes()));
+        (h % rule.keep_one_in != 0).then_some(i)
+    }
+
+    /// Counts the events each rule left out in a page (`by_rule[i]` for rule `i`).
+    pub(crate) fn count_left_out(&self, by_rule: &[u64]) {
+        if by_rule.iter().all(|n| *n == 0) {
+            return;
+        }
+        let mut m = crate::lock(&self.counters.filtered);
+        for (rule, n) in self.service.rules.iter().zip(by_rule) {
+            if *n > 0 {
+                *m.entry(rule.label.clone()).or_insert(0) += n;
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// The file in an entitlement service's folder that says a full listing is due because

@@ -132,6 +132,9 @@ pub fn check(kind: ServiceKind, q: &[(String, String)]) -> Result<(), Refusal> {
                     "Invalid filter: published cannot be filtered on".into(),
                 );
             }
+            "filter" if kind == ServiceKind::Logs && !scim_filter(value) => {
+                return bad("E0000053", format!("Invalid filter: {value}"));
+            }
             "filter" | "search" if kind != ServiceKind::Logs => {
                 check_expression(kind, name, value)?;
             }
@@ -139,6 +142,53 @@ pub fn check(kind: ServiceKind, q: &[(String, String)]) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Whether `expr` reads as a SCIM filter Okta's System Log takes: clauses `attr op "value"`
+/// (or `attr pr`) joined by `and`/`or`, parentheses allowed, the operators of §2.1.
+fn scim_filter(expr: &str) -> bool {
+    let flat = expr.replace(['(', ')'], " ");
+    let mut tokens = Vec::new();
+    let mut rest = flat.trim();
+    while !rest.is_empty() {
+        if let Some(q) = rest.strip_prefix('"') {
+            let Some(end) = q.find('"') else {
+                return false;
+            };
+            tokens.push("\"\"");
+            rest = q[end + 1..].trim_start();
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            tokens.push(&rest[..end]);
+            rest = rest[end..].trim_start();
+        }
+    }
+    let mut i = 0;
+    loop {
+        let (Some(attr), Some(op)) = (tokens.get(i), tokens.get(i + 1)) else {
+            return false;
+        };
+        let op = op.to_ascii_lowercase();
+        if attr.starts_with('"') || attr.is_empty() {
+            return false;
+        }
+        if op == "pr" {
+            i += 2;
+        } else if matches!(
+            op.as_str(),
+            "eq" | "ne" | "co" | "sw" | "ew" | "gt" | "ge" | "lt" | "le"
+        ) && tokens.get(i + 2) == Some(&"\"\"")
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        match tokens.get(i).map(|t| t.to_ascii_lowercase()) {
+            None => return true,
+            Some(j) if j == "and" || j == "or" => i += 1,
+            Some(_) => return false,
+        }
+    }
 }
 
 /// A users or groups `filter`/`search`: clauses joined by `or`/`and`; a time field's operator

@@ -46,3 +46,5 @@ mod sys;
 mod tailing;
 /// Repository rules (module docs).
 mod tidy;
+/// `filter`, `drop` and `sample` on the System Log.
+mod volume;

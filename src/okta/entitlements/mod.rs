@@ -442,6 +442,8 @@ fn parents_of(
         label: Option<String>,
         client_name: Option<String>,
         profile: Option<Profile>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
     }
     #[derive(serde::Deserialize)]
     struct Profile {
@@ -523,6 +525,14 @@ fn parents_of(
     }
     let mut out = Vec::with_capacity(objs.len());
     for o in objs {
+        // Everyone is a member of Okta's built-in Everyone group: its members are the users
+        // table, and in a large org its listing alone would hold every user in memory.
+        if p.service.kind == ServiceKind::GroupMembers
+            && o.kind.as_deref() == Some("BUILT_IN")
+            && o.profile.as_ref().and_then(|p| p.name.as_deref()) == Some("Everyone")
+        {
+            continue;
+        }
         let id = if phase.parent == ParentKind::Client {
             o.client_id.or(o.id)
         } else {

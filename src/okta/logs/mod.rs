@@ -59,19 +59,40 @@ fn first_cursor(p: &Puller) -> LogsCursor {
 /// System Log page of 1,000 events is about 2 MB, so one full page waits at most).
 const AHEAD_BYTES: usize = 1 << 20;
 
-/// The URL a cycle asks for next, after `cursor`.
+/// The URL a cycle asks for next, after `cursor`. A stored next link made with another
+/// `filter` than the configured one is not followed: the pull goes on from the cursor's
+/// `last_timestamp` (its uuids dropping what was taken at it) with the configured filter.
 fn next_url(p: &Puller, cursor: &LogsCursor) -> String {
     if cursor.next_link.is_empty() {
-        since_url(p, &cursor.initial_start_time_in_utc)
-    } else {
-        cursor.next_link.clone()
+        return since_url(p, &cursor.initial_start_time_in_utc);
     }
+    let stored = super::link::query_value(&cursor.next_link, "filter");
+    if stored.as_deref() != p.service.filter.as_deref() {
+        let since = if cursor.last_timestamp.is_empty() {
+            &cursor.initial_start_time_in_utc
+        } else {
+            &cursor.last_timestamp
+        };
+        let url = since_url(p, since);
+        log::info!(
+            "{} -> The System Log filter changed (was {:?}, now {:?}): going on from {since} with the new one: {url}",
+            p.label,
+            stored.unwrap_or_default(),
+            p.service.filter.as_deref().unwrap_or("")
+        );
+        return url;
+    }
+    cursor.next_link.clone()
 }
 
-/// The first page from `since` (RFC 3339; now if it does not parse).
+/// The first page from `since` (RFC 3339; now if it does not parse), with the configured
+/// `filter`.
 fn since_url(p: &Puller, since: &str) -> String {
+    let filter = p.service.filter.as_deref().map_or_else(String::new, |f| {
+        format!("&filter={}", super::link::percent_encode(f))
+    });
     format!(
-        "{}/api/v1/logs?since={}&limit={}&sortOrder=ASCENDING",
+        "{}/api/v1/logs?since={}&limit={}&sortOrder=ASCENDING{filter}",
         p.client.url().base(),
         crate::time::format_millis(crate::time::parse_rfc3339(since).unwrap_or(SystemTime::now())),
         page_limit(p)
@@ -248,6 +269,7 @@ fn take(
     let mut after = taken.clone();
     let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(items);
     let mut dups = 0;
+    let mut left_out = vec![0u64; p.service.rules.len()];
     let latest = SystemTime::now() + crate::time::TRUSTED_SKEW;
     for item in &page.items {
         let m = page::meta(item);
@@ -268,6 +290,9 @@ fn take(
         }
         if after.observe(m.uuid, published) {
             dups += 1;
+        } else if let Some(rule) = p.left_out(m.event_type, m.uuid) {
+            // Never edited: sent whole or not at all; the cursor moves past it as usual.
+            left_out[rule] += 1;
         } else {
             lines.push(page::one_line(item));
         }
@@ -285,6 +310,8 @@ fn take(
     after.next_link = page.next.unwrap_or_else(|| url.to_string());
     stats.received += items as u64;
     stats.duplicates += dups;
+    stats.filtered += left_out.iter().sum::<u64>();
+    p.count_left_out(&left_out);
     stats.pages += 1;
     let changed = !lines.is_empty() || after != *taken;
     if changed {

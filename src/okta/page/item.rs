@@ -38,13 +38,14 @@ impl std::fmt::Display for PageError {
 }
 
 /// The top-level string fields read from each item, in the order of [`Item`]'s `fields`.
-pub(super) const KEYS: [&str; 6] = [
+pub(super) const KEYS: [&str; 7] = [
     "uuid",
     "published",
     "id",
     "client_id",
     "lastUpdated",
     "lastMembershipUpdated",
+    "eventType",
 ];
 pub(super) const UUID: usize = 0;
 pub(super) const PUBLISHED: usize = 1;
@@ -52,6 +53,7 @@ pub(super) const ID: usize = 2;
 pub(super) const CLIENT_ID: usize = 3;
 pub(super) const LAST_UPDATED: usize = 4;
 pub(super) const LAST_MEMBERSHIP_UPDATED: usize = 5;
+pub(super) const EVENT_TYPE: usize = 6;
 
 /// One item of a page: its JSON exactly as sent, and the top-level fields of [`KEYS`] that hold
 /// a string (a key given twice: the last one counts, as in most JSON parsers).
@@ -94,6 +96,8 @@ impl<'a> Item<'a> {
                 deserialize_with = "lenient"
             )]
             last_membership_updated: Option<Cow<'a, str>>,
+            #[serde(borrow, default, rename = "eventType", deserialize_with = "lenient")]
+            event_type: Option<Cow<'a, str>>,
         }
         let raw = raw.get();
         let fields = match serde_json::from_str::<M<'a>>(raw) {
@@ -104,6 +108,7 @@ impl<'a> Item<'a> {
                 m.client_id,
                 m.last_updated,
                 m.last_membership_updated,
+                m.event_type,
             ],
             Err(_) => Default::default(),
         };

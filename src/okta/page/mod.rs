@@ -11,7 +11,7 @@ mod scan;
 
 pub use item::{Item, PageError};
 
-use item::{CLIENT_ID, ID, LAST_MEMBERSHIP_UPDATED, LAST_UPDATED, PUBLISHED, UUID};
+use item::{CLIENT_ID, EVENT_TYPE, ID, LAST_MEMBERSHIP_UPDATED, LAST_UPDATED, PUBLISHED, UUID};
 use scan::Scan;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -105,6 +105,8 @@ pub struct Meta<'a> {
     pub published: Option<SystemTime>,
     /// `published` as sent, if it is a string.
     pub published_text: Option<&'a str>,
+    /// `eventType`, if present and a string.
+    pub event_type: Option<&'a str>,
 }
 
 /// Reads `uuid` and `published`; missing or odd values give `None`, never an error.
@@ -114,6 +116,7 @@ pub fn meta<'i>(item: &'i Item<'_>) -> Meta<'i> {
         uuid: item.field(UUID),
         published: published_text.and_then(crate::time::parse_rfc3339),
         published_text,
+        event_type: item.field(EVENT_TYPE),
     }
 }
 
