@@ -757,7 +757,7 @@ impl Puller {
             return Some(i);
         }
         let h = uuid.map_or(0, |u| fnv1a(u.as_bytes()));
-        (h % rule.keep_one_in != 0).then_some(i)
+        (!h.is_multiple_of(rule.keep_one_in)).then_some(i)
     }
 
     /// Counts the events each rule left out in a page (`by_rule[i]` for rule `i`).
