@@ -42,3 +42,31 @@ grep -q -- '--no-default-features' packaging/Dockerfile \
   || { echo "packaging: the Dockerfile must ship the lean build (--no-default-features)" >&2; exit 1; }
 echo "packaging: the .deb's binary is the lean build ($(stat -c %s "$tmp/root/usr/bin/okta-collector") bytes, no sim or demo command)"
 echo "packaging: cargo deb builds $(dpkg-deb -f "$tmp/okta-collector.deb" Package) $(dpkg-deb -f "$tmp/okta-collector.deb" Version)"
+
+# The container, as far as it can be checked without a container runtime: the build context
+# leaves target/ out, the image runs the lean build as 65532, its data volume is the
+# container config's data_dir (created and owned for that user), and its HEALTHCHECK probes
+# the port that config listens on.
+grep -qx 'target/' .dockerignore \
+  || { echo "packaging: .dockerignore must leave target/ out of the build context" >&2; exit 1; }
+grep -q '^USER 65532:65532$' packaging/Dockerfile \
+  || { echo "packaging: the image must run as 65532" >&2; exit 1; }
+data_dir=$(sed -n 's/^  data_dir: //p' packaging/container.yaml)
+grep -q "^VOLUME \[\"$data_dir\"\]" packaging/Dockerfile \
+  || { echo "packaging: the image's VOLUME must be container.yaml's data_dir ($data_dir)" >&2; exit 1; }
+grep -q -- "--chown=65532:65532 /out$data_dir $data_dir" packaging/Dockerfile \
+  || { echo "packaging: the image must create $data_dir owned by 65532" >&2; exit 1; }
+port=$(sed -n 's/^  metrics_listen: .*:\([0-9]*\)$/\1/p' packaging/container.yaml)
+grep -q "http://127.0.0.1:$port/healthz" packaging/Dockerfile \
+  || { echo "packaging: the HEALTHCHECK must probe container.yaml's metrics_listen port ($port)" >&2; exit 1; }
+case "$data_dir" in /etc/okta-collector*) echo "packaging: data_dir must not be in the (read-only) config folder" >&2; exit 1;; esac
+# container.yaml parses as a config (validate stops at the first Okta request, which cannot
+# be made here: its config line must be OK).
+cp packaging/container.yaml "$tmp/container.yaml"
+sed -i "s|/var/lib/okta-collector|$tmp/data|; s|/etc/okta-collector/|$tmp/|" "$tmp/container.yaml"
+printf 'token' >"$tmp/okta-api-token" && chmod 600 "$tmp/okta-api-token"
+chmod 600 "$tmp/container.yaml"
+out=$("$bin" validate --config "$tmp/container.yaml" 2>&1 || true)
+grep -q '^\[ OK \] config' <<<"$out" \
+  || { echo "packaging: container.yaml does not parse: $out" >&2; exit 1; }
+echo "packaging: the container's files, user, volume and health check agree"
