@@ -70,3 +70,18 @@ out=$("$bin" validate --config "$tmp/container.yaml" 2>&1 || true)
 grep -q '^\[ OK \] config' <<<"$out" \
   || { echo "packaging: container.yaml does not parse: $out" >&2; exit 1; }
 echo "packaging: the container's files, user, volume and health check agree"
+
+# The template unit: one instance per org. It verifies as an instance, and every path in it
+# is the instance's own.
+sed "s|/usr/bin/okta-collector |$bin |" "packaging/okta-collector@.service" >"$tmp/okta-collector@.service"
+cp "$tmp/okta-collector@.service" "$tmp/okta-collector@acme.service"
+systemd-analyze verify "$tmp/okta-collector@acme.service"
+for line in 'ExecStart=.* --config /etc/okta-collector/%i/config.yaml' 'StateDirectory=okta-collector/%i' \
+            'LoadCredential=okta-api-token:/etc/okta-collector/%i/okta-api-token' \
+            'LoadCredential=devo-key:/etc/okta-collector/%i/certs/domain.key' 'DynamicUser=yes'; do
+  grep -Eq "^$line\$" "packaging/okta-collector@.service" \
+    || { echo "packaging: okta-collector@.service lacks $line" >&2; exit 1; }
+done
+grep -q ' ./usr/lib/systemd/system/okta-collector@.service$' <<<"$listing" \
+  || { echo "packaging: okta-collector@.service missing from the .deb" >&2; exit 1; }
+echo "packaging: the template unit okta-collector@.service verifies as okta-collector@acme"
