@@ -20,6 +20,7 @@ pub mod okta;
 pub mod pipeline;
 pub mod private;
 pub mod samples;
+pub mod selfmon;
 pub mod shutdown;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -39,13 +39,10 @@ pub fn init(level: log::LevelFilter) {
 /// A message naming the log file if it cannot be opened.
 pub fn init_with(level: log::LevelFilter, opts: &Options) -> Result<(), String> {
     let json = opts.json;
-    let dispatch = fern::Dispatch::new()
-        // Library chatter (rustls, ureq, notify, async-io...): warnings and errors only. At
-        // `trace`, notify logs every inotify event, and a log file in the config's folder
-        // would feed the watcher its own lines without end.
-        .level(log::LevelFilter::Warn)
-        .level_for("okta_collector", log::LevelFilter::Trace)
-        .level_for("spool", log::LevelFilter::Trace)
+    let local = fern::Dispatch::new()
+        // The configured level is the local log's; self-monitoring may need more of the
+        // records (the statistics lines) than the local log shows.
+        .filter(|m| m.level() <= local_level())
         .format(move |out, message, record| {
             let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
             let text = message.to_string();
@@ -71,18 +68,42 @@ pub fn init_with(level: log::LevelFilter, opts: &Options) -> Result<(), String> 
                 ))
             }
         });
-    let dispatch = match &opts.file {
-        None => dispatch.chain(std::io::stderr()),
+    let local = match &opts.file {
+        None => local.chain(std::io::stderr()),
         Some(path) => {
             let w = Rotating::open(path, opts.max_bytes, opts.keep)
                 .map_err(|e| format!("globals.log_file: cannot open {}: {e}", path.display()))?;
-            dispatch.chain(Box::new(w) as Box<dyn Write + Send>)
+            local.chain(Box::new(w) as Box<dyn Write + Send>)
         }
     };
+    let dispatch = fern::Dispatch::new()
+        // Library chatter (rustls, ureq, notify, async-io...): warnings and errors only. At
+        // `trace`, notify logs every inotify event, and a log file in the config's folder
+        // would feed the watcher its own lines without end.
+        .level(log::LevelFilter::Warn)
+        .level_for("okta_collector", log::LevelFilter::Trace)
+        .level_for("spool", log::LevelFilter::Trace)
+        .chain(local)
+        .chain(fern::Output::call(crate::selfmon::capture));
     if dispatch.apply().is_ok() {
         set_level(level);
     }
     Ok(())
+}
+
+/// The local log's level (`globals.log_level`), as a number (`log::LevelFilter as usize`).
+static LOCAL_LEVEL: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(log::LevelFilter::Info as usize);
+
+fn local_level() -> log::LevelFilter {
+    match LOCAL_LEVEL.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Error,
+        2 => log::LevelFilter::Warn,
+        3 => log::LevelFilter::Info,
+        4 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
 }
 
 /// `text` with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`, …), borrowed
@@ -104,9 +125,16 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Changes the level of the installed logger (a config reload).
+/// Changes the level of the installed logger (a config reload): the local log's, and what
+/// is logged at all (at least `info` while self-monitoring takes the statistics lines).
 pub fn set_level(level: log::LevelFilter) {
-    log::set_max_level(level);
+    LOCAL_LEVEL.store(level as usize, std::sync::atomic::Ordering::Relaxed);
+    let needed = if crate::selfmon::enabled() {
+        level.max(log::LevelFilter::Info)
+    } else {
+        level
+    };
+    log::set_max_level(needed);
 }
 
 /// A log file that rotates itself by size: `file` → `file.1` → … → `file.<keep>` (dropped).

@@ -117,7 +117,15 @@ fn open_spool(
     kind: crate::config::ServiceKind,
     consumers: &[&str],
 ) -> Result<Spool, Error> {
-    let dir = config.spool_dir(kind);
+    open_spool_in(config, config.spool_dir(kind), consumers)
+}
+
+/// [`open_spool`] for the spool in `dir`.
+fn open_spool_in(
+    config: &Config,
+    dir: std::path::PathBuf,
+    consumers: &[&str],
+) -> Result<Spool, Error> {
     crate::private::ensure(&dir, false).map_err(Error::Setup)?;
     // Segments of at most an eighth of the table's bound, so acked ones are deleted long
     // before the bound is reached (only the active segment is never deleted).
@@ -138,6 +146,9 @@ fn open_spool(
 #[derive(Debug)]
 pub struct Pipeline {
     pullers: Vec<Puller>,
+    /// The self-monitoring tables' spools, in `selfmon::LEVELS`' order (empty: off), and
+    /// their bound.
+    selfmon: (Vec<Spool>, u64),
     /// The pullers' flag: set when the pipeline's shutdown comes.
     pullers_stop: Shutdown,
     forwarders: Vec<Forwarder>,
@@ -278,6 +289,48 @@ impl Pipeline {
             }
             pullers.push(puller);
         }
+        // The collector's own lines, a table per level (`selfmon`).
+        let mut selfmon_spools = Vec::new();
+        if config.self_monitoring.is_some() {
+            for (_, level) in crate::selfmon::LEVELS {
+                let spool = open_spool_in(
+                    config,
+                    config.spools_dir().join(format!("self-{level}")),
+                    &consumers,
+                )?;
+                let tag = crate::selfmon::tag(level);
+                let delivered: Vec<_> = consumers
+                    .iter()
+                    .map(|_| Arc::new(AtomicU64::new(0)))
+                    .collect();
+                let delivered_times: Vec<_> = (0..consumers.len())
+                    .map(|c| Arc::new(AtomicU64::new(spool.delivered_time(c).unwrap_or(0))))
+                    .collect();
+                stats.push(TableStats {
+                    service: "self_monitoring".to_string(),
+                    tag: tag.clone(),
+                    spool: spool.clone(),
+                    pulled: Arc::new(Counters::default()),
+                    delivered: delivered.clone(),
+                    delivered_times: delivered_times.clone(),
+                });
+                for (consumer, ((t, d), dt)) in tables
+                    .iter_mut()
+                    .zip(delivered)
+                    .zip(delivered_times)
+                    .enumerate()
+                {
+                    t.push(Table {
+                        tag: tag.clone(),
+                        spool: spool.clone(),
+                        consumer,
+                        delivered: d,
+                        delivered_time: dt,
+                    });
+                }
+                selfmon_spools.push(spool);
+            }
+        }
         let mut forwarders = Vec::new();
         let mut outputs = Vec::new();
         for ((o, l), t) in config.outputs.iter().zip(loaded).zip(tables) {
@@ -292,6 +345,7 @@ impl Pipeline {
         Ok(Pipeline {
             pullers_stop,
             pullers,
+            selfmon: (selfmon_spools, config.spool.max_bytes_per_table),
             forwarders,
             stats,
             outputs,
@@ -313,6 +367,14 @@ impl Pipeline {
         for p in self.pullers {
             tasks.push(smol::spawn(async move { p.run().await }));
         }
+        let (spools, bound) = self.selfmon;
+        let _selfmon = (!spools.is_empty()).then(|| {
+            smol::spawn(crate::selfmon::run(
+                spools,
+                bound,
+                self.pullers_stop.clone(),
+            ))
+        });
         // A send statistics line per output every SEND_STATS_PERIOD.
         let (stats, outputs, sd) = (self.stats.clone(), self.outputs.clone(), shutdown.clone());
         let _stats_task = smol::spawn(async move {

@@ -50,6 +50,7 @@ pub fn config_bounded(port: u16, url: &str, services: &str, bound: u64) -> Strin
         r#"globals:
   data_dir: data
   log_level: warn
+  self_monitoring: false
   requests_per_minute: 0
   spool:
     max_bytes_per_table: {bound}

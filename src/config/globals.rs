@@ -36,6 +36,7 @@ pub(super) struct Globals {
     pub(super) metrics_listen: Option<std::net::SocketAddr>,
     pub(super) log: crate::logging::Options,
     pub(super) requests_per_minute: Option<u32>,
+    pub(super) self_monitoring: Option<LogLevel>,
 }
 
 /// Resolves `globals`.
@@ -110,6 +111,20 @@ pub(super) fn resolve(mut g: RawGlobals, cx: &Cx<'_>) -> Result<Globals, ConfigE
         Some(0) => None,
         Some(n) => Some(n),
     };
+    use super::raw::RawSelfMonitoring;
+    let self_monitoring = match g.self_monitoring.take() {
+        None | Some(RawSelfMonitoring::Switch(true)) => Some(LogLevel::Warn),
+        Some(RawSelfMonitoring::Switch(false)) => None,
+        Some(RawSelfMonitoring::Settings(s)) => match s.level.unwrap_or(LogLevel::Warn) {
+            LogLevel::Debug | LogLevel::Trace => {
+                return err(format!(
+                    "{}: debug and trace lines are not sent to Devo (they would be most of the volume); use info, warn or error",
+                    cx.at("globals.self_monitoring.level")
+                ));
+            }
+            l => Some(l),
+        },
+    };
     Ok(Globals {
         id,
         data_dir,
@@ -120,6 +135,7 @@ pub(super) fn resolve(mut g: RawGlobals, cx: &Cx<'_>) -> Result<Globals, ConfigE
         metrics_listen,
         log,
         requests_per_minute,
+        self_monitoring,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log level.
     pub log_level: LogLevel,
+    /// `globals.self_monitoring`: the lowest level of the collector's own log lines sent to
+    /// Devo (the statistics lines always are); `None`: off.
+    pub self_monitoring: Option<LogLevel>,
     /// The outputs, by name; each gets every table and keeps its own ack position per table.
     pub outputs: Vec<Output>,
     /// The Okta input.
@@ -251,6 +254,7 @@ impl Config {
             id: g.id,
             data_dir: g.data_dir,
             log_level: g.log_level,
+            self_monitoring: g.self_monitoring,
             outputs,
             okta,
             requests_per_minute: g.requests_per_minute,

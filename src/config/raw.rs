@@ -49,6 +49,22 @@ pub(super) struct RawGlobals {
     pub(super) log_max_bytes: Option<u64>,
     pub(super) log_keep: Option<u32>,
     pub(super) log_format: Option<LogFormat>,
+    /// The collector's own log lines to Devo: `false`, `true`, or `{level: …}`.
+    pub(super) self_monitoring: Option<RawSelfMonitoring>,
+}
+
+/// `globals.self_monitoring`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSelfMonitoring {
+    Switch(bool),
+    Settings(RawSelfMonitoringSettings),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSelfMonitoringSettings {
+    pub(super) level: Option<LogLevel>,
 }
 
 /// `globals.persistence` of Devo's collector framework.

@@ -271,6 +271,7 @@ impl Config<'_> {
   id: okta-test
   data_dir: data
   log_level: info
+  self_monitoring: false
 {globals}outputs:
   devo_1:
     type: devo_platform

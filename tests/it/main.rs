@@ -40,6 +40,8 @@ mod reload;
 mod replay;
 /// The same pipeline into Debian's rsyslog over TLS with client certificates.
 mod rsyslog;
+/// The collector's own lines in Devo.
+mod selfmon;
 /// The tests' own system calls: a reset on close, entering a network namespace.
 mod sys;
 /// Requests per period while tailing; short pages mid-backlog.
