@@ -442,8 +442,9 @@ fn parents_of(
         label: Option<String>,
         client_name: Option<String>,
         profile: Option<Profile>,
+        /// A group's `type` is a string; a user's is an object.
         #[serde(rename = "type")]
-        kind: Option<String>,
+        kind: Option<serde_json::Value>,
     }
     #[derive(serde::Deserialize)]
     struct Profile {
@@ -528,7 +529,7 @@ fn parents_of(
         // Everyone is a member of Okta's built-in Everyone group: its members are the users
         // table, and in a large org its listing alone would hold every user in memory.
         if p.service.kind == ServiceKind::GroupMembers
-            && o.kind.as_deref() == Some("BUILT_IN")
+            && o.kind.as_ref().and_then(|k| k.as_str()) == Some("BUILT_IN")
             && o.profile.as_ref().and_then(|p| p.name.as_deref()) == Some("Everyone")
         {
             continue;
