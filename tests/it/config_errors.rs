@@ -57,7 +57,7 @@ fn each_config_error_names_the_problem_and_exits_1() {
     expect_error(
         &env,
         &good.edit("api_token:", "api_tokn:"),
-        &["unknown field `api_tokn`", "line 21 column 7"],
+        &["unknown field `api_tokn`", "line 22 column 7"],
     );
     expect_error(
         &env,

@@ -28,6 +28,8 @@ mod hardening;
 mod harness;
 /// The six inventory services: tags, incremental changes, emit: changes, refusals, kill -9.
 mod inventory;
+/// The Kubernetes layout for many orgs, rendered by kubectl kustomize.
+mod kubernetes;
 /// OAuth 2.0 service app: private_key_jwt, DPoP, token renewal, errors.
 mod oauth;
 /// `/metrics`, `/healthz`, `/readyz`.
