@@ -171,7 +171,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    okta_collector::selfmon::configure(config.self_monitoring, &config.id);
+    okta_collector::selfmon::configure(config.self_monitoring.map(|l| l.filter()), &config.id);
     if let Err(e) = logging::init_with(config.log_level.filter(), &config.log) {
         eprintln!("{e}");
         return ExitCode::FAILURE;

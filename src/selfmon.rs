@@ -11,7 +11,6 @@
 //! ([`QUEUE`]), and when it or a level's spool is full they are counted as dropped (the local
 //! log keeps them all).
 
-use crate::config::LogLevel;
 use spool::Spool;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -63,15 +62,14 @@ fn state() -> &'static State {
     })
 }
 
-/// Sets what is captured (`None`: nothing) and the collector's name, from the config.
-pub fn configure(level: Option<LogLevel>, collector_name: &str) {
+/// Sets what is captured (`None` or `Off`: nothing; at most `Info`) and the collector's
+/// name, from the config.
+pub fn configure(level: Option<log::LevelFilter>, collector_name: &str) {
     let s = state();
     *crate::lock(&s.name) = collector_name.to_string();
-    let n = match level {
+    let n = match level.and_then(|l| l.to_level()) {
         None => 0,
-        Some(LogLevel::Error) => log::Level::Error as u8,
-        Some(LogLevel::Warn) => log::Level::Warn as u8,
-        Some(_) => log::Level::Info as u8,
+        Some(l) => l.min(log::Level::Info) as u8,
     };
     s.level.store(n, Ordering::Relaxed);
 }

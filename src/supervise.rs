@@ -159,7 +159,7 @@ pub async fn supervise(
                 generation.trigger();
                 task.await.map_err(Error::Fatal)?;
                 registry.clear();
-                crate::selfmon::configure(c.self_monitoring, &c.id);
+                crate::selfmon::configure(c.self_monitoring.map(|l| l.filter()), &c.id);
                 crate::logging::set_level(c.log_level.filter());
                 config = *c;
             }

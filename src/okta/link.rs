@@ -112,61 +112,9 @@ pub fn percent_encode(v: &str) -> String {
     out
 }
 
-/// The decoded value of query parameter `name` in `url`, if it has one (`+` as a space, as
-/// form encoding writes it; a malformed escape is kept as it is).
-pub fn query_value(url: &str, name: &str) -> Option<String> {
-    let query = url.split_once('?')?.1.split('#').next()?;
-    let raw = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?;
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' => {
-                match (
-                    b.get(i + 1).and_then(|c| hex(*c)),
-                    b.get(i + 2).and_then(|c| hex(*c)),
-                ) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_query_value_is_found_and_decoded() {
-        let url = "https://x/api/v1/logs?after=1_2&filter=eventType%20eq%20%22a.b%22&limit=1000";
-        assert_eq!(
-            query_value(url, "filter").as_deref(),
-            Some("eventType eq \"a.b\"")
-        );
-        assert_eq!(query_value(url, "after").as_deref(), Some("1_2"));
-        assert_eq!(query_value(url, "since"), None);
-        assert_eq!(query_value("https://x/a?f=%2", "f").as_deref(), Some("%2"));
-        assert_eq!(query_value("https://x/a?f=%", "f").as_deref(), Some("%"));
-        assert_eq!(
-            query_value("https://x/a?f=a+b%41", "f").as_deref(),
-            Some("a bA")
-        );
-        assert_eq!(query_value("https://x/a", "f"), None);
-    }
 
     fn check(values: &[&str], expected: Result<Option<&str>, ()>) {
         let got = next(values.iter().copied()).map_err(|_| ());

@@ -397,6 +397,16 @@ impl Delivery {
     }
 }
 
+/// The lines that are not the collector's own (self-monitoring, on by default in Devo's
+/// config layouts: tags `devo.collectors.out.*`, checked in `selfmon.rs`).
+pub fn without_self_monitoring(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    lines
+        .iter()
+        .filter(|l| !String::from_utf8_lossy(l).contains(" devo.collectors.out."))
+        .cloned()
+        .collect()
+}
+
 /// Parses every received line; panics on a line that is not exactly an event the simulator
 /// served, framed with the right hostname and `tag`.
 pub fn check_lines(env: &Env, lines: &[Vec<u8>], tag: &str) -> Delivery {

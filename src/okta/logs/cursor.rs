@@ -23,6 +23,10 @@ pub struct LogsCursor {
     /// from `initial_start_time_in_utc` when that was clamped to Okta's retention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_start: Option<String>,
+    /// The configured `filter` `next_link` was asked with (`None`: none, or a cursor made
+    /// before filters, or taken over from Devo: its link is followed as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_filter: Option<String>,
     /// `last_timestamp` parsed, so that each event is not compared by parsing it again. Never
     /// stored, ignored by comparisons, and used only while `last_timestamp` is the text it was
     /// made from.
@@ -56,6 +60,7 @@ impl LogsCursor {
             last_timestamp: s,
             uuid_list: Vec::new(),
             configured_start: None,
+            configured_filter: None,
             last: Parsed::default(),
             saturated: false,
         }

@@ -66,8 +66,8 @@ fn next_url(p: &Puller, cursor: &LogsCursor) -> String {
     if cursor.next_link.is_empty() {
         return since_url(p, &cursor.initial_start_time_in_utc);
     }
-    let stored = super::link::query_value(&cursor.next_link, "filter");
-    if stored.as_deref() != p.service.filter.as_deref() {
+    let stored = cursor.configured_filter.as_deref();
+    if stored != p.service.filter.as_deref() {
         let since = if cursor.last_timestamp.is_empty() {
             &cursor.initial_start_time_in_utc
         } else {
@@ -308,6 +308,7 @@ fn take(
         );
     }
     after.next_link = page.next.unwrap_or_else(|| url.to_string());
+    after.configured_filter = p.service.filter.clone();
     stats.received += items as u64;
     stats.duplicates += dups;
     stats.filtered += left_out.iter().sum::<u64>();
