@@ -142,6 +142,44 @@ fn open_spool_in(
     })
 }
 
+/// Gives every output (`tables`, one list per output) the table of `spool` under `tag`, and
+/// returns the table's figures.
+fn add_table(
+    tables: &mut [Vec<Table>],
+    service: &str,
+    tag: &str,
+    spool: &Spool,
+    pulled: Arc<Counters>,
+) -> TableStats {
+    let delivered: Vec<_> = tables.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    // What `status` shows survives a restart: the spool keeps it.
+    let delivered_times: Vec<_> = (0..tables.len())
+        .map(|c| Arc::new(AtomicU64::new(spool.delivered_time(c).unwrap_or(0))))
+        .collect();
+    for (consumer, ((t, d), dt)) in tables
+        .iter_mut()
+        .zip(delivered.iter().cloned())
+        .zip(delivered_times.iter().cloned())
+        .enumerate()
+    {
+        t.push(Table {
+            tag: tag.to_string(),
+            spool: spool.clone(),
+            consumer,
+            delivered: d,
+            delivered_time: dt,
+        });
+    }
+    TableStats {
+        service: service.to_string(),
+        tag: tag.to_string(),
+        spool: spool.clone(),
+        pulled,
+        delivered,
+        delivered_times,
+    }
+}
+
 /// A built, not yet running pipeline.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -224,16 +262,6 @@ impl Pipeline {
             if service.kind == crate::config::ServiceKind::Logs {
                 logs_spool = Some(spool.clone());
             }
-            let delivered: Vec<_> = consumers
-                .iter()
-                .map(|_| Arc::new(AtomicU64::new(0)))
-                .collect();
-            let delivered_times: Vec<_> = (0..consumers.len())
-                .map(|c| {
-                    // What `status` shows survives a restart: the spool keeps it.
-                    Arc::new(AtomicU64::new(spool.delivered_time(c).unwrap_or(0)))
-                })
-                .collect();
             let counters = Arc::new(Counters::default());
             log::info!(
                 "Spool {} opened: {} events waiting to be sent.",
@@ -243,28 +271,13 @@ impl Pipeline {
                     .max()
                     .unwrap_or(0)
             );
-            stats.push(TableStats {
-                service: service.kind.name().to_string(),
-                tag: service.tag.clone(),
-                spool: spool.clone(),
-                pulled: counters.clone(),
-                delivered: delivered.clone(),
-                delivered_times: delivered_times.clone(),
-            });
-            for (consumer, ((t, d), dt)) in tables
-                .iter_mut()
-                .zip(delivered)
-                .zip(delivered_times)
-                .enumerate()
-            {
-                t.push(Table {
-                    tag: service.tag.clone(),
-                    spool: spool.clone(),
-                    consumer,
-                    delivered: d,
-                    delivered_time: dt,
-                });
-            }
+            stats.push(add_table(
+                &mut tables,
+                service.kind.name(),
+                &service.tag,
+                &spool,
+                counters.clone(),
+            ));
             let pacer = Pacer::new(&service.limits, global.clone());
             let kind = service.kind;
             let mut puller = Puller::new(
@@ -299,35 +312,13 @@ impl Pipeline {
                     &consumers,
                 )?;
                 let tag = crate::selfmon::tag(level);
-                let delivered: Vec<_> = consumers
-                    .iter()
-                    .map(|_| Arc::new(AtomicU64::new(0)))
-                    .collect();
-                let delivered_times: Vec<_> = (0..consumers.len())
-                    .map(|c| Arc::new(AtomicU64::new(spool.delivered_time(c).unwrap_or(0))))
-                    .collect();
-                stats.push(TableStats {
-                    service: "self_monitoring".to_string(),
-                    tag: tag.clone(),
-                    spool: spool.clone(),
-                    pulled: Arc::new(Counters::default()),
-                    delivered: delivered.clone(),
-                    delivered_times: delivered_times.clone(),
-                });
-                for (consumer, ((t, d), dt)) in tables
-                    .iter_mut()
-                    .zip(delivered)
-                    .zip(delivered_times)
-                    .enumerate()
-                {
-                    t.push(Table {
-                        tag: tag.clone(),
-                        spool: spool.clone(),
-                        consumer,
-                        delivered: d,
-                        delivered_time: dt,
-                    });
-                }
+                stats.push(add_table(
+                    &mut tables,
+                    "self_monitoring",
+                    &tag,
+                    &spool,
+                    Arc::new(Counters::default()),
+                ));
                 selfmon_spools.push(spool);
             }
         }

@@ -16,6 +16,7 @@ pub mod client;
 mod cycle;
 pub mod devo_state;
 mod entitlements;
+mod hash;
 mod incremental;
 pub mod link;
 mod logs;

@@ -756,7 +756,7 @@ impl Puller {
         if rule.keep_one_in == 0 {
             return Some(i);
         }
-        let h = uuid.map_or(0, |u| fnv1a(u.as_bytes()));
+        let h = uuid.map_or(0, |u| super::hash::fnv1a(u.as_bytes()));
         (!h.is_multiple_of(rule.keep_one_in)).then_some(i)
     }
 
@@ -772,16 +772,6 @@ impl Puller {
             }
         }
     }
-}
-
-/// FNV-1a, 64 bits.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 /// The file in an entitlement service's folder that says a full listing is due because

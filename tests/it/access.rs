@@ -41,17 +41,6 @@ fn write_config(env: &Env, extra: &str) {
     c.write();
 }
 
-/// The records delivered to `tag`, parsed.
-fn records(devo: &devo::Receiver, tag: &str) -> Vec<serde_json::Value> {
-    devo.lines()
-        .iter()
-        .filter_map(|l| {
-            let (_, t, e) = okta_collector::forward::syslog::parse_line(l)?;
-            (t == tag).then(|| serde_json::from_slice(e).ok()).flatten()
-        })
-        .collect()
-}
-
 fn all_records(devo: &devo::Receiver) -> Vec<serde_json::Value> {
     SERVICES
         .iter()

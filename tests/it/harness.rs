@@ -397,6 +397,17 @@ impl Delivery {
     }
 }
 
+/// The JSON records delivered to `tag`, parsed (lines of other tables left out).
+pub fn records(devo: &devo::Receiver, tag: &str) -> Vec<serde_json::Value> {
+    devo.lines()
+        .iter()
+        .filter_map(|l| {
+            let (_, t, e) = syslog::parse_line(l)?;
+            (t == tag).then(|| serde_json::from_slice(e).ok()).flatten()
+        })
+        .collect()
+}
+
 /// The lines that are not the collector's own (self-monitoring, on by default in Devo's
 /// config layouts: tags `devo.collectors.out.*`, checked in `selfmon.rs`).
 pub fn without_self_monitoring(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {

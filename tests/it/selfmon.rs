@@ -7,16 +7,6 @@ use okta_collector::config::ServiceKind;
 use okta_collector::sim::okta;
 use std::time::Duration;
 
-fn records(devo: &okta_collector::sim::devo::Receiver, tag: &str) -> Vec<serde_json::Value> {
-    devo.lines()
-        .iter()
-        .filter_map(|l| {
-            let (_, t, e) = okta_collector::forward::syslog::parse_line(l)?;
-            (t == tag).then(|| serde_json::from_slice(e).ok()).flatten()
-        })
-        .collect()
-}
-
 /// The test config with self-monitoring at its default (on, WARN and above).
 fn config_on(env: &Env, extra_globals: &str) -> String {
     env.config()

@@ -207,17 +207,6 @@ fn parse(text: &str) -> Option<Known> {
     Some(k)
 }
 
-/// A fingerprint of bytes (FNV-1a, 64 bits): equal objects give equal prints; a change is
-/// missed only by a collision.
-pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -783,7 +783,7 @@ fn child_of(list: &ChildList, line: &str) -> Child {
     let fp = if list.entitlement == "group_member" {
         0
     } else {
-        known::fingerprint(line.as_bytes())
+        super::hash::fnv1a(line.as_bytes())
     };
     let note = serde_json::from_str::<Note>(line)
         .ok()
