@@ -184,11 +184,14 @@ fn a_local_budget_caps_requests_in_any_window() {
     assert!(ok, "{}", env.logs());
     let a = env.okta.arrivals();
     assert!(a.len() >= 9, "{} requests", a.len());
-    // Any 4 consecutive requests span at least the 2 s window (small slack for the clock).
+    // Any 4 consecutive requests span at least the 2 s window. Arrival times are the
+    // simulator's, not the budget's: a request sent a few ms after its slot on a loaded
+    // machine (seen: 13 ms) arrives late, so 50 ms of slack (a broken budget sends the 4 in
+    // milliseconds).
     for w in a.windows(4) {
         let span = w[3] - w[0];
         assert!(
-            span >= Duration::from_millis(1990),
+            span >= Duration::from_millis(1950),
             "4 requests within {span:?}"
         );
     }
