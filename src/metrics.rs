@@ -212,6 +212,12 @@ impl Registry {
                 .collect(),
         );
         family(
+            "self_monitoring_dropped_total",
+            "counter",
+            "The collector's own lines not sent to Devo because the queue or their level's spool was full (the local log has them all).",
+            vec![(String::new(), crate::selfmon::dropped().to_string())],
+        );
+        family(
             "output_connected",
             "gauge",
             "1 while the output's peer is reachable (a session up, or the last batch taken).",
