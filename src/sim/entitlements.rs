@@ -245,6 +245,18 @@ impl Entitlements {
         let client_ix = |s: &str| ix(ServiceKind::Clients, s);
         let existing =
             |kind: ServiceKind| (0..count(inv, kind)).filter(move |i| inv.contains(kind, *i));
+        // A role listing takes one `expand`: targets/groups or targets/catalog/apps.
+        if parts.last() == Some(&"roles")
+            && let Some((k, v)) = q.iter().find(|(k, v)| {
+                k != "expand" || !matches!(v.as_str(), "targets/groups" | "targets/catalog/apps")
+            })
+        {
+            return Some(error(
+                400,
+                "E0000001",
+                &format!("Api validation failed: {k}={v}"),
+            ));
+        }
         let answer = match parts.as_slice() {
             // listGroupUsers: `after` + Link; default 1000, Okta advises 200.
             ["api", "v1", "groups", g, "users"] => {

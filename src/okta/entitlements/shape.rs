@@ -70,6 +70,8 @@ pub(crate) struct ChildList {
     pub after: &'static str,
     /// The `limit` asked for (`None`: the endpoint is not paged).
     pub limit: Option<u32>,
+    /// More of the query, if any (an admin role's targets, embedded).
+    pub expand: Option<&'static str>,
     /// The most items one page may hold (a page with more is refused).
     pub max_items: usize,
     /// The record's `entitlement`.
@@ -84,9 +86,17 @@ pub(crate) struct ChildList {
 impl ChildList {
     /// The list's first URL for parent `id` (already checked to be URL-safe).
     pub(crate) fn url(&self, base: &str, id: &str) -> String {
-        match self.limit {
-            Some(l) => format!("{base}{}{id}{}?limit={l}", self.before, self.after),
-            None => format!("{base}{}{id}{}", self.before, self.after),
+        let query: Vec<String> = self
+            .limit
+            .map(|l| format!("limit={l}"))
+            .into_iter()
+            .chain(self.expand.map(|e| format!("expand={e}")))
+            .collect();
+        let (before, after) = (self.before, self.after);
+        if query.is_empty() {
+            format!("{base}{before}{id}{after}")
+        } else {
+            format!("{base}{before}{id}{after}?{}", query.join("&"))
         }
     }
 }
@@ -96,6 +106,7 @@ const GROUP_USERS: ChildList = ChildList {
     after: "/users",
     // Okta's default and maximum: one request for most groups.
     limit: Some(1_000),
+    expand: None,
     max_items: 1_000,
     entitlement: "group_member",
     key: 'u',
@@ -105,6 +116,7 @@ const APP_USERS: ChildList = ChildList {
     before: "/api/v1/apps/",
     after: "/users",
     limit: Some(500),
+    expand: None,
     max_items: 500,
     entitlement: "app_user",
     key: 'u',
@@ -114,18 +126,22 @@ const APP_GROUPS: ChildList = ChildList {
     before: "/api/v1/apps/",
     after: "/groups",
     limit: Some(200),
+    expand: None,
     max_items: 200,
     entitlement: "app_group",
     key: 'g',
     field: "group",
 };
 /// Roles are not paged; an assignee holds few (Okta has fewer than 40 role types), so 1,000
-/// bounds a hostile answer without refusing a real one.
+/// bounds a hostile answer without refusing a real one. A role scoped to groups lists them in
+/// its `_embedded` (`expand=targets/groups`, okta-api.md §3.3: one `expand` a request; a
+/// role's app targets would take a request of their own).
 const fn roles(before: &'static str) -> ChildList {
     ChildList {
         before,
         after: "/roles",
         limit: None,
+        expand: Some("targets/groups"),
         max_items: 1_000,
         entitlement: "admin_role",
         key: 'r',
@@ -139,6 +155,7 @@ const FACTORS: ChildList = ChildList {
     before: "/api/v1/users/",
     after: "/factors",
     limit: None,
+    expand: None,
     max_items: 1_000,
     entitlement: "factor",
     key: 'f',
@@ -228,4 +245,42 @@ pub(crate) fn safe_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_child_list_asks_okta_s_limit_and_roles_their_group_targets() {
+        let url = |kind, parent| {
+            children(kind, parent)
+                .iter()
+                .map(|l| l.url("https://o", "ID"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            url(ServiceKind::GroupMembers, ParentKind::Group),
+            ["https://o/api/v1/groups/ID/users?limit=1000"]
+        );
+        assert_eq!(
+            url(ServiceKind::AppAssignments, ParentKind::App),
+            [
+                "https://o/api/v1/apps/ID/users?limit=500",
+                "https://o/api/v1/apps/ID/groups?limit=200"
+            ]
+        );
+        assert_eq!(
+            url(ServiceKind::AdminRoles, ParentKind::Client),
+            ["https://o/oauth2/v1/clients/ID/roles?expand=targets/groups"]
+        );
+        assert_eq!(
+            url(ServiceKind::Factors, ParentKind::User),
+            ["https://o/api/v1/users/ID/factors"]
+        );
+        assert!(children(ServiceKind::Factors, ParentKind::Group).is_empty());
+        assert!(
+            safe_id("00u1a2B_-") && !safe_id("") && !safe_id("a/b") && !safe_id(&"a".repeat(65))
+        );
+    }
 }
