@@ -192,7 +192,8 @@ fn parse(text: &str) -> Option<Known> {
     for line in lines {
         let mut parts = line.splitn(3, ' ');
         let (key, fp, note) = (parts.next()?, parts.next()?, parts.next().unwrap_or(""));
-        if key.len() < 3 || !safe_id(&key[2..]) || key.as_bytes()[1] != b':' {
+        // Checked by bytes: an edited file's key may hold any character.
+        if key.as_bytes().get(1) != Some(&b':') || !key.get(2..).is_some_and(safe_id) {
             return None;
         }
         let fp = u64::from_str_radix(fp, 16).ok()?;
@@ -254,6 +255,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(store.load(ParentKind::Group, "00g2").unwrap(), None);
+        // A multi-byte character where the key's id starts: refused, no panic.
+        std::fs::write(
+            dir.path().join("g_00g3"),
+            "okc-known 1 gen=1 lmu=0 ev=0 label=\"\"\n€x 00 \n",
+        )
+        .unwrap();
+        assert_eq!(store.load(ParentKind::Group, "00g3").unwrap(), None);
         store.remove(ParentKind::Group, "00g1").unwrap();
         assert!(store.parents().unwrap().is_empty());
     }
