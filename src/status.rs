@@ -77,7 +77,15 @@ pub fn report(config: &Config) -> Result<String, String> {
         } else {
             cursor
         };
-        let _ = writeln!(out, "  cursor:      {cursor}");
+        if s.kind.is_entitlement() {
+            // Its progress is its folder's, not the spool cursor's.
+            let progress =
+                crate::okta::describe_entitlements(&config.entitlements_dir(s.kind), now)
+                    .unwrap_or_else(|| "none yet".into());
+            let _ = writeln!(out, "  progress:    {progress}");
+        } else {
+            let _ = writeln!(out, "  cursor:      {cursor}");
+        }
         let when = |t: Option<SystemTime>| match t {
             Some(t) => format!("{} ({} ago)", crate::time::format_seconds(t), ago(now, t)),
             None => "never".into(),

@@ -27,4 +27,5 @@ mod restore;
 mod snapshot;
 
 pub use body::release_spare_bodies;
+pub use entitlements::describe as describe_entitlements;
 pub use logs::LogsCursor;

@@ -510,6 +510,21 @@ fn a_listing_killed_again_and_again_loses_nothing_and_resumes_where_it_was() {
     assert!(done, "{}", env.logs());
     let logs = env.logs();
     assert!(logs.contains("Resuming full listing 1"), "{logs}");
+    // `status` says where each service's listing is, from its folder.
+    let out = std::process::Command::new(bin())
+        .args(["status", "--config"])
+        .arg(env.path().join("config.yaml"))
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{status}");
+    assert_eq!(
+        status
+            .matches("  progress:    full listing 1 complete at ")
+            .count(),
+        2,
+        "{status}"
+    );
     let want: BTreeSet<_> = expected(&env, users, groups)
         .into_iter()
         .filter(|(e, _, _)| e == "group_member" || e == "factor")

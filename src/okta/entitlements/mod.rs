@@ -139,6 +139,40 @@ pub(crate) async fn restore(p: &Puller) -> Result<EntitlementState, Halt> {
     })
 }
 
+/// What `status` says of an entitlement service from its folder `dir`: the full listing in
+/// progress (where it is) or the last one (when), and whether one is due because System Log
+/// events were skipped. `None` before the service has run.
+pub fn describe(dir: &std::path::Path, now: SystemTime) -> Option<String> {
+    let bytes = std::fs::read(dir.join("progress.json")).ok()?;
+    let p: Progress = serde_json::from_slice(&bytes).ok()?;
+    let at = |ms: u64| {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let ago = now.duration_since(t).unwrap_or_default().as_secs();
+        format!("{} ({ago}s ago)", crate::time::format_seconds(t))
+    };
+    let mut out = match &p.listing {
+        Some(l) => format!(
+            "full listing {} in progress since {}: phase {}, {} parents into its page, {} entitlements present and {} removed so far",
+            l.generation,
+            at(l.started_ms),
+            l.phase + 1,
+            l.done,
+            l.present,
+            l.removed
+        ),
+        None if p.last_full_ms > 1 => format!(
+            "full listing {} complete at {}",
+            p.generation,
+            at(p.last_full_ms)
+        ),
+        None => "no full listing complete yet".to_string(),
+    };
+    if dir.join(super::puller::RELIST_MARKER).exists() {
+        out.push_str("; another is due (System Log events were skipped)");
+    }
+    Some(out)
+}
+
 fn every(p: &Puller) -> Duration {
     p.service
         .full_listing_every
