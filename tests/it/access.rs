@@ -29,16 +29,26 @@ fn org(users: u64, groups: u64) -> Env {
     })
 }
 
-/// The config with the four services on, each every second (and `extra` settings).
-fn write_config(env: &Env, extra: &str) {
+/// The org, the receiver and the collector with the four services on, each every second,
+/// once each service's first full listing has reached Devo.
+fn listed(users: u64, groups: u64) -> (Env, devo::Receiver, std::process::Child) {
+    let mut env = org(users, groups);
+    let devo = env.start_devo();
     let mut c = env.config();
     for s in SERVICES {
         c = c.service(
             s,
-            &format!("{{enabled: true, request_period_in_seconds: 1, requests_limits: []{extra}}}"),
+            "{enabled: true, request_period_in_seconds: 1, requests_limits: []}",
         );
     }
     c.write();
+    let child = env.spawn();
+    assert!(
+        wait_until(Duration::from_secs(60), || baselines(&devo).len() >= 4),
+        "{}",
+        env.logs()
+    );
+    (env, devo, child)
 }
 
 fn all_records(devo: &devo::Receiver) -> Vec<serde_json::Value> {
@@ -168,14 +178,9 @@ fn baselines(devo: &devo::Receiver) -> Vec<serde_json::Value> {
 #[test]
 fn a_full_listing_delivers_every_entitlement_once_then_a_baseline_per_service() {
     let (users, groups) = (120, 12);
-    let mut env = org(users, groups);
-    let devo = env.start_devo();
-    write_config(&env, "");
-    let mut child = env.spawn();
-    let done = wait_until(Duration::from_secs(60), || baselines(&devo).len() >= 4);
+    let (env, devo, mut child) = listed(users, groups);
     env.settle();
     stop(&env, &mut child);
-    assert!(done, "{}", env.logs());
     let want = expected(&env, users, groups);
     let mut got: BTreeMap<(String, String, String), u32> = BTreeMap::new();
     for r in all_records(&devo) {
@@ -232,15 +237,7 @@ fn a_full_listing_delivers_every_entitlement_once_then_a_baseline_per_service() 
 #[test]
 fn each_kind_of_change_arrives_with_its_event_as_cause_within_its_request_bound() {
     let (users, groups) = (120, 12);
-    let mut env = org(users, groups);
-    let devo = env.start_devo();
-    write_config(&env, "");
-    let mut child = env.spawn();
-    assert!(
-        wait_until(Duration::from_secs(60), || baselines(&devo).len() >= 4),
-        "{}",
-        env.logs()
-    );
+    let (env, devo, mut child) = listed(users, groups);
     let (inv, ent) = (env.okta.inventory(), env.okta.entitlements());
     let outsider = (0..users)
         .find(|u| !ent.holds(inv, Link::Member { group: 3, user: *u }))
@@ -619,15 +616,7 @@ fn a_stuck_entitlement_service_never_stops_the_system_log() {
 #[test]
 fn a_burst_of_changes_killed_again_and_again_loses_none_of_them() {
     let (users, groups) = (200, 10);
-    let mut env = org(users, groups);
-    let devo = env.start_devo();
-    write_config(&env, "");
-    let mut child = env.spawn();
-    assert!(
-        wait_until(Duration::from_secs(60), || baselines(&devo).len() >= 4),
-        "{}",
-        env.logs()
-    );
+    let (mut env, devo, mut child) = listed(users, groups);
     let (inv, ent) = (env.okta.inventory(), env.okta.entitlements());
     // 60 changes of every kind, made while the collector is killed and started again.
     let mut made = Vec::new();
