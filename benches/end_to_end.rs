@@ -25,18 +25,7 @@ fn main() {
 
     // 1. End to end.
     let run = Run::new(events, LOGS);
-    let rx = run.receiver();
-    let started = Instant::now();
-    let child = run.spawn();
-    let mut last = (0.0, 0.0);
-    while rx.count() < events {
-        last = usage(child.id());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let (cpu, rss) = usage(child.id());
-    let (cpu, rss) = (cpu.max(last.0), rss.max(last.1));
-    stop(child);
+    let (secs, cpu, rss) = common::deliver_all(&run, events);
     println!(
         "  1. end to end: {events} events in {secs:.1}s = {:.0} events/s; {:.2} CPU s per million events; peak RSS {rss:.1} MiB; {} requests",
         events as f64 / secs,

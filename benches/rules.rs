@@ -8,8 +8,7 @@
 
 mod common;
 
-use common::{Run, arg, stop, usage};
-use std::time::{Duration, Instant};
+use common::{Run, arg};
 
 const TEN: &str = r#"drop: ["policy.evaluate_sign_on_x", "system.agent.*.heartbeat", "user.session.access_admin_app_x", "app.inbound_del_auth.*", "security.threat.detected_x", "*.ldap.*"], sample: [{event_type: "user.authentication.auth_via_mfa_x", keep_one_in: 10}, {event_type: "system.push.*", keep_one_in: 5}, {event_type: "*.radius.*", keep_one_in: 3}, {event_type: "device.*", keep_one_in: 2}]"#;
 
@@ -28,18 +27,8 @@ fn main() {
                 "      logs: {{start: \"{{start}}\", request_period_in_seconds: 1, requests_limits: []{sep}{rules}}}\n"
             );
             let run = Run::new(events, &logs);
-            let rx = run.receiver();
-            let started = Instant::now();
-            let child = run.spawn();
-            let mut last = (0.0, 0.0);
-            while rx.count() < events {
-                last = usage(child.id());
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let secs = started.elapsed().as_secs_f64();
-            let (cpu, _) = usage(child.id());
-            stop(child);
-            let cpu_m = cpu.max(last.0) * 1e6 / events as f64;
+            let (secs, cpu, _) = common::deliver_all(&run, events);
+            let cpu_m = cpu * 1e6 / events as f64;
             println!(
                 "  {} rules: {:.0} events/s, {cpu_m:.2} CPU s per million events",
                 if rules.is_empty() { 0 } else { 10 },

@@ -130,6 +130,24 @@ impl Run {
     }
 }
 
+/// Starts the collector on `run` with a receiver, waits until `events` lines have arrived,
+/// stops it; returns (seconds from spawn to the last line, CPU seconds, peak RSS in MiB) of
+/// the collector (benchmark 1's measure).
+pub fn deliver_all(run: &Run, events: u64) -> (f64, f64, f64) {
+    let rx = run.receiver();
+    let started = std::time::Instant::now();
+    let child = run.spawn();
+    let mut last = (0.0, 0.0);
+    while rx.count() < events {
+        last = usage(child.id());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu, rss) = usage(child.id());
+    stop(child);
+    (secs, cpu.max(last.0), rss.max(last.1))
+}
+
 /// SIGTERM, then the exit.
 pub fn stop(mut child: Child) {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
