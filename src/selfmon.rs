@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+/// The log target of the statistics lines: they are sent whatever the level (decided on the
+/// target, never on a line's text).
+pub const STATISTICS: &str = "okta_collector::statistics";
+
 /// Lines waiting for the writer, at most.
 pub const QUEUE: usize = 4_096;
 
@@ -98,11 +102,11 @@ pub fn capture(record: &log::Record<'_>) {
     {
         return;
     }
-    let text = record.args().to_string();
-    let statistics = text.contains("Statistics for this pull cycle");
-    if (record.level() as u8) > min && !statistics {
+    // Above the chosen level only the statistics lines go; nothing else is formatted.
+    if (record.level() as u8) > min && target != STATISTICS {
         return;
     }
+    let text = record.args().to_string();
     let Some(level) = LEVELS
         .iter()
         .rev()

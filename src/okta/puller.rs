@@ -714,6 +714,7 @@ impl Puller {
             )
         };
         log::info!(
+            target: crate::selfmon::STATISTICS,
             "{} -> Statistics for this pull cycle (@devo_pulling_id={pulling_id}):Number of requests made: {}; \
              Number of events received: {}; Number of duplicated events filtered out: {}; \
              Number of events generated and sent: {}; Average of events per second: {:.3}.{rules}",
