@@ -263,21 +263,19 @@ impl Pipeline {
                 logs_spool = Some(spool.clone());
             }
             let counters = Arc::new(Counters::default());
-            log::info!(
-                "Spool {} opened: {} events waiting to be sent.",
-                spool.dir().display(),
-                (0..consumers.len())
-                    .map(|c| spool.backlog_of(c))
-                    .max()
-                    .unwrap_or(0)
-            );
-            stats.push(add_table(
+            let table = add_table(
                 &mut tables,
                 service.kind.name(),
                 &service.tag,
                 &spool,
                 counters.clone(),
-            ));
+            );
+            log::info!(
+                "Spool {} opened: {} events waiting to be sent.",
+                spool.dir().display(),
+                table.waiting()
+            );
+            stats.push(table);
             let pacer = Pacer::new(&service.limits, global.clone());
             let kind = service.kind;
             let mut puller = Puller::new(
